@@ -1,0 +1,387 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Host backend: every NUMA node with memory is a target (CPU-less nodes as
+ * such).  Allocation is mmap + mbind(MPOL_BIND); migration is one
+ * mbind(MPOL_BIND, MPOL_MF_MOVE | MPOL_MF_STRICT) per range, which moves every
+ * page in one call and binds later faults to the destination.  Discovery reads
+ * only the fsroot, so recorded machines can be replayed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <numa.h>
+#include <numaif.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "query.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define HOST_MAX_NODES 1024
+#define HOST_HUGE (2u << 20)
+
+const struct coh_backend_ops coh_host_backend;
+
+struct host_backend {
+	bool numa;        /* the kernel takes NUMA syscalls */
+};
+
+struct host_target {
+	int node;
+};
+
+static uint64_t node_meminfo(const coh_context *ctx, int node, const char *key)
+{
+	char buf[4096];
+	if (node < 0) {
+		if (coh_fs_read(ctx, "/proc/meminfo", buf, sizeof(buf)) < 0)
+			return 0;
+	} else if (coh_fs_readf(ctx, buf, sizeof(buf), "/sys/devices/system/node/node%d/meminfo", node) < 0) {
+		return 0;
+	}
+	char *p = strstr(buf, key);
+	if (!p)
+		return 0;
+	p += strlen(key);
+	while (*p == ':' || *p == ' ')
+		p++;
+	return strtoull(p, NULL, 10) * 1024;
+}
+
+/* Nodes whose every present page is in ZONE_MOVABLE (kmem-onlined CXL, hotplugged memory). */
+static void movable_nodes(const coh_context *ctx, uint8_t *movable)
+{
+	int fd = coh_fs_open(ctx, "/proc/zoneinfo", O_RDONLY);
+	memset(movable, 0, HOST_MAX_NODES / 8);
+	if (fd < 0)
+		return;
+	FILE *f = fdopen(fd, "r");
+	if (!f) {
+		close(fd);
+		return;
+	}
+	uint64_t *pm = calloc(HOST_MAX_NODES, sizeof(uint64_t)), *po = calloc(HOST_MAX_NODES, sizeof(uint64_t));
+	char line[512], zone[32] = "";
+	int node = -1;
+	while (pm && po && fgets(line, sizeof(line), f)) {
+		int n;
+		unsigned long long v;
+		if (sscanf(line, "Node %d, zone %31s", &n, zone) == 2) {
+			node = n >= 0 && n < HOST_MAX_NODES ? n : -1;
+		} else if (node >= 0 && sscanf(line, " present %llu", &v) == 1) {
+			if (!strcmp(zone, "Movable"))
+				pm[node] += v;
+			else
+				po[node] += v;
+		}
+	}
+	for (int i = 0; pm && po && i < HOST_MAX_NODES; i++)
+		if (pm[i] && !po[i])
+			movable[i / 8] |= (uint8_t)(1u << (i % 8));
+	free(pm);
+	free(po);
+	fclose(f);
+}
+
+static bool thp_available(const coh_context *ctx)
+{
+	char buf[128];
+	if (coh_fs_read(ctx, "/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof(buf)) < 0)
+		return false;
+	return strstr(buf, "[never]") == NULL;
+}
+
+static void cpu_vendor(const coh_context *ctx, char *out, size_t len)
+{
+	char buf[4096];
+	snprintf(out, len, "unknown");
+	if (coh_fs_read(ctx, "/proc/cpuinfo", buf, sizeof(buf)) < 0)
+		return;
+	char *p = strstr(buf, "vendor_id");
+	if (!p)
+		p = strstr(buf, "cpu\t");   /* POWER: "cpu : POWER9" */
+	if (!p)
+		return;
+	p = strchr(p, ':');
+	if (!p)
+		return;
+	p++;
+	while (*p == ' ')
+		p++;
+	size_t l = strcspn(p, "\n,");
+	snprintf(out, len, "%.*s", (int)l, p);
+}
+
+static int host_add(coh_context *ctx, int node, bool cpuless, uint64_t caps, bool movable, const char *vendor)
+{
+	struct coh_target_desc d = { 0 };
+	struct host_target *ht = calloc(1, sizeof(*ht));
+	if (!ht)
+		return -ENOMEM;
+	ht->node = node;
+	d.kind = cpuless ? COH_KIND_CPULESS_NODE : COH_KIND_HOST_NODE;
+	snprintf(d.name, sizeof(d.name), "host:node%d", node < 0 ? 0 : node);
+	snprintf(d.vendor, sizeof(d.vendor), "%s", cpuless ? "unknown" : vendor);
+	if (cpuless)
+		snprintf(d.model, sizeof(d.model), "CPU-less memory node %d", node);
+	else
+		snprintf(d.model, sizeof(d.model), "system memory, NUMA node %d", node < 0 ? 0 : node);
+	d.numa_node = node;
+	d.total_bytes = node_meminfo(ctx, node, "MemTotal");
+	d.caps = caps;
+	d.zone_movable = movable;
+	d.priv = ht;
+	int e = coh_target_add(ctx, &d);
+	if (e)
+		free(ht);
+	return e;
+}
+
+static int host_discover(coh_context *ctx, void **priv)
+{
+	struct host_backend *hb = calloc(1, sizeof(*hb));
+	if (!hb)
+		return -ENOMEM;
+	*priv = hb;
+	hb->numa = ctx->replay ? true : numa_available() >= 0;
+
+	uint64_t caps = COH_CAP_ALLOC | COH_CAP_ADOPT | COH_CAP_QUERY | COH_CAP_PIN_QUERY |
+			COH_CAP_FORK_COPY | COH_CAP_FORK_SHARE | COH_CAP_FORK_EXCLUDE | COH_CAP_FORK_ZERO |
+			COH_CAP_FORK_KERNEL;
+	if (hb->numa)
+		caps |= COH_CAP_MIGRATE | COH_CAP_MIGRATE_ASYNC | COH_CAP_ADVISE;
+	if (thp_available(ctx))
+		caps |= COH_CAP_HUGE_PAGES;
+
+	char vendor[64];
+	cpu_vendor(ctx, vendor, sizeof(vendor));
+
+	uint8_t present[HOST_MAX_NODES / 8] = { 0 }, withcpu[HOST_MAX_NODES / 8] = { 0 };
+	uint8_t withmem[HOST_MAX_NODES / 8] = { 0 }, movable[HOST_MAX_NODES / 8];
+	char buf[4096];
+	bool have_mem_list = false, have_cpu_list = false;
+	DIR *d = coh_fs_opendir(ctx, "/sys/devices/system/node");
+	if (!d) {
+		/* No NUMA in this kernel: the whole of memory is one target. */
+		hb->numa = false;
+		caps &= ~(uint64_t)(COH_CAP_MIGRATE | COH_CAP_MIGRATE_ASYNC | COH_CAP_ADVISE);
+		coh_info(ctx, "host: no NUMA nodes in sysfs, one target for all memory");
+		return host_add(ctx, -1, false, caps, false, vendor);
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		int id;
+		char tail;
+		if (sscanf(de->d_name, "node%d%c", &id, &tail) == 1 && id >= 0 && id < HOST_MAX_NODES)
+			present[id / 8] |= (uint8_t)(1u << (id % 8));
+	}
+	closedir(d);
+	if (coh_fs_read(ctx, "/sys/devices/system/node/has_memory", buf, sizeof(buf)) >= 0 &&
+	    coh_parse_list(buf, withmem, HOST_MAX_NODES) >= 0)
+		have_mem_list = true;
+	if (coh_fs_read(ctx, "/sys/devices/system/node/has_cpu", buf, sizeof(buf)) >= 0 &&
+	    coh_parse_list(buf, withcpu, HOST_MAX_NODES) >= 0)
+		have_cpu_list = true;
+	movable_nodes(ctx, movable);
+
+	int added = 0;
+	for (int n = 0; n < HOST_MAX_NODES; n++) {
+		if (!(present[n / 8] & (1u << (n % 8))))
+			continue;
+		bool mem = have_mem_list ? (withmem[n / 8] >> (n % 8)) & 1 : node_meminfo(ctx, n, "MemTotal") > 0;
+		if (!mem)
+			continue;
+		bool cpu;
+		if (have_cpu_list) {
+			cpu = (withcpu[n / 8] >> (n % 8)) & 1;
+		} else {
+			int r = coh_fs_readf(ctx, buf, sizeof(buf), "/sys/devices/system/node/node%d/cpulist", n);
+			cpu = r > 0;
+		}
+		int e = host_add(ctx, n, !cpu, caps, (movable[n / 8] >> (n % 8)) & 1, vendor);
+		if (e)
+			return e;
+		added++;
+	}
+	return added;
+}
+
+static void host_fini(coh_context *ctx, void *priv)
+{
+	(void)ctx;
+	free(priv);
+}
+
+static void host_target_fini(coh_target *t, void *priv)
+{
+	(void)t;
+	free(priv);
+}
+
+static int host_free_bytes(coh_target *t, uint64_t *free_bytes)
+{
+	const struct host_target *ht = coh_target_priv(t);
+	uint64_t v = node_meminfo(coh_target_context(t), ht->node, "MemFree");
+	if (!v)
+		return -ENOENT;
+	*free_bytes = v;
+	return 0;
+}
+
+static bool numa_on(const coh_target *t)
+{
+	const struct host_backend *hb = coh_target_backend_priv(t);
+	return hb->numa;
+}
+
+static int bind_to(void *addr, size_t len, int node, int mode, unsigned flags)
+{
+	unsigned long mask[HOST_MAX_NODES / (8 * sizeof(unsigned long))] = { 0 };
+	if (node < 0 || node >= HOST_MAX_NODES)
+		return -EINVAL;
+	mask[node / (8 * sizeof(unsigned long))] |= 1UL << (node % (8 * sizeof(unsigned long)));
+	/* maxnode counts bits, and the kernel reads maxnode - 1 of them */
+	return coh_sys_mbind(addr, len, mode, mask, HOST_MAX_NODES + 1, flags);
+}
+
+static int host_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out)
+{
+	const struct host_target *ht = coh_target_priv(t);
+	coh_context *ctx = coh_target_context(t);
+	bool shared = ((flags >> 8) & 0xf) == COH_FORK_SHARE;
+	if ((flags & COH_ALLOC_HUGE) && align < HOST_HUGE && size >= HOST_HUGE)
+		align = HOST_HUGE;
+	size_t extra = align > ctx->page_size ? align - ctx->page_size : 0;
+	if (size + extra < size)
+		return -EOVERFLOW;
+	void *p;
+	int e = coh_sys_mmap(NULL, size + extra, PROT_READ | PROT_WRITE,
+			     (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0, &p);
+	if (e)
+		return e;
+	uintptr_t a = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
+	if (a > (uintptr_t)p)
+		coh_sys_munmap(p, a - (uintptr_t)p);
+	uintptr_t tail = (uintptr_t)p + size + extra, end = a + size;
+	if (tail > end)
+		coh_sys_munmap((void *)end, tail - end);
+	p = (void *)a;
+
+	if (flags & COH_ALLOC_HUGE)
+		e = coh_sys_madvise(p, size, MADV_HUGEPAGE);
+	else if (flags & COH_ALLOC_NOHUGE)
+		e = coh_sys_madvise(p, size, MADV_NOHUGEPAGE);
+	if (!e && numa_on(t))
+		e = bind_to(p, size, ht->node, MPOL_BIND, 0);
+	if (!e && (flags & COH_ALLOC_POPULATE)) {
+		e = coh_sys_madvise(p, size, MADV_POPULATE_WRITE);
+		if (e == -EINVAL) {   /* kernels before 5.14 */
+			for (size_t off = 0; off < size; off += ctx->page_size)
+				((volatile char *)p)[off] = 0;
+			e = 0;
+		}
+	}
+	if (e) {
+		coh_sys_munmap(p, size);
+		return e;
+	}
+	*out = p;
+	return 0;
+}
+
+static int host_free(coh_target *t, void *ptr, size_t size)
+{
+	(void)t;
+	return coh_sys_munmap(ptr, size);
+}
+
+/* Adopt anonymous private memory only: the kernel can move it and change its policy. */
+static int host_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
+{
+	(void)flags;
+	struct coh_vma *v = NULL;
+	size_t n = 0;
+	uintptr_t a = (uintptr_t)addr, end = a + len;
+	int e = coh_maps_read(coh_target_context(t), 0, a, end, &v, &n);
+	if (e)
+		return e;
+	uintptr_t cur = a;
+	for (size_t i = 0; i < n && !e; i++) {
+		if (v[i].start > cur)
+			e = -EFAULT;            /* hole: nothing mapped there */
+		else if (v[i].backing != COH_VMA_ANON)
+			e = -EOPNOTSUPP;        /* file, shared or device memory */
+		cur = v[i].end;
+	}
+	if (!e && cur < end)
+		e = -EFAULT;
+	free(v);
+	return e;
+}
+
+static int host_release(coh_target *t, void *addr, size_t len)
+{
+	if (!numa_on(t))
+		return 0;
+	/* Back to the process's default policy; the pages stay where they are. */
+	return coh_sys_mbind(addr, len, MPOL_DEFAULT, NULL, 0, 0);
+}
+
+static int host_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *addr, size_t len,
+			unsigned flags)
+{
+	(void)rec;
+	(void)flags;
+	if (coh_target_backend(dst) != coh_host_backend.name)
+		return -EOPNOTSUPP;   /* host memory moves between host nodes only */
+	if (!numa_on(dst))
+		return -EOPNOTSUPP;
+	const struct host_target *ht = coh_target_priv(dst);
+	int e = bind_to(addr, len, ht->node, MPOL_BIND, MPOL_MF_MOVE | MPOL_MF_STRICT);
+	/* EIO: some pages could not move (pinned, shared with another process);
+	 * they stay intact where they were. */
+	return e == -EIO ? -EBUSY : e;
+}
+
+static int host_advise(const struct coh_alloc_rec *rec, void *addr, size_t len, int advice, coh_target *t)
+{
+	if (!numa_on(rec->target))
+		return -EOPNOTSUPP;
+	switch (advice) {
+	case COH_ADVISE_PREFERRED_LOCATION:
+		if (coh_target_backend(t) != coh_host_backend.name)
+			return -EOPNOTSUPP;
+		return bind_to(addr, len, ((const struct host_target *)coh_target_priv(t))->node,
+			       MPOL_PREFERRED, 0);
+	case COH_ADVISE_UNSET_PREFERRED_LOCATION:
+		if (rec->adopted)
+			return coh_sys_mbind(addr, len, MPOL_DEFAULT, NULL, 0, 0);
+		return bind_to(addr, len, ((const struct host_target *)coh_target_priv(rec->target))->node,
+			       MPOL_BIND, 0);
+	default:
+		/* Every CPU reaches every node, and Linux does not replicate pages. */
+		return -EOPNOTSUPP;
+	}
+}
+
+const struct coh_backend_ops coh_host_backend = {
+	.abi = COH_BACKEND_ABI,
+	.size = sizeof(struct coh_backend_ops),
+	.name = "host",
+	.discover = host_discover,
+	.fini = host_fini,
+	.target_fini = host_target_fini,
+	.free_bytes = host_free_bytes,
+	.alloc = host_alloc,
+	.free = host_free,
+	.adopt = host_adopt,
+	.release = host_release,
+	.migrate = host_migrate,
+	.advise = host_advise,
+};

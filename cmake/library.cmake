@@ -1,0 +1,48 @@
+# The library itself, built after the backends have added their sources.
+get_property(COH_LINK_LIBS GLOBAL PROPERTY COH_LINK_LIBS)
+get_property(COH_PC_LIBS_PRIVATE GLOBAL PROPERTY COH_PC_LIBS_PRIVATE)
+get_property(COH_PC_REQUIRES_PRIVATE GLOBAL PROPERTY COH_PC_REQUIRES_PRIVATE)
+
+add_library(coherent SHARED $<TARGET_OBJECTS:coherent_obj>)
+target_link_libraries(coherent PRIVATE ${COH_LINK_LIBS} Threads::Threads)
+target_include_directories(coherent PUBLIC
+  $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+  $<BUILD_INTERFACE:${PROJECT_BINARY_DIR}/include>
+  $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+set_target_properties(coherent PROPERTIES
+  OUTPUT_NAME coherent
+  VERSION ${PROJECT_VERSION}
+  SOVERSION ${PROJECT_VERSION_MAJOR}
+  C_VISIBILITY_PRESET hidden
+  LINK_DEPENDS ${PROJECT_SOURCE_DIR}/core/libcoherent.map)
+target_link_options(coherent PRIVATE
+  -Wl,--version-script=${PROJECT_SOURCE_DIR}/core/libcoherent.map -Wl,--no-undefined)
+
+# Same objects as a static archive, for tests that reach core internals.
+add_library(coherent_static STATIC $<TARGET_OBJECTS:coherent_obj>)
+target_link_libraries(coherent_static PUBLIC ${COH_LINK_LIBS} Threads::Threads)
+target_include_directories(coherent_static PUBLIC
+  ${PROJECT_SOURCE_DIR}/include ${PROJECT_BINARY_DIR}/include ${PROJECT_SOURCE_DIR}/core)
+
+# ---- install: library, headers, pkg-config, CMake package ----
+install(TARGETS coherent EXPORT libcoherentTargets
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(FILES ${PROJECT_SOURCE_DIR}/include/coherent.h ${PROJECT_BINARY_DIR}/include/coherent_version.h
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+
+string(REPLACE ";" " " COH_PC_LIBS_PRIVATE "${COH_PC_LIBS_PRIVATE}")
+string(REPLACE ";" " " COH_PC_REQUIRES_PRIVATE "${COH_PC_REQUIRES_PRIVATE}")
+configure_file(${PROJECT_SOURCE_DIR}/cmake/libcoherent.pc.in ${PROJECT_BINARY_DIR}/libcoherent.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/libcoherent.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+
+include(CMakePackageConfigHelpers)
+install(EXPORT libcoherentTargets NAMESPACE libcoherent::
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/libcoherent)
+configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/libcoherentConfig.cmake.in
+  ${PROJECT_BINARY_DIR}/libcoherentConfig.cmake
+  INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/libcoherent)
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/libcoherentConfigVersion.cmake
+  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/libcoherentConfig.cmake ${PROJECT_BINARY_DIR}/libcoherentConfigVersion.cmake
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/libcoherent)

@@ -1,0 +1,265 @@
+/* SPDX-License-Identifier: MIT */
+/* Allocate, free, adopt, release and look up: the allocation map's users. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define FLAGS_KNOWN (COH_ALLOC_HUGE | COH_ALLOC_NOHUGE | COH_ALLOC_POPULATE | COH_ALLOC_FORK(0xf))
+
+int coh_check_range(const void *addr, size_t len)
+{
+	if (!addr)
+		return -EFAULT;
+	if (len == 0)
+		return -EINVAL;
+	if ((uintptr_t)addr + len < (uintptr_t)addr || len > (SIZE_MAX >> 1))
+		return -EOVERFLOW;
+	return 0;
+}
+
+static int check_flags(unsigned flags)
+{
+	if (flags & ~FLAGS_KNOWN)
+		return -EINVAL;
+	if ((flags & COH_ALLOC_HUGE) && (flags & COH_ALLOC_NOHUGE))
+		return -EINVAL;
+	if (((flags >> 8) & 0xf) > COH_FORK_KERNEL)
+		return -EINVAL;
+	return 0;
+}
+
+void coh_rec_put(struct coh_rec *r)
+{
+	if (r && atomic_fetch_sub(&r->refs, 1) == 1)
+		free(r);
+}
+
+int coh_rec_get(coh_context *ctx, const void *addr, size_t len, struct coh_rec **out)
+{
+	uintptr_t a = (uintptr_t)addr;
+	pthread_rwlock_rdlock(&ctx->amap.lock);
+	struct coh_rec *r = coh_amap_find(&ctx->amap, a);
+	if (r) {
+		if (len > r->pub.start + r->pub.length - a) {
+			pthread_rwlock_unlock(&ctx->amap.lock);
+			return -EINVAL;   /* runs past the end of the allocation */
+		}
+		atomic_fetch_add(&r->refs, 1);
+	}
+	pthread_rwlock_unlock(&ctx->amap.lock);
+	if (!r)
+		return -ENOENT;
+	*out = r;
+	return 0;
+}
+
+static struct coh_rec *rec_new(coh_target *t, void *p, size_t len, unsigned flags, int adopted)
+{
+	struct coh_rec *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->pub.start = (uintptr_t)p;
+	r->pub.length = len;
+	r->pub.target = t;
+	r->pub.flags = flags;
+	r->pub.fork_policy = (int)((flags >> 8) & 0xf);
+	r->pub.adopted = adopted;
+	r->pub.shared = r->pub.fork_policy == COH_FORK_SHARE;
+	atomic_init(&r->refs, 1);
+	return r;
+}
+
+static int check_target(coh_target *t, uint64_t cap)
+{
+	if (!t)
+		return -EINVAL;
+	if (t->ctx->replay)
+		return -EROFS;
+	if (!(t->d.caps & cap))
+		return -EOPNOTSUPP;
+	return 0;
+}
+
+int coh_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out)
+{
+	int e;
+	if (!out)
+		return -EFAULT;
+	if ((e = check_target(t, COH_CAP_ALLOC)))
+		return e;
+	if (size == 0)
+		return -EINVAL;
+	if (size > (SIZE_MAX >> 1))
+		return -EOVERFLOW;
+	if (align & (align - 1))
+		return -EINVAL;
+	if ((e = check_flags(flags)))
+		return e;
+	int policy = (int)((flags >> 8) & 0xf);
+	if (!(t->d.caps & (COH_CAP_FORK_COPY << policy)))
+		return -EOPNOTSUPP;
+	if ((flags & COH_ALLOC_HUGE) && !(t->d.caps & COH_CAP_HUGE_PAGES))
+		return -EOPNOTSUPP;
+	coh_context *ctx = t->ctx;
+	if (align < ctx->page_size)
+		align = ctx->page_size;
+	size_t len = (size + ctx->page_size - 1) & ~(ctx->page_size - 1);
+
+	void *p = NULL;
+	e = t->slot->ops->alloc(t, len, align, flags, &p);
+	if (e)
+		return e;
+	struct coh_rec *r = rec_new(t, p, len, flags, 0);
+	if (!r) {
+		t->slot->ops->free(t, p, len);
+		return -ENOMEM;
+	}
+	e = coh_fork_apply(ctx, r, r->pub.fork_policy);
+	if (!e) {
+		pthread_rwlock_wrlock(&ctx->amap.lock);
+		e = coh_amap_insert(&ctx->amap, r);
+		pthread_rwlock_unlock(&ctx->amap.lock);
+	}
+	if (e) {
+		t->slot->ops->free(t, p, len);
+		free(r);
+		return e;
+	}
+	*out = p;
+	return 0;
+}
+
+int coh_free(coh_context *ctx, void *ptr)
+{
+	if (!ctx)
+		return -EINVAL;
+	if (!ptr)
+		return -EFAULT;
+	if (ctx->replay)
+		return -EROFS;
+	pthread_rwlock_wrlock(&ctx->amap.lock);
+	struct coh_rec *r = coh_amap_find(&ctx->amap, (uintptr_t)ptr);
+	int e = 0;
+	if (!r || r->pub.start != (uintptr_t)ptr)
+		e = -ENOENT;
+	else if (r->pub.adopted)
+		e = -EINVAL;
+	else
+		coh_amap_remove(&ctx->amap, r->pub.start);
+	pthread_rwlock_unlock(&ctx->amap.lock);
+	if (e)
+		return e;
+	e = r->pub.target->slot->ops->free(r->pub.target, ptr, r->pub.length);
+	coh_rec_put(r);
+	return e;
+}
+
+int coh_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
+{
+	int e;
+	if ((e = check_target(t, COH_CAP_ADOPT)))
+		return e;
+	if ((e = coh_check_range(addr, len)))
+		return e;
+	if ((e = check_flags(flags)))
+		return e;
+	if (flags & (COH_ALLOC_HUGE | COH_ALLOC_NOHUGE | COH_ALLOC_POPULATE))
+		return -EINVAL;   /* hints for new memory only */
+	coh_context *ctx = t->ctx;
+	if (((uintptr_t)addr | len) & (ctx->page_size - 1))
+		return -EINVAL;
+	int policy = (int)((flags >> 8) & 0xf);
+	if (policy == COH_FORK_SHARE)
+		return -EOPNOTSUPP;   /* private memory cannot become shared in place */
+	if (!(t->d.caps & (COH_CAP_FORK_COPY << policy)))
+		return -EOPNOTSUPP;
+	struct coh_rec *r = rec_new(t, addr, len, flags, 1);
+	if (!r)
+		return -ENOMEM;
+
+	/* Reserve the range first so two threads cannot adopt it twice. */
+	pthread_rwlock_wrlock(&ctx->amap.lock);
+	e = coh_amap_insert(&ctx->amap, r);
+	pthread_rwlock_unlock(&ctx->amap.lock);
+	if (e) {
+		free(r);
+		return e;
+	}
+	e = t->slot->ops->adopt(t, addr, len, flags);
+	if (!e && policy != COH_FORK_COPY && policy != COH_FORK_KERNEL) {
+		e = coh_fork_apply(ctx, r, policy);
+		if (e)
+			t->slot->ops->release(t, addr, len);
+	}
+	if (e) {
+		pthread_rwlock_wrlock(&ctx->amap.lock);
+		coh_amap_remove(&ctx->amap, r->pub.start);
+		pthread_rwlock_unlock(&ctx->amap.lock);
+		coh_rec_put(r);
+		return e;
+	}
+	return 0;
+}
+
+int coh_release(coh_context *ctx, void *addr)
+{
+	if (!ctx)
+		return -EINVAL;
+	if (!addr)
+		return -EFAULT;
+	if (ctx->replay)
+		return -EROFS;
+	pthread_rwlock_wrlock(&ctx->amap.lock);
+	struct coh_rec *r = coh_amap_find(&ctx->amap, (uintptr_t)addr);
+	int e = 0;
+	if (!r || r->pub.start != (uintptr_t)addr)
+		e = -ENOENT;
+	else if (!r->pub.adopted)
+		e = -EINVAL;
+	else
+		coh_amap_remove(&ctx->amap, r->pub.start);
+	pthread_rwlock_unlock(&ctx->amap.lock);
+	if (e)
+		return e;
+	/* The caller keeps the memory: undo what adopting changed. */
+	if (r->pub.fork_policy != COH_FORK_COPY && r->pub.fork_policy != COH_FORK_KERNEL)
+		coh_fork_apply(ctx, r, COH_FORK_KERNEL);
+	e = r->pub.target->slot->ops->release(r->pub.target, addr, r->pub.length);
+	coh_rec_put(r);
+	return e;
+}
+
+int coh_lookup(coh_context *ctx, const void *addr, struct coh_alloc_info *info)
+{
+	if (!ctx || !info || info->size < sizeof(*info))
+		return -EINVAL;
+	if (!addr)
+		return -EFAULT;
+	int e = 0;
+	pthread_rwlock_rdlock(&ctx->amap.lock);
+	struct coh_rec *r = coh_amap_find(&ctx->amap, (uintptr_t)addr);
+	if (r) {
+		info->base = (void *)r->pub.start;
+		info->length = r->pub.length;
+		info->target = r->pub.target;
+		info->flags = r->pub.flags;
+		info->fork_policy = r->pub.fork_policy;
+		info->adopted = r->pub.adopted;
+	} else {
+		e = -ENOENT;
+	}
+	pthread_rwlock_unlock(&ctx->amap.lock);
+	return e;
+}
+
+int coh_alloc_count(coh_context *ctx)
+{
+	if (!ctx)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&ctx->amap.lock);
+	size_t n = ctx->amap.count;
+	pthread_rwlock_unlock(&ctx->amap.lock);
+	return n > INT32_MAX ? INT32_MAX : (int)n;
+}

@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The allocation map: start address -> record, for "which allocation holds
+ * this address".  Two levels: a sorted array of leaves (each with up to
+ * LEAF_MAX sorted keys) and a parallel array of each leaf's first key.
+ * Lookup is two binary searches, O(log n), touching few cache lines: the top
+ * array is 1/LEAF_MAX of the keys.  Insert/remove move at most one leaf's
+ * keys, plus the top array when a leaf splits or empties (every ~LEAF_MAX/2
+ * operations).  Records never overlap; the caller holds m->lock.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define LEAF_MAX 128
+
+struct amap_leaf {
+	unsigned n;
+	uintptr_t keys[LEAF_MAX];
+	struct coh_rec *recs[LEAF_MAX];
+};
+
+int coh_amap_init(struct coh_amap *m)
+{
+	memset(m, 0, sizeof(*m));
+	int r = pthread_rwlock_init(&m->lock, NULL);
+	return -r;
+}
+
+void coh_amap_destroy(struct coh_amap *m, void (*drop)(struct coh_rec *, void *), void *arg)
+{
+	for (size_t i = 0; i < m->nleaves; i++) {
+		struct amap_leaf *l = m->leaves[i];
+		for (unsigned j = 0; drop && j < l->n; j++)
+			drop(l->recs[j], arg);
+		free(l);
+	}
+	free(m->leaves);
+	free(m->firsts);
+	pthread_rwlock_destroy(&m->lock);
+	memset(m, 0, sizeof(*m));
+}
+
+/* Index of the last element <= key in a sorted array, or -1. */
+static inline long last_le(const uintptr_t *a, size_t n, uintptr_t key)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (a[mid] <= key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return (long)lo - 1;
+}
+
+/* Position of the greatest key <= addr: leaf li, slot si; false if none. */
+static bool locate(const struct coh_amap *m, uintptr_t addr, long *li, long *si)
+{
+	long l = last_le(m->firsts, m->nleaves, addr);
+	if (l < 0)
+		return false;
+	const struct amap_leaf *leaf = m->leaves[l];
+	*li = l;
+	*si = last_le(leaf->keys, leaf->n, addr);
+	return true;
+}
+
+struct coh_rec *coh_amap_find(const struct coh_amap *m, uintptr_t addr)
+{
+	long li, si;
+	if (!locate(m, addr, &li, &si) || si < 0)
+		return NULL;
+	struct coh_rec *r = m->leaves[li]->recs[si];
+	return addr - r->pub.start < r->pub.length ? r : NULL;
+}
+
+bool coh_amap_overlaps(const struct coh_amap *m, uintptr_t start, size_t len)
+{
+	long li, si;
+	uintptr_t last = start + len - 1;
+	/* The greatest record starting at or before the last byte decides. */
+	if (!locate(m, last, &li, &si) || si < 0)
+		return false;
+	const struct coh_rec *r = m->leaves[li]->recs[si];
+	return r->pub.start + r->pub.length > start;
+}
+
+static int top_insert(struct coh_amap *m, size_t at, struct amap_leaf *leaf)
+{
+	if (m->nleaves == m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 16;
+		struct amap_leaf **nl = realloc(m->leaves, cap * sizeof(*nl));
+		if (!nl)
+			return -ENOMEM;
+		m->leaves = nl;
+		uintptr_t *nf = realloc(m->firsts, cap * sizeof(*nf));
+		if (!nf)
+			return -ENOMEM;
+		m->firsts = nf;
+		m->cap = cap;
+	}
+	memmove(&m->leaves[at + 1], &m->leaves[at], (m->nleaves - at) * sizeof(*m->leaves));
+	memmove(&m->firsts[at + 1], &m->firsts[at], (m->nleaves - at) * sizeof(*m->firsts));
+	m->leaves[at] = leaf;
+	m->firsts[at] = leaf->keys[0];
+	m->nleaves++;
+	return 0;
+}
+
+static void top_remove(struct coh_amap *m, size_t at)
+{
+	free(m->leaves[at]);
+	memmove(&m->leaves[at], &m->leaves[at + 1], (m->nleaves - at - 1) * sizeof(*m->leaves));
+	memmove(&m->firsts[at], &m->firsts[at + 1], (m->nleaves - at - 1) * sizeof(*m->firsts));
+	m->nleaves--;
+}
+
+int coh_amap_insert(struct coh_amap *m, struct coh_rec *r)
+{
+	uintptr_t key = r->pub.start;
+	if (r->pub.length == 0 || key + r->pub.length < key)
+		return -EINVAL;
+	if (coh_amap_overlaps(m, key, r->pub.length))
+		return -EEXIST;
+
+	if (m->nleaves == 0) {
+		struct amap_leaf *leaf = calloc(1, sizeof(*leaf));
+		if (!leaf)
+			return -ENOMEM;
+		leaf->keys[0] = key;
+		leaf->recs[0] = r;
+		leaf->n = 1;
+		int e = top_insert(m, 0, leaf);
+		if (e) {
+			free(leaf);
+			return e;
+		}
+		m->count = 1;
+		return 0;
+	}
+
+	long li = last_le(m->firsts, m->nleaves, key);
+	if (li < 0)
+		li = 0;   /* smaller than every key: goes to the front of leaf 0 */
+	struct amap_leaf *leaf = m->leaves[li];
+
+	if (leaf->n == LEAF_MAX) {
+		struct amap_leaf *right = calloc(1, sizeof(*right));
+		if (!right)
+			return -ENOMEM;
+		unsigned half = LEAF_MAX / 2;
+		right->n = LEAF_MAX - half;
+		memcpy(right->keys, &leaf->keys[half], right->n * sizeof(uintptr_t));
+		memcpy(right->recs, &leaf->recs[half], right->n * sizeof(leaf->recs[0]));
+		int e = top_insert(m, (size_t)li + 1, right);
+		if (e) {
+			free(right);
+			return e;
+		}
+		leaf->n = half;
+		if (key >= right->keys[0]) {
+			leaf = right;
+			li++;
+		}
+	}
+
+	long pos = last_le(leaf->keys, leaf->n, key) + 1;
+	memmove(&leaf->keys[pos + 1], &leaf->keys[pos], (leaf->n - (size_t)pos) * sizeof(uintptr_t));
+	memmove(&leaf->recs[pos + 1], &leaf->recs[pos], (leaf->n - (size_t)pos) * sizeof(leaf->recs[0]));
+	leaf->keys[pos] = key;
+	leaf->recs[pos] = r;
+	leaf->n++;
+	m->firsts[li] = leaf->keys[0];
+	m->count++;
+	return 0;
+}
+
+struct coh_rec *coh_amap_remove(struct coh_amap *m, uintptr_t start)
+{
+	long li, si;
+	if (!locate(m, start, &li, &si) || si < 0)
+		return NULL;
+	struct amap_leaf *leaf = m->leaves[li];
+	if (leaf->keys[si] != start)
+		return NULL;
+	struct coh_rec *r = leaf->recs[si];
+	leaf->n--;
+	memmove(&leaf->keys[si], &leaf->keys[si + 1], (leaf->n - (size_t)si) * sizeof(uintptr_t));
+	memmove(&leaf->recs[si], &leaf->recs[si + 1], (leaf->n - (size_t)si) * sizeof(leaf->recs[0]));
+	if (leaf->n == 0) {
+		top_remove(m, (size_t)li);
+	} else {
+		m->firsts[li] = leaf->keys[0];
+		/* Keep leaves reasonably full: fold a thin leaf into its right neighbour's space. */
+		if (leaf->n < LEAF_MAX / 4 && (size_t)li + 1 < m->nleaves) {
+			struct amap_leaf *next = m->leaves[li + 1];
+			if (leaf->n + next->n <= LEAF_MAX * 3 / 4) {
+				memcpy(&leaf->keys[leaf->n], next->keys, next->n * sizeof(uintptr_t));
+				memcpy(&leaf->recs[leaf->n], next->recs, next->n * sizeof(leaf->recs[0]));
+				leaf->n += next->n;
+				top_remove(m, (size_t)li + 1);
+			}
+		}
+	}
+	m->count--;
+	return r;
+}

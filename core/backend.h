@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The contract between the core and a backend.  A backend is one static
+ * `struct coh_backend_ops` named coh_<name>_backend; the core validates it at
+ * registration (coh_backend_validate) and answers -EOPNOTSUPP for every
+ * optional op a backend leaves NULL.  A backend never calls another backend.
+ */
+#ifndef COH_CORE_BACKEND_H
+#define COH_CORE_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "coherent.h"
+
+#define COH_BACKEND_ABI 1
+
+struct coh_alloc_rec;
+
+/* What a backend fills in for each target it discovers. */
+struct coh_target_desc {
+	int kind;                 /* enum coh_target_kind */
+	char name[64];            /* unique, "<backend>:<local name>" */
+	char vendor[64];
+	char model[128];
+	char pci_address[16];     /* empty when none */
+	int numa_node;            /* -1 when none */
+	uint64_t total_bytes;
+	uint64_t caps;            /* enum coh_cap */
+	int zone_movable;         /* 1: all of it is ZONE_MOVABLE (long-term pins migrate it) */
+	void *priv;               /* backend data, freed by ops->target_fini */
+};
+
+struct coh_backend_ops {
+	/* Header: checked by the core before any other field is read. */
+	uint32_t abi;             /* COH_BACKEND_ABI */
+	uint32_t size;            /* sizeof(struct coh_backend_ops) */
+	const char *name;         /* equals the folder and the symbol prefix */
+
+	/* Mandatory. */
+	/* Append targets with coh_target_add(); 0 when none is present. */
+	int (*discover)(coh_context *ctx, void **backend_priv);
+	void (*fini)(coh_context *ctx, void *backend_priv);
+
+	/* Optional: NULL means -EOPNOTSUPP (or nothing to do). */
+	void (*target_fini)(coh_target *t, void *target_priv);
+	int (*free_bytes)(coh_target *t, uint64_t *free_bytes);
+	int (*alloc)(coh_target *t, size_t size, size_t align, unsigned flags, void **out);
+	int (*free)(coh_target *t, void *ptr, size_t size);
+	int (*adopt)(coh_target *t, void *addr, size_t len, unsigned flags);
+	int (*release)(coh_target *t, void *addr, size_t len);
+	int (*migrate)(coh_target *dst, const struct coh_alloc_rec *rec, void *addr, size_t len,
+		       unsigned flags);
+	/* Backends with a native asynchronous path; the core runs `migrate` on a
+	 * worker thread otherwise. */
+	int (*advise)(const struct coh_alloc_rec *rec, void *addr, size_t len, int advice,
+		      coh_target *t);
+	/* Refine extents the core's kernel query produced (vendor-managed ranges). */
+	int (*query_refine)(const struct coh_alloc_rec *rec, struct coh_extent *ext, size_t n);
+	/* Apply a fork policy to a range this backend owns. */
+	int (*fork_policy)(const struct coh_alloc_rec *rec, int policy);
+	/* Fork hooks, called from the core's single pthread_atfork registry.
+	 * child must be async-signal-safe. */
+	void (*atfork_prepare)(coh_context *ctx, void *backend_priv);
+	void (*atfork_parent)(coh_context *ctx, void *backend_priv);
+	void (*atfork_child)(coh_context *ctx, void *backend_priv);
+};
+
+/* The core's record of one allocation or adopted range. */
+struct coh_alloc_rec {
+	uintptr_t start;
+	size_t length;
+	coh_target *target;
+	unsigned flags;
+	int fork_policy;
+	int adopted;
+	int shared;               /* MAP_SHARED backing (fork SHARE) */
+};
+
+/* For backends. */
+int coh_target_add(coh_context *ctx, const struct coh_target_desc *desc);
+void *coh_target_priv(const coh_target *t);
+void *coh_target_backend_priv(const coh_target *t);
+int coh_backend_validate(const struct coh_backend_ops *ops);
+
+#endif

@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: MIT */
+/* Context: options, backend filter, registration and discovery. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+int coh_backend_validate(const struct coh_backend_ops *ops)
+{
+	if (!ops)
+		return -EINVAL;
+	if (ops->abi != COH_BACKEND_ABI)
+		return -EPROTO;
+	if (ops->size < offsetof(struct coh_backend_ops, fini) + sizeof(ops->fini) ||
+	    ops->size > sizeof(struct coh_backend_ops))
+		return -EPROTO;
+	if (!ops->name || !*ops->name || strlen(ops->name) > 16 || !ops->discover || !ops->fini)
+		return -EINVAL;
+	for (const char *c = ops->name; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9')))
+			return -EINVAL;
+	/* All-or-none groups of optional ops. */
+	if (!!ops->alloc != !!ops->free)
+		return -EINVAL;
+	if (!!ops->adopt != !!ops->release)
+		return -EINVAL;
+	return 0;
+}
+
+/* "host,cxl" keeps the named backends; "^nvidia,amd" drops them. */
+static bool filter_keeps(const char *filter, const char *name)
+{
+	if (!filter || !*filter)
+		return true;
+	bool negate = filter[0] == '^';
+	const char *p = filter + negate;
+	size_t nl = strlen(name);
+	bool listed = false;
+	while (*p) {
+		const char *e = strchr(p, ',');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		if (l == nl && !strncmp(p, name, l))
+			listed = true;
+		if (!e)
+			break;
+		p = e + 1;
+	}
+	return negate ? !listed : listed;
+}
+
+static void filter_warn_unknown(coh_context *ctx, const char *filter)
+{
+	if (!filter || !*filter)
+		return;
+	const char *p = filter + (filter[0] == '^');
+	while (*p) {
+		const char *e = strchr(p, ',');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		bool known = false;
+		for (unsigned i = 0; i < coh_builtin_backend_count; i++)
+			if (strlen(coh_builtin_backends[i]->name) == l &&
+			    !strncmp(coh_builtin_backends[i]->name, p, l))
+				known = true;
+		if (!known && l)
+			coh_warn(ctx, "backend filter names '%.*s', which is not compiled in", (int)l, p);
+		if (!e)
+			break;
+		p = e + 1;
+	}
+}
+
+static void free_targets(coh_context *ctx)
+{
+	for (int i = 0; i < ctx->ntargets; i++) {
+		coh_target *t = ctx->targets[i];
+		if (t->slot->ops->target_fini)
+			t->slot->ops->target_fini(t, t->d.priv);
+		free(t);
+	}
+	free(ctx->targets);
+	ctx->targets = NULL;
+	ctx->ntargets = 0;
+}
+
+static void drop_rec(struct coh_rec *r, void *arg)
+{
+	coh_context *ctx = arg;
+	const struct coh_backend_ops *ops = r->pub.target->slot->ops;
+	if (!ctx->replay) {
+		if (r->pub.adopted) {
+			if (ops->release)
+				ops->release(r->pub.target, (void *)r->pub.start, r->pub.length);
+		} else if (ops->free) {
+			ops->free(r->pub.target, (void *)r->pub.start, r->pub.length);
+		}
+	}
+	coh_rec_put(r);
+}
+
+static void context_free(coh_context *ctx)
+{
+	coh_fork_unregister(ctx);
+	coh_amap_destroy(&ctx->amap, drop_rec, ctx);
+	free_targets(ctx);
+	for (int i = ctx->nslots - 1; i >= 0; i--)
+		ctx->slots[i].ops->fini(ctx, ctx->slots[i].priv);
+	if (ctx->rootfd >= 0)
+		close(ctx->rootfd);
+	pthread_mutex_destroy(&ctx->log_lock);
+	free(ctx);
+}
+
+int coh_context_create(const struct coh_context_options *opts, coh_context **out)
+{
+	struct coh_context_options o = { .size = sizeof(o), .log_level = -1 };
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (opts) {
+		if (opts->size < offsetof(struct coh_context_options, fsroot) + sizeof(opts->fsroot) ||
+		    opts->size > sizeof(o))
+			return -EINVAL;
+		memcpy(&o, opts, opts->size);
+		o.size = sizeof(o);
+		if (o.log_level < -1 || o.log_level > COH_LOG_DEBUG)
+			return -EINVAL;
+	}
+
+	coh_context *ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return -ENOMEM;
+	atomic_init(&ctx->refs, 1);
+	pthread_mutex_init(&ctx->log_lock, NULL);
+	ctx->rootfd = -1;
+	ctx->log_level = o.log_level >= 0 ? o.log_level : coh_log_level_parse(getenv("COH_LOG"));
+	ctx->log_fn = o.log_fn;
+	ctx->log_data = o.log_data;
+	long ps = sysconf(_SC_PAGESIZE);
+	ctx->page_size = ps > 0 ? (size_t)ps : COH_PAGE_SIZE_MIN;
+
+	int err = coh_amap_init(&ctx->amap);
+	if (err) {
+		pthread_mutex_destroy(&ctx->log_lock);
+		free(ctx);
+		return err;
+	}
+
+	const char *root = o.fsroot ? o.fsroot : getenv("COH_FSROOT");
+	if (!root || !*root)
+		root = "/";
+	if (strlen(root) >= sizeof(ctx->fsroot)) {
+		err = -ENAMETOOLONG;
+		goto fail;
+	}
+	strcpy(ctx->fsroot, root);
+	ctx->rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (ctx->rootfd < 0) {
+		err = -errno;
+		coh_err(ctx, "fsroot %s: %s", root, strerror(-err));
+		goto fail;
+	}
+	{
+		char real[4096];
+		ctx->replay = !(realpath(root, real) && !strcmp(real, "/"));
+	}
+	if (ctx->replay)
+		coh_info(ctx, "fsroot %s: replay mode, memory-changing calls refused", root);
+
+	const char *filter = o.backends ? o.backends : getenv("COH_BACKENDS");
+	filter_warn_unknown(ctx, filter);
+
+	for (unsigned i = 0; i < coh_builtin_backend_count; i++) {
+		const struct coh_backend_ops *ops = coh_builtin_backends[i];
+		int v = coh_backend_validate(ops);
+		if (v) {
+			coh_err(ctx, "backend #%u (%s) refused: %s", i, ops && ops->name ? ops->name : "?",
+				strerror(-v));
+			continue;
+		}
+		if (!filter_keeps(filter, ops->name)) {
+			coh_info(ctx, "backend %s: filtered out", ops->name);
+			continue;
+		}
+		if (ctx->nslots == (int)(sizeof(ctx->slots) / sizeof(ctx->slots[0])))
+			break;
+		struct coh_backend_slot *slot = &ctx->slots[ctx->nslots++];
+		slot->ops = ops;
+		int before = ctx->ntargets;
+		int r = ops->discover(ctx, &slot->priv);
+		if (r < 0) {
+			coh_warn(ctx, "backend %s: discovery failed: %s", ops->name, strerror(-r));
+			/* drop what it added before failing */
+			for (int t = before; t < ctx->ntargets; t++)
+				free(ctx->targets[t]);
+			ctx->ntargets = before;
+			ctx->nslots--;
+			continue;
+		}
+		coh_info(ctx, "backend %s: %d target(s)", ops->name, ctx->ntargets - before);
+	}
+	coh_fork_register(ctx);
+	*out = ctx;
+	return 0;
+fail:
+	context_free(ctx);
+	return err;
+}
+
+coh_context *coh_context_ref(coh_context *ctx)
+{
+	if (ctx)
+		atomic_fetch_add(&ctx->refs, 1);
+	return ctx;
+}
+
+void coh_context_unref(coh_context *ctx)
+{
+	if (ctx && atomic_fetch_sub(&ctx->refs, 1) == 1)
+		context_free(ctx);
+}
+
+int coh_context_set_log(coh_context *ctx, coh_log_fn fn, void *data)
+{
+	if (!ctx)
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->log_lock);
+	ctx->log_fn = fn;
+	ctx->log_data = data;
+	pthread_mutex_unlock(&ctx->log_lock);
+	return 0;
+}
+
+int coh_context_set_log_level(coh_context *ctx, int level)
+{
+	if (!ctx || level < COH_LOG_NONE || level > COH_LOG_DEBUG)
+		return -EINVAL;
+	ctx->log_level = level;
+	return 0;
+}
+
+int coh_context_get_log_level(const coh_context *ctx)
+{
+	return ctx ? ctx->log_level : -EINVAL;
+}
+
+int coh_context_is_replay(const coh_context *ctx)
+{
+	return ctx ? ctx->replay : -EINVAL;
+}
+
+int coh_context_backends(const coh_context *ctx, char *buf, size_t len)
+{
+	if (!ctx || (!buf && len))
+		return -EINVAL;
+	size_t used = 0;
+	for (int i = 0; i < ctx->nslots; i++) {
+		int n = snprintf(buf ? buf + (used < len ? used : len) : NULL,
+				 used < len ? len - used : 0, "%s%s", i ? "," : "",
+				 ctx->slots[i].ops->name);
+		used += (size_t)n;
+	}
+	if (len && used == 0)
+		buf[0] = '\0';
+	return (int)used;
+}

@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fork engine: the per-allocation fork policy, and the one pthread_atfork
+ * registry that calls every backend's prepare/parent/child hooks.
+ *
+ * prepare (in the forking thread): takes the registry lock, then each
+ * context's log lock and allocation-map write lock, so that no other parent
+ * thread is inside them when the address space is copied; then runs the
+ * backends' prepare hooks (reverse registration order).
+ * parent: backends' parent hooks, then unlocks everything.
+ * child: the child has one thread, so the locks are re-initialised rather
+ * than unlocked (the owner is another thread id); only async-signal-safe
+ * work happens there, and backends' child hooks must keep to that too.
+ * pthread_atfork handlers do not run for vfork(), posix_spawn() or raw clone():
+ * those children share or replace the address space, so no policy applies.
+ */
+#include <errno.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static coh_context *registry_head;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (coh_context *c = registry_head; c; c = c->fork_next) {
+		for (int i = c->nslots - 1; i >= 0; i--)
+			if (c->slots[i].ops->atfork_prepare)
+				c->slots[i].ops->atfork_prepare(c, c->slots[i].priv);
+		pthread_mutex_lock(&c->log_lock);
+		pthread_rwlock_wrlock(&c->amap.lock);
+	}
+}
+
+static void fork_parent(void)
+{
+	for (coh_context *c = registry_head; c; c = c->fork_next) {
+		pthread_rwlock_unlock(&c->amap.lock);
+		pthread_mutex_unlock(&c->log_lock);
+		for (int i = 0; i < c->nslots; i++)
+			if (c->slots[i].ops->atfork_parent)
+				c->slots[i].ops->atfork_parent(c, c->slots[i].priv);
+	}
+	pthread_mutex_unlock(&registry_lock);
+}
+
+static void fork_child(void)
+{
+	for (coh_context *c = registry_head; c; c = c->fork_next) {
+		pthread_rwlock_init(&c->amap.lock, NULL);
+		pthread_mutex_init(&c->log_lock, NULL);
+		for (int i = 0; i < c->nslots; i++)
+			if (c->slots[i].ops->atfork_child)
+				c->slots[i].ops->atfork_child(c, c->slots[i].priv);
+	}
+	pthread_mutex_init(&registry_lock, NULL);
+}
+
+static void atfork_install(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+void coh_fork_register(coh_context *ctx)
+{
+	pthread_once(&atfork_once, atfork_install);
+	pthread_mutex_lock(&registry_lock);
+	ctx->fork_next = registry_head;
+	registry_head = ctx;
+	pthread_mutex_unlock(&registry_lock);
+}
+
+void coh_fork_unregister(coh_context *ctx)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (coh_context **p = &registry_head; *p; p = &(*p)->fork_next)
+		if (*p == ctx) {
+			*p = ctx->fork_next;
+			break;
+		}
+	pthread_mutex_unlock(&registry_lock);
+}
+
+/* The kernel's own controls, for memory whose fork behaviour is the VMA's. */
+static int fork_madvise(coh_context *ctx, struct coh_rec *r, int policy)
+{
+	void *a = (void *)r->pub.start;
+	size_t len = r->pub.length;
+	int e;
+	(void)ctx;
+	switch (policy) {
+	case COH_FORK_COPY:
+		if (r->pub.shared)
+			return -EOPNOTSUPP;  /* a shared mapping cannot give the child a private copy */
+		/* private anonymous memory: the kernel's CoW gives the child its copy */
+		__attribute__((fallthrough));
+	case COH_FORK_KERNEL:
+		if ((e = coh_sys_madvise(a, len, MADV_DOFORK)))
+			return e;
+		if (!r->pub.shared && (e = coh_sys_madvise(a, len, MADV_KEEPONFORK)))
+			return e;
+		return 0;
+	case COH_FORK_SHARE:
+		if (!r->pub.shared)
+			return -EOPNOTSUPP;  /* only memory allocated with the SHARE policy */
+		return coh_sys_madvise(a, len, MADV_DOFORK);
+	case COH_FORK_EXCLUDE:
+		if (!r->pub.shared && (e = coh_sys_madvise(a, len, MADV_KEEPONFORK)))
+			return e;
+		return coh_sys_madvise(a, len, MADV_DONTFORK);
+	case COH_FORK_ZERO:
+		if (r->pub.shared)
+			return -EOPNOTSUPP;  /* MADV_WIPEONFORK takes private anonymous memory only */
+		if ((e = coh_sys_madvise(a, len, MADV_DOFORK)))
+			return e;
+		return coh_sys_madvise(a, len, MADV_WIPEONFORK);
+	default:
+		return -EINVAL;
+	}
+}
+
+int coh_fork_apply(coh_context *ctx, struct coh_rec *r, int policy)
+{
+	const struct coh_backend_ops *ops = r->pub.target->slot->ops;
+	if (!(r->pub.target->d.caps & (COH_CAP_FORK_COPY << policy)))
+		return -EOPNOTSUPP;
+	if (ops->fork_policy)
+		return ops->fork_policy(&r->pub, policy);
+	return fork_madvise(ctx, r, policy);
+}
+
+int coh_fork_policy_set(coh_context *ctx, void *addr, size_t len, int policy)
+{
+	int e;
+	if (!ctx)
+		return -EINVAL;
+	if ((e = coh_check_range(addr, len)))
+		return e;
+	if (policy < COH_FORK_COPY || policy > COH_FORK_KERNEL)
+		return -EINVAL;
+	if (ctx->replay)
+		return -EROFS;
+	struct coh_rec *r;
+	if ((e = coh_rec_get(ctx, addr, len, &r)))
+		return e;
+	if (r->pub.start != (uintptr_t)addr || r->pub.length != len) {
+		coh_rec_put(r);
+		return -EINVAL;   /* whole allocations only */
+	}
+	e = coh_fork_apply(ctx, r, policy);
+	if (!e) {
+		pthread_rwlock_wrlock(&ctx->amap.lock);
+		r->pub.fork_policy = policy;
+		pthread_rwlock_unlock(&ctx->amap.lock);
+	}
+	coh_rec_put(r);
+	return e;
+}
+
+int coh_fork_policy_get(coh_context *ctx, const void *addr)
+{
+	struct coh_alloc_info info = { .size = sizeof(info) };
+	int e = coh_lookup(ctx, addr, &info);
+	return e ? e : info.fork_policy;
+}
+
+const char *coh_fork_policy_name(int policy)
+{
+	switch (policy) {
+	case COH_FORK_COPY: return "copy";
+	case COH_FORK_SHARE: return "share";
+	case COH_FORK_EXCLUDE: return "exclude";
+	case COH_FORK_ZERO: return "zero";
+	case COH_FORK_KERNEL: return "kernel";
+	default: return NULL;
+	}
+}

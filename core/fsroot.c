@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Every /sys, /proc and /dev access of the library goes through here, relative
+ * to the context's fsroot directory fd, so that recorded trees of real
+ * machines can be replayed (COH_FSROOT).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+int coh_fs_open(const coh_context *ctx, const char *path, int flags)
+{
+	while (*path == '/')
+		path++;
+	int fd = openat(ctx->rootfd, path, flags | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+int coh_fs_read(const coh_context *ctx, const char *path, char *buf, size_t len)
+{
+	int fd = coh_fs_open(ctx, path, O_RDONLY);
+	if (fd < 0)
+		return fd;
+	if (len == 0) {
+		close(fd);
+		return -EINVAL;
+	}
+	size_t got = 0;
+	while (got < len - 1) {
+		ssize_t n = read(fd, buf + got, len - 1 - got);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int e = -errno;
+			close(fd);
+			return e;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = '\0';
+	while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == ' '))
+		buf[--got] = '\0';
+	return (int)got;
+}
+
+int coh_fs_readf(const coh_context *ctx, char *buf, size_t len, const char *fmt, ...)
+{
+	char path[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	if (n < 0 || n >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	return coh_fs_read(ctx, path, buf, len);
+}
+
+int coh_fs_read_u64(const coh_context *ctx, const char *path, uint64_t *v)
+{
+	char buf[64], *end;
+	int r = coh_fs_read(ctx, path, buf, sizeof(buf));
+	if (r < 0)
+		return r;
+	errno = 0;
+	unsigned long long x = strtoull(buf, &end, 0);
+	if (errno || end == buf)
+		return -EINVAL;
+	*v = x;
+	return 0;
+}
+
+bool coh_fs_exists(const coh_context *ctx, const char *path)
+{
+	while (*path == '/')
+		path++;
+	return faccessat(ctx->rootfd, path, F_OK, 0) == 0;
+}
+
+DIR *coh_fs_opendir(const coh_context *ctx, const char *path)
+{
+	int fd = coh_fs_open(ctx, path, O_RDONLY | O_DIRECTORY);
+	if (fd < 0) {
+		errno = -fd;
+		return NULL;
+	}
+	DIR *d = fdopendir(fd);
+	if (!d)
+		close(fd);
+	return d;
+}
+
+int coh_parse_list(const char *s, uint8_t *bits, int max)
+{
+	int count = 0;
+	memset(bits, 0, (size_t)(max + 7) / 8);
+	while (*s) {
+		char *end;
+		while (*s == ',' || *s == ' ' || *s == '\n')
+			s++;
+		if (!*s)
+			break;
+		long a = strtol(s, &end, 10), b;
+		if (end == s || a < 0)
+			return -EINVAL;
+		b = a;
+		s = end;
+		if (*s == '-') {
+			s++;
+			b = strtol(s, &end, 10);
+			if (end == s || b < a)
+				return -EINVAL;
+			s = end;
+		}
+		if (b >= max)
+			return -ERANGE;
+		for (long i = a; i <= b; i++) {
+			if (!(bits[i / 8] & (1u << (i % 8))))
+				count++;
+			bits[i / 8] |= (uint8_t)(1u << (i % 8));
+		}
+		if (*s && *s != ',' && *s != '\n' && *s != ' ')
+			return -EINVAL;
+	}
+	return count;
+}

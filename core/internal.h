@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/* Core-private declarations: context, targets, allocation map, fsroot, syscalls. */
+#ifndef COH_CORE_INTERNAL_H
+#define COH_CORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <dirent.h>
+
+#include "backend.h"
+
+#define COH_PAGE_SIZE_MIN 4096u
+
+/* ---- allocation map (amap.c) ---- */
+struct amap_leaf;
+struct coh_amap {
+	pthread_rwlock_t lock;
+	struct amap_leaf **leaves;
+	uintptr_t *firsts;        /* first key of each leaf, for the top-level search */
+	size_t nleaves, cap;
+	size_t count;
+};
+struct coh_rec {
+	struct coh_alloc_rec pub;
+	atomic_int refs;          /* map's reference + one per user in flight */
+};
+int coh_amap_init(struct coh_amap *m);
+void coh_amap_destroy(struct coh_amap *m, void (*drop)(struct coh_rec *, void *), void *arg);
+/* Callers hold m->lock as stated. */
+struct coh_rec *coh_amap_find(const struct coh_amap *m, uintptr_t addr);   /* read */
+int coh_amap_insert(struct coh_amap *m, struct coh_rec *r);                 /* write; -EEXIST on overlap */
+struct coh_rec *coh_amap_remove(struct coh_amap *m, uintptr_t start);       /* write */
+bool coh_amap_overlaps(const struct coh_amap *m, uintptr_t start, size_t len); /* read */
+
+/* ---- context ---- */
+struct coh_backend_slot {
+	const struct coh_backend_ops *ops;
+	void *priv;
+};
+
+struct coh_target {
+	coh_context *ctx;
+	struct coh_backend_slot *slot;
+	int index;
+	struct coh_target_desc d;
+	int tier;                 /* memory_tierN or -1 */
+	char pci_name[128];
+};
+
+struct coh_context {
+	atomic_int refs;
+	pthread_mutex_t log_lock;
+	int log_level;
+	coh_log_fn log_fn;
+	void *log_data;
+
+	int rootfd;               /* fsroot */
+	char fsroot[256];
+	bool replay;              /* fsroot is not "/" */
+	size_t page_size;
+
+	struct coh_backend_slot slots[16];
+	int nslots;
+	struct coh_target **targets;
+	int ntargets, tcap;
+
+	struct coh_amap amap;
+	struct coh_context *fork_next;  /* fork registry list */
+};
+
+/* registry (generated): every backend compiled in, in discovery order. */
+extern const struct coh_backend_ops *const coh_builtin_backends[];
+extern const unsigned coh_builtin_backend_count;
+
+/* ---- log.c ---- */
+void coh_log(coh_context *ctx, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+#define coh_err(ctx, ...) coh_log((ctx), COH_LOG_ERR, __VA_ARGS__)
+#define coh_warn(ctx, ...) coh_log((ctx), COH_LOG_WARN, __VA_ARGS__)
+#define coh_info(ctx, ...) coh_log((ctx), COH_LOG_INFO, __VA_ARGS__)
+#define coh_dbg(ctx, ...) coh_log((ctx), COH_LOG_DEBUG, __VA_ARGS__)
+int coh_log_level_parse(const char *s);
+
+/* ---- fsroot.c: every /sys, /proc, /dev access, relative to the fsroot ---- */
+int coh_fs_open(const coh_context *ctx, const char *path, int flags);
+/* Reads a small file into buf (NUL-terminated, trailing newline stripped): length or -errno. */
+int coh_fs_read(const coh_context *ctx, const char *path, char *buf, size_t len);
+int coh_fs_readf(const coh_context *ctx, char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+int coh_fs_read_u64(const coh_context *ctx, const char *path, uint64_t *v);
+bool coh_fs_exists(const coh_context *ctx, const char *path);
+DIR *coh_fs_opendir(const coh_context *ctx, const char *path);
+/* Parses a kernel list like "0-3,8,10-11" into a bitmap of max bits; count or -EINVAL. */
+int coh_parse_list(const char *s, uint8_t *bits, int max);
+
+/* ---- sys.c: the thin syscall layer, each returns -errno ---- */
+int coh_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **out);
+int coh_sys_munmap(void *addr, size_t len);
+int coh_sys_madvise(void *addr, size_t len, int advice);
+int coh_sys_mbind(void *addr, size_t len, int mode, const unsigned long *nodemask,
+		  unsigned long maxnode, unsigned flags);
+long coh_sys_move_pages(pid_t pid, unsigned long count, void **pages, const int *nodes,
+			int *status, int flags);
+int coh_sys_ioctl(int fd, unsigned long req, void *arg);
+ssize_t coh_sys_pread(int fd, void *buf, size_t len, off_t off);
+
+/* ---- core helpers ---- */
+int coh_check_range(const void *addr, size_t len);   /* NULL / zero / overflow */
+/* Finds the record containing [addr, addr+len) and takes a reference. */
+int coh_rec_get(coh_context *ctx, const void *addr, size_t len, struct coh_rec **out);
+void coh_rec_put(struct coh_rec *r);
+coh_target *coh_target_of_node(const coh_context *ctx, int node);
+int coh_pci_name(const coh_context *ctx, const char *address, char *buf, size_t len);
+
+/* fork.c */
+void coh_fork_register(coh_context *ctx);
+void coh_fork_unregister(coh_context *ctx);
+int coh_fork_apply(coh_context *ctx, struct coh_rec *r, int policy);
+
+#endif

@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Pin-query: for each extent, what a short-term (FOLL_PIN) and a long-term
+ * (FOLL_LONGTERM) pin would do, predicted from the residency query and the
+ * mapping's protection, without pinning or moving anything.  The rules are
+ * the kernel's (mm/gup.c, see docs/semantics.md):
+ *  - ordinary system pages pin in place, unless their memory is ZONE_MOVABLE
+ *    (then a long-term pin migrates them first);
+ *  - device-coherent pages pin short-term in place; long-term pins migrate them;
+ *  - device-private pages always fault back to system memory first;
+ *  - device-dax pages pin in place and never move;
+ *  - driver and PROT_NONE mappings refuse pins.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "query.h"
+
+struct verdict {
+	int s, l;
+	const char *why;
+};
+
+static struct verdict judge(const struct coh_vma *vma, int kind, coh_target *t)
+{
+	bool movable = t && t->d.zone_movable;
+	if (!vma || kind == COH_MEM_UNMAPPED)
+		return (struct verdict){ COH_PIN_NEVER, COH_PIN_NEVER, "no mapping: a pin fails with EFAULT" };
+	if (!vma->read && !vma->write)
+		return (struct verdict){ COH_PIN_NEVER, COH_PIN_NEVER, "PROT_NONE mapping: GUP refuses it" };
+	switch (kind) {
+	case COH_MEM_VENDOR_MANAGED:
+		return (struct verdict){ COH_PIN_NEVER, COH_PIN_NEVER,
+					 "driver-managed mapping: GUP and host registration refuse it" };
+	case COH_MEM_DEVICE_PRIVATE:
+		return (struct verdict){ COH_PIN_AFTER_MIGRATE, COH_PIN_AFTER_MIGRATE,
+					 "device-private: any pin faults the page back to system memory" };
+	case COH_MEM_DEVICE_COHERENT:
+		return (struct verdict){ COH_PIN_IN_PLACE, COH_PIN_AFTER_MIGRATE,
+					 "device-coherent: short pins stay, long-term pins migrate it to system memory" };
+	case COH_MEM_DEVICE_DAX:
+		return (struct verdict){ COH_PIN_IN_PLACE, vma->write ? COH_PIN_IN_PLACE : COH_PIN_NEVER,
+					 "device-dax: pinnable, never moves" };
+	case COH_MEM_SWAPPED:
+		return (struct verdict){ COH_PIN_AFTER_MIGRATE, COH_PIN_AFTER_MIGRATE,
+					 "swapped out: a pin swaps it in to system memory" };
+	case COH_MEM_UNKNOWN:
+		if (vma->backing == COH_VMA_DEVICE)
+			return (struct verdict){ COH_PIN_NEVER, COH_PIN_NEVER,
+						 "driver mapping (VM_IO/VM_PFNMAP): GUP refuses it" };
+		return (struct verdict){ COH_PIN_UNKNOWN, COH_PIN_UNKNOWN, "residency unknown" };
+	default:
+		break;
+	}
+	/* system, THP, file-backed or not yet populated */
+	if (!vma->write)
+		return (struct verdict){ COH_PIN_IN_PLACE, COH_PIN_NEVER,
+					 "read-only mapping: read pins work, long-term pins ask for write access" };
+	if (vma->backing == COH_VMA_FILE && vma->shared)
+		return (struct verdict){ COH_PIN_IN_PLACE, COH_PIN_UNKNOWN,
+					 "shared file mapping: Linux 6.5+ refuses long-term write pins of it" };
+	if (movable)
+		return (struct verdict){ COH_PIN_IN_PLACE, COH_PIN_AFTER_MIGRATE,
+					 "ZONE_MOVABLE memory: a long-term pin migrates it to a pinnable zone" };
+	if (kind == COH_MEM_NOT_POPULATED)
+		return (struct verdict){ COH_PIN_IN_PLACE, COH_PIN_IN_PLACE,
+					 "not populated: the pin faults in a new system page" };
+	if (kind == COH_MEM_SYSTEM_THP)
+		return (struct verdict){ COH_PIN_IN_PLACE, COH_PIN_IN_PLACE, "transparent huge page: pinnable in place" };
+	if (kind == COH_MEM_FILE)
+		return (struct verdict){ COH_PIN_IN_PLACE, COH_PIN_IN_PLACE, "page-cache or shared memory page" };
+	return (struct verdict){ COH_PIN_IN_PLACE, COH_PIN_IN_PLACE, "ordinary system memory" };
+}
+
+static bool pin_emit(struct coh_pin_extent *out, size_t *n, size_t max, uintptr_t a, size_t len,
+		     const struct coh_extent *x, struct verdict v)
+{
+	if (*n > 0) {
+		struct coh_pin_extent *p = &out[*n - 1];
+		if (p->start + p->length == a && p->kind == x->kind && p->node == x->node &&
+		    p->short_term == v.s && p->long_term == v.l && p->reason == v.why) {
+			p->length += len;
+			return true;
+		}
+	}
+	if (*n == max)
+		return false;
+	out[(*n)++] = (struct coh_pin_extent){ .start = a, .length = len, .kind = x->kind, .node = x->node,
+					       .short_term = v.s, .long_term = v.l, .reason = v.why };
+	return true;
+}
+
+int coh_pin_query(coh_context *ctx, const void *addr, size_t len, struct coh_pin_extent *out, size_t max)
+{
+	int e;
+	if (!ctx)
+		return -EINVAL;
+	if (!out)
+		return -EFAULT;
+	if (max == 0 || max > INT32_MAX)
+		return -EINVAL;
+	if ((e = coh_check_range(addr, len)))
+		return e;
+	size_t ps = ctx->page_size;
+	uintptr_t start = (uintptr_t)addr & ~(ps - 1);
+	uintptr_t end = (((uintptr_t)addr + len - 1) | (ps - 1)) + 1;
+	if (end == 0)
+		return -EOVERFLOW;
+
+	struct coh_extent *ext = calloc(max, sizeof(*ext));
+	if (!ext)
+		return -ENOMEM;
+	struct coh_vma *v = NULL;
+	size_t nv = 0;
+	int n = coh_query_engine(ctx, 0, start, end, ext, max);
+	if (n < 0) {
+		e = n;
+		goto out;
+	}
+	if ((e = coh_maps_read(ctx, 0, start, end, &v, &nv)))
+		goto out;
+	size_t no = 0, vi = 0;
+	for (int i = 0; i < n; i++) {
+		uintptr_t a = ext[i].start, b = a + ext[i].length;
+		while (a < b) {
+			while (vi < nv && v[vi].end <= a)
+				vi++;
+			const struct coh_vma *m = vi < nv && v[vi].start <= a ? &v[vi] : NULL;
+			uintptr_t pe = m ? (v[vi].end < b ? v[vi].end : b) : (vi < nv && v[vi].start < b ? v[vi].start : b);
+			struct verdict vd = judge(m, ext[i].kind, ext[i].target);
+			if (!pin_emit(out, &no, max, a, pe - a, &ext[i], vd))
+				goto done;
+			a = pe;
+		}
+	}
+done:
+	e = (int)no;
+out:
+	free(v);
+	free(ext);
+	return e;
+}
+
+const char *coh_pin_answer_name(int answer)
+{
+	switch (answer) {
+	case COH_PIN_UNKNOWN: return "unknown";
+	case COH_PIN_IN_PLACE: return "in-place";
+	case COH_PIN_AFTER_MIGRATE: return "after-migrate";
+	case COH_PIN_NEVER: return "never";
+	default: return NULL;
+	}
+}

@@ -1,0 +1,519 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Residency query engine.  Never faults, touches or moves a page:
+ *  1. /proc/PID/maps says what backs each mapping (gaps are "unmapped");
+ *  2. page states come from /proc/PID/pagemap: the PAGEMAP_SCAN ioctl
+ *     (Linux 6.7+, returns runs), else a bulk pread of the u64 entries;
+ *  3. nodes of present pages: when /proc/PID/numa_maps puts a whole mapping
+ *     on one node and no ZONE_DEVICE target exists, that node; otherwise
+ *     move_pages(nodes=NULL) page by page in batches (-ENOENT on a present
+ *     page marks ZONE_DEVICE memory);
+ *  4. the owning backend may refine the extents of its allocations.
+ * Same-kind, same-node neighbours are merged, so a mapping that sits in one
+ * place is one extent.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "query.h"
+
+#ifndef PAGEMAP_SCAN
+struct page_region {
+	uint64_t start, end, categories;
+};
+struct pm_scan_arg {
+	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#define PAGE_IS_FILE (1ULL << 2)
+#define PAGE_IS_PRESENT (1ULL << 3)
+#define PAGE_IS_SWAPPED (1ULL << 4)
+#define PAGE_IS_PFNZERO (1ULL << 5)
+#define PAGE_IS_HUGE (1ULL << 6)
+#endif
+#include <sys/ioctl.h>
+
+#define PM_PRESENT (1ULL << 63)
+#define PM_SWAPPED (1ULL << 62)
+#define PM_FILE (1ULL << 61)
+
+/* ---------- output with merging ---------- */
+
+static bool q_emit(struct coh_q *q, uintptr_t start, size_t len, int kind, int node)
+{
+	if (len == 0)
+		return true;
+	if (q->n > 0) {
+		struct coh_extent *p = &q->ext[q->n - 1];
+		if (p->kind == kind && p->node == node && p->start + p->length == start) {
+			p->length += len;
+			return true;
+		}
+	}
+	if (q->n == q->max) {
+		q->full = true;
+		return false;
+	}
+	struct coh_extent *e = &q->ext[q->n++];
+	e->start = start;
+	e->length = len;
+	e->kind = kind;
+	e->node = node;
+	e->target = NULL;
+	return true;
+}
+
+/* ---------- /proc/PID/maps ---------- */
+
+int coh_maps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
+		  struct coh_vma **out, size_t *count)
+{
+	char path[64];
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	else
+		snprintf(path, sizeof(path), "/proc/self/maps");
+	int fd = coh_fs_open(ctx, path, O_RDONLY);
+	if (fd < 0)
+		return fd;
+	FILE *f = fdopen(fd, "r");
+	if (!f) {
+		close(fd);
+		return -ENOMEM;
+	}
+	struct coh_vma *v = NULL;
+	size_t n = 0, cap = 0;
+	char line[4352];
+	int err = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long a, b;
+		char perms[8];
+		int off = 0;
+		if (sscanf(line, "%lx-%lx %7s %*s %*s %*s%n", &a, &b, perms, &off) < 3)
+			continue;
+		if (b <= start)
+			continue;
+		if (a >= end)
+			break;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 16;
+			struct coh_vma *nv = realloc(v, nc * sizeof(*nv));
+			if (!nv) {
+				err = -ENOMEM;
+				break;
+			}
+			v = nv;
+			cap = nc;
+		}
+		struct coh_vma *m = &v[n++];
+		memset(m, 0, sizeof(*m));
+		m->start = a;
+		m->end = b;
+		m->read = perms[0] == 'r';
+		m->write = perms[1] == 'w';
+		m->shared = perms[3] == 's';
+		char *p = line + off;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		size_t l = strcspn(p, "\n");
+		if (l >= sizeof(m->path))
+			l = sizeof(m->path) - 1;
+		memcpy(m->path, p, l);
+		m->path[l] = '\0';
+		m->backing = coh_vma_classify(m);
+	}
+	fclose(f);
+	if (err) {
+		free(v);
+		return err;
+	}
+	*out = v;
+	*count = n;
+	return 0;
+}
+
+int coh_vma_classify(const struct coh_vma *m)
+{
+	const char *p = m->path;
+	if (!strncmp(p, "/dev/dax", 8))
+		return COH_VMA_DEVDAX;
+	if (!strncmp(p, "/dev/nvidia-uvm", 15))
+		return COH_VMA_VENDOR;
+	if (!strncmp(p, "/dev/zero", 9) || !strncmp(p, "/SYSV", 5) || !strncmp(p, "/memfd:", 7) ||
+	    !strncmp(p, "/dev/shm/", 9))
+		return COH_VMA_SHMEM;
+	if (!strncmp(p, "/dev/", 5))
+		return COH_VMA_DEVICE;   /* VM_IO / PFN maps of a driver */
+	if (p[0] == '/')
+		return COH_VMA_FILE;
+	if (m->shared)
+		return COH_VMA_SHMEM;
+	return COH_VMA_ANON;     /* "", [heap], [stack], [anon:...] */
+}
+
+/* ---------- /proc/PID/numa_maps: one node per mapping? ---------- */
+
+/* Fills node_of[i] for each vma: >= 0 the only node, -1 no pages, -2 several or unknown. */
+static void numa_maps_nodes(const coh_context *ctx, pid_t pid, const struct coh_vma *v, size_t n,
+			    int *node_of)
+{
+	char path[64];
+	for (size_t i = 0; i < n; i++)
+		node_of[i] = -2;
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/numa_maps", (int)pid);
+	else
+		snprintf(path, sizeof(path), "/proc/self/numa_maps");
+	int fd = coh_fs_open(ctx, path, O_RDONLY);
+	if (fd < 0)
+		return;
+	FILE *f = fdopen(fd, "r");
+	if (!f) {
+		close(fd);
+		return;
+	}
+	char line[4352];
+	size_t i = 0;
+	while (i < n && fgets(line, sizeof(line), f)) {
+		unsigned long a = strtoul(line, NULL, 16);
+		while (i < n && v[i].start < a)
+			i++;
+		if (i == n)
+			break;
+		if (v[i].start != a)
+			continue;
+		int node = -1;
+		for (char *p = strstr(line, " N"); p; p = strstr(p + 1, " N")) {
+			int nd;
+			if (sscanf(p, " N%d=", &nd) != 1)
+				continue;
+			node = node == -1 ? nd : -2;
+		}
+		node_of[i] = node;
+		i++;
+	}
+	fclose(f);
+}
+
+/* ---------- node resolution for present runs ---------- */
+
+#define MP_BATCH 4096
+
+static bool resolve_nodes(struct coh_q *q, uintptr_t a, size_t len, int kind)
+{
+	void *pages[MP_BATCH];
+	int status[MP_BATCH];
+	size_t ps = q->ctx->page_size;
+	size_t npages = len / ps;
+	for (size_t done = 0; done < npages;) {
+		size_t c = npages - done < MP_BATCH ? npages - done : MP_BATCH;
+		for (size_t i = 0; i < c; i++)
+			pages[i] = (void *)(a + (done + i) * ps);
+		long r = coh_sys_move_pages(q->pid, c, pages, NULL, status, 0);
+		for (size_t i = 0; i < c; i++) {
+			int k = kind, node = -1;
+			if (r < 0)
+				k = kind;                     /* no answer: keep the kind, node unknown */
+			else if (status[i] >= 0)
+				node = status[i];
+			else if (status[i] == -ENOENT)
+				k = q->vma_backing == COH_VMA_DEVDAX ? COH_MEM_DEVICE_DAX : COH_MEM_DEVICE_COHERENT;
+			else if (status[i] == -EFAULT)
+				k = COH_MEM_NOT_POPULATED;    /* the shared zero page */
+			if (!q_emit(q, (uintptr_t)pages[i], ps, k, node))
+				return false;
+		}
+		done += c;
+	}
+	return true;
+}
+
+static bool emit_run(struct coh_q *q, uintptr_t a, size_t len, int kind)
+{
+	bool present = kind == COH_MEM_SYSTEM || kind == COH_MEM_SYSTEM_THP || kind == COH_MEM_FILE;
+	if (!present)
+		return q_emit(q, a, len, kind, -1);
+	if (q->vma_node >= 0)
+		return q_emit(q, a, len, kind, q->vma_node);
+	return resolve_nodes(q, a, len, kind);
+}
+
+static int swapped_kind(const struct coh_q *q)
+{
+	/* A swap entry with no swap device active can only be device-private
+	 * (or a transient migration entry). */
+	return q->swap_active ? COH_MEM_SWAPPED : COH_MEM_DEVICE_PRIVATE;
+}
+
+/* ---------- page states: PAGEMAP_SCAN ---------- */
+
+static int scan_ioctl(struct coh_q *q, uintptr_t a, uintptr_t b)
+{
+	struct page_region reg[256];
+	uintptr_t cur = a;
+	while (cur < b) {
+		struct pm_scan_arg arg = {
+			.size = sizeof(arg),
+			.start = cur,
+			.end = b,
+			.vec = (uintptr_t)reg,
+			.vec_len = 256,
+			.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+			.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_FILE | PAGE_IS_HUGE |
+				       PAGE_IS_PFNZERO,
+		};
+		int r = coh_sys_ioctl(q->pmfd, PAGEMAP_SCAN, &arg);
+		if (r < 0)
+			return r;
+		for (int i = 0; i < r; i++) {
+			uint64_t c = reg[i].categories;
+			int kind;
+			if (!q_emit(q, cur, reg[i].start - cur, COH_MEM_NOT_POPULATED, -1))
+				return 1;
+			if (c & PAGE_IS_SWAPPED)
+				kind = swapped_kind(q);
+			else if (c & PAGE_IS_PFNZERO)
+				kind = COH_MEM_NOT_POPULATED;
+			else if ((c & PAGE_IS_FILE) || q->vma_backing == COH_VMA_SHMEM)
+				kind = COH_MEM_FILE;
+			else if (c & PAGE_IS_HUGE)
+				kind = COH_MEM_SYSTEM_THP;
+			else
+				kind = COH_MEM_SYSTEM;
+			if (!emit_run(q, reg[i].start, reg[i].end - reg[i].start, kind))
+				return 1;
+			cur = reg[i].end;
+		}
+		uintptr_t walked = arg.walk_end;
+		if (walked < cur || walked > b || (r == 0 && walked <= arg.start))
+			return -EIO;   /* no progress: do not loop */
+		/* everything walked past the last region matched nothing: empty */
+		if (!q_emit(q, cur, walked - cur, COH_MEM_NOT_POPULATED, -1))
+			return 1;
+		cur = walked;
+	}
+	return 0;
+}
+
+/* ---------- page states: bulk pread ---------- */
+
+#define PM_CHUNK 8192
+
+static int scan_pread(struct coh_q *q, uintptr_t a, uintptr_t b)
+{
+	uint64_t buf[PM_CHUNK];
+	size_t ps = q->ctx->page_size;
+	uintptr_t run_start = a;
+	int run_kind = -1;
+	for (uintptr_t cur = a; cur < b;) {
+		size_t n = (b - cur) / ps;
+		if (n > PM_CHUNK)
+			n = PM_CHUNK;
+		ssize_t got = coh_sys_pread(q->pmfd, buf, n * 8, (off_t)(cur / ps) * 8);
+		if (got < 0)
+			return (int)got;
+		if ((size_t)got < n * 8)
+			return -EIO;
+		for (size_t i = 0; i < n; i++) {
+			uint64_t e = buf[i];
+			int kind;
+			if (e & PM_PRESENT)
+				kind = (e & PM_FILE) || q->vma_backing == COH_VMA_SHMEM ? COH_MEM_FILE
+											  : COH_MEM_SYSTEM;
+			else if (e & PM_SWAPPED)
+				kind = swapped_kind(q);
+			else
+				kind = COH_MEM_NOT_POPULATED;
+			uintptr_t pa = cur + i * ps;
+			if (kind != run_kind) {
+				if (run_kind >= 0 && !emit_run(q, run_start, pa - run_start, run_kind))
+					return 1;
+				run_start = pa;
+				run_kind = kind;
+			}
+		}
+		cur += n * ps;
+	}
+	if (run_kind >= 0 && !emit_run(q, run_start, b - run_start, run_kind))
+		return 1;
+	return 0;
+}
+
+/* ---------- driver ---------- */
+
+static atomic_int scan_works = 1;   /* sticky: cleared when this kernel lacks PAGEMAP_SCAN */
+
+static bool swap_active(const coh_context *ctx)
+{
+	char buf[256];
+	int r = coh_fs_read(ctx, "/proc/swaps", buf, sizeof(buf));
+	return r > 0 && strchr(buf, '\n') != NULL;   /* a line past the header */
+}
+
+int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
+		     struct coh_extent *ext, size_t max)
+{
+	struct coh_vma *v = NULL;
+	size_t nv = 0;
+	int e = coh_maps_read(ctx, pid, start, end, &v, &nv);
+	if (e)
+		return e;
+	int *node_of = nv ? calloc(nv, sizeof(int)) : NULL;
+	if (nv && !node_of) {
+		free(v);
+		return -ENOMEM;
+	}
+	bool zone_device = false;
+	for (int i = 0; i < ctx->ntargets; i++)
+		if (ctx->targets[i]->d.kind == COH_KIND_DEVICE_COHERENT ||
+		    ctx->targets[i]->d.kind == COH_KIND_DEVICE_PRIVATE)
+			zone_device = true;
+	if (nv && !zone_device)
+		numa_maps_nodes(ctx, pid, v, nv, node_of);
+
+	struct coh_q q = { .ctx = ctx, .ext = ext, .max = max, .pid = pid, .pmfd = -1 };
+	q.swap_active = swap_active(ctx);
+	char path[64];
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
+	else
+		snprintf(path, sizeof(path), "/proc/self/pagemap");
+	q.pmfd = coh_fs_open(ctx, path, O_RDONLY);
+	if (q.pmfd < 0) {
+		e = q.pmfd;
+		goto out;
+	}
+
+	uintptr_t cur = start;
+	for (size_t i = 0; i <= nv && !q.full; i++) {
+		uintptr_t vs = i < nv ? (v[i].start > start ? v[i].start : start) : end;
+		if (vs > cur && !q_emit(&q, cur, vs - cur, COH_MEM_UNMAPPED, -1))
+			break;
+		if (i == nv)
+			break;
+		uintptr_t ve = v[i].end < end ? v[i].end : end;
+		q.vma_backing = v[i].backing;
+		q.vma_node = node_of[i] == -1 ? -2 : node_of[i];
+		if (node_of[i] == -2 && ctx->ntargets == 1 && !zone_device)
+			q.vma_node = ctx->targets[0]->d.numa_node;
+		cur = ve;
+		if (v[i].backing == COH_VMA_VENDOR) {
+			q_emit(&q, vs, ve - vs, COH_MEM_VENDOR_MANAGED, -1);
+			continue;
+		}
+		if (v[i].backing == COH_VMA_DEVICE) {
+			q_emit(&q, vs, ve - vs, COH_MEM_UNKNOWN, -1);
+			continue;
+		}
+		if (v[i].backing == COH_VMA_DEVDAX) {
+			q_emit(&q, vs, ve - vs, COH_MEM_DEVICE_DAX, -1);
+			continue;
+		}
+		int r = 1;
+		if (atomic_load(&scan_works)) {
+			r = scan_ioctl(&q, vs, ve);
+			if (r == -ENOTTY || r == -EINVAL) {
+				atomic_store(&scan_works, 0);
+				r = 1;
+				/* drop what this mapping emitted and redo it with pread */
+				while (q.n > 0 && q.ext[q.n - 1].start >= vs)
+					q.n--;
+				if (q.n > 0 && q.ext[q.n - 1].start + q.ext[q.n - 1].length > vs)
+					q.ext[q.n - 1].length = vs - q.ext[q.n - 1].start;
+				q.full = false;
+			} else if (r < 0) {
+				e = r;
+				goto out;
+			} else {
+				continue;
+			}
+		}
+		r = scan_pread(&q, vs, ve);
+		if (r < 0) {
+			e = r;
+			goto out;
+		}
+	}
+	if (q.n == 0 && !q.full)
+		q_emit(&q, start, end - start, COH_MEM_UNMAPPED, -1);
+	/* Clip to the asked range and name targets. */
+	for (size_t i = 0; i < q.n; i++) {
+		struct coh_extent *x = &ext[i];
+		x->target = x->node >= 0 ? coh_target_of_node(ctx, x->node) : NULL;
+	}
+	e = (int)q.n;
+out:
+	if (q.pmfd >= 0)
+		close(q.pmfd);
+	free(node_of);
+	free(v);
+	return e;
+}
+
+static void refine(coh_context *ctx, struct coh_extent *ext, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct coh_rec *r;
+		if (coh_rec_get(ctx, (void *)ext[i].start, 1, &r))
+			continue;
+		const struct coh_backend_ops *ops = r->pub.target->slot->ops;
+		if (ops->query_refine)
+			ops->query_refine(&r->pub, &ext[i], 1);
+		coh_rec_put(r);
+	}
+}
+
+int coh_query_pid(coh_context *ctx, pid_t pid, const void *addr, size_t len, struct coh_extent *ext,
+		  size_t max)
+{
+	int e;
+	if (!ctx || pid < 0)
+		return -EINVAL;
+	if (!ext)
+		return -EFAULT;
+	if (max == 0 || max > INT32_MAX)
+		return -EINVAL;
+	if ((e = coh_check_range(addr, len)))
+		return e;
+	if (pid == getpid())
+		pid = 0;
+	size_t ps = ctx->page_size;
+	uintptr_t start = (uintptr_t)addr & ~(ps - 1);
+	uintptr_t last = (uintptr_t)addr + len - 1;
+	uintptr_t end = (last | (ps - 1)) + 1;
+	if (end == 0)
+		return -EOVERFLOW;
+	int n = coh_query_engine(ctx, pid, start, end, ext, max);
+	if (n > 0 && pid == 0)
+		refine(ctx, ext, n);
+	return n;
+}
+
+int coh_query(coh_context *ctx, const void *addr, size_t len, struct coh_extent *ext, size_t max)
+{
+	return coh_query_pid(ctx, 0, addr, len, ext, max);
+}
+
+const char *coh_mem_kind_name(int kind)
+{
+	switch (kind) {
+	case COH_MEM_UNKNOWN: return "unknown";
+	case COH_MEM_NOT_POPULATED: return "not-populated";
+	case COH_MEM_SYSTEM: return "system";
+	case COH_MEM_SYSTEM_THP: return "system-thp";
+	case COH_MEM_FILE: return "file";
+	case COH_MEM_SWAPPED: return "swapped";
+	case COH_MEM_DEVICE_COHERENT: return "device-coherent";
+	case COH_MEM_DEVICE_PRIVATE: return "device-private";
+	case COH_MEM_DEVICE_DAX: return "device-dax";
+	case COH_MEM_VENDOR_MANAGED: return "vendor-managed";
+	case COH_MEM_UNMAPPED: return "unmapped";
+	default: return NULL;
+	}
+}

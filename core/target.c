@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: MIT */
+/* Targets: what backends discovered, and the NUMA facts the core reads for any node. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static int read_tier(const coh_context *ctx, int node)
+{
+	DIR *d = coh_fs_opendir(ctx, "/sys/devices/virtual/memory_tiering");
+	struct dirent *de;
+	int tier = -1;
+	if (!d)
+		return -1;
+	while (tier < 0 && (de = readdir(d))) {
+		int id;
+		char buf[256];
+		uint8_t bits[1024 / 8];
+		if (sscanf(de->d_name, "memory_tier%d", &id) != 1)
+			continue;
+		if (coh_fs_readf(ctx, buf, sizeof(buf), "/sys/devices/virtual/memory_tiering/%s/nodelist",
+				 de->d_name) < 0)
+			continue;
+		if (coh_parse_list(buf, bits, 1024) > 0 && node < 1024 && (bits[node / 8] & (1u << (node % 8))))
+			tier = id;
+	}
+	closedir(d);
+	return tier;
+}
+
+int coh_target_add(coh_context *ctx, const struct coh_target_desc *desc)
+{
+	if (!ctx || !desc || !desc->name[0] || desc->kind < COH_KIND_HOST_NODE ||
+	    desc->kind > COH_KIND_VENDOR_MANAGED || ctx->nslots == 0)
+		return -EINVAL;
+	if (coh_target_find(ctx, desc->name))
+		return -EEXIST;
+	if (ctx->ntargets == ctx->tcap) {
+		int cap = ctx->tcap ? ctx->tcap * 2 : 8;
+		coh_target **nt = realloc(ctx->targets, (size_t)cap * sizeof(*nt));
+		if (!nt)
+			return -ENOMEM;
+		ctx->targets = nt;
+		ctx->tcap = cap;
+	}
+	coh_target *t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->ctx = ctx;
+	t->slot = &ctx->slots[ctx->nslots - 1];   /* the backend being discovered */
+	t->index = ctx->ntargets;
+	t->d = *desc;
+	t->d.name[sizeof(t->d.name) - 1] = '\0';
+	t->d.vendor[sizeof(t->d.vendor) - 1] = '\0';
+	t->d.model[sizeof(t->d.model) - 1] = '\0';
+	t->d.pci_address[sizeof(t->d.pci_address) - 1] = '\0';
+	t->tier = t->d.numa_node >= 0 ? read_tier(ctx, t->d.numa_node) : -1;
+	if (t->d.pci_address[0])
+		coh_pci_name(ctx, t->d.pci_address, t->pci_name, sizeof(t->pci_name));
+	ctx->targets[ctx->ntargets++] = t;
+	coh_dbg(ctx, "target %s: kind %s, node %d, %llu bytes", t->d.name,
+		coh_target_kind_name(t->d.kind), t->d.numa_node, (unsigned long long)t->d.total_bytes);
+	return 0;
+}
+
+void *coh_target_priv(const coh_target *t)
+{
+	return t ? t->d.priv : NULL;
+}
+
+void *coh_target_backend_priv(const coh_target *t)
+{
+	return t ? t->slot->priv : NULL;
+}
+
+int coh_target_count(const coh_context *ctx)
+{
+	return ctx ? ctx->ntargets : -EINVAL;
+}
+
+coh_target *coh_target_get(const coh_context *ctx, unsigned index)
+{
+	if (!ctx || index >= (unsigned)ctx->ntargets)
+		return NULL;
+	return ctx->targets[index];
+}
+
+coh_target *coh_target_next(const coh_context *ctx, const coh_target *prev)
+{
+	if (!ctx)
+		return NULL;
+	if (!prev)
+		return coh_target_get(ctx, 0);
+	if (prev->ctx != ctx)
+		return NULL;
+	return coh_target_get(ctx, (unsigned)prev->index + 1);
+}
+
+coh_target *coh_target_find(const coh_context *ctx, const char *name)
+{
+	if (!ctx || !name)
+		return NULL;
+	for (int i = 0; i < ctx->ntargets; i++)
+		if (!strcmp(ctx->targets[i]->d.name, name))
+			return ctx->targets[i];
+	return NULL;
+}
+
+coh_target *coh_target_of_node(const coh_context *ctx, int node)
+{
+	if (!ctx || node < 0)
+		return NULL;
+	for (int i = 0; i < ctx->ntargets; i++)
+		if (ctx->targets[i]->d.numa_node == node)
+			return ctx->targets[i];
+	return NULL;
+}
+
+coh_target *coh_target_by_node(const coh_context *ctx, int node)
+{
+	return coh_target_of_node(ctx, node);
+}
+
+coh_context *coh_target_context(const coh_target *t) { return t ? t->ctx : NULL; }
+int coh_target_index(const coh_target *t) { return t ? t->index : -EINVAL; }
+const char *coh_target_backend(const coh_target *t) { return t ? t->slot->ops->name : NULL; }
+int coh_target_kind(const coh_target *t) { return t ? t->d.kind : -EINVAL; }
+const char *coh_target_name(const coh_target *t) { return t ? t->d.name : NULL; }
+const char *coh_target_vendor(const coh_target *t) { return t ? t->d.vendor : NULL; }
+const char *coh_target_model(const coh_target *t) { return t ? t->d.model : NULL; }
+uint64_t coh_target_caps(const coh_target *t) { return t ? t->d.caps : 0; }
+int coh_target_memory_tier(const coh_target *t)
+{
+	if (!t)
+		return -EINVAL;
+	return t->tier >= 0 ? t->tier : -ENOENT;
+}
+
+const char *coh_target_pci_address(const coh_target *t)
+{
+	return t && t->d.pci_address[0] ? t->d.pci_address : NULL;
+}
+
+const char *coh_target_pci_name(const coh_target *t)
+{
+	return t && t->pci_name[0] ? t->pci_name : NULL;
+}
+
+int coh_target_numa_node(const coh_target *t)
+{
+	if (!t)
+		return -EINVAL;
+	return t->d.numa_node >= 0 ? t->d.numa_node : -ENOENT;
+}
+
+int coh_target_capacity(const coh_target *t, uint64_t *total, uint64_t *free_bytes)
+{
+	if (!t)
+		return -EINVAL;
+	if (total)
+		*total = t->d.total_bytes;
+	if (free_bytes) {
+		if (!t->slot->ops->free_bytes)
+			return -EOPNOTSUPP;
+		return t->slot->ops->free_bytes((coh_target *)t, free_bytes);
+	}
+	return 0;
+}
+
+const char *coh_target_kind_name(int kind)
+{
+	switch (kind) {
+	case COH_KIND_HOST_NODE: return "host-node";
+	case COH_KIND_CPULESS_NODE: return "cpuless-node";
+	case COH_KIND_DEVICE_COHERENT: return "device-coherent";
+	case COH_KIND_DEVICE_PRIVATE: return "device-private";
+	case COH_KIND_DEVICE_DAX: return "device-dax";
+	case COH_KIND_VENDOR_MANAGED: return "vendor-managed";
+	default: return "unknown";
+	}
+}
+
+const char *coh_cap_name(uint64_t cap)
+{
+	switch (cap) {
+	case COH_CAP_ALLOC: return "alloc";
+	case COH_CAP_ADOPT: return "adopt";
+	case COH_CAP_MIGRATE: return "migrate";
+	case COH_CAP_MIGRATE_ASYNC: return "migrate-async";
+	case COH_CAP_ADVISE: return "advise";
+	case COH_CAP_QUERY: return "query";
+	case COH_CAP_PIN_QUERY: return "pin-query";
+	case COH_CAP_FORK_COPY: return "fork-copy";
+	case COH_CAP_FORK_SHARE: return "fork-share";
+	case COH_CAP_FORK_EXCLUDE: return "fork-exclude";
+	case COH_CAP_FORK_ZERO: return "fork-zero";
+	case COH_CAP_FORK_KERNEL: return "fork-kernel";
+	case COH_CAP_HUGE_PAGES: return "huge-pages";
+	default: return NULL;
+	}
+}
+
+/* Online nodes in order: the columns of nodeN/distance. */
+static int node_order(const coh_context *ctx, int *nodes, int max)
+{
+	char buf[1024];
+	uint8_t bits[1024 / 8];
+	int n = 0;
+	if (coh_fs_read(ctx, "/sys/devices/system/node/online", buf, sizeof(buf)) >= 0 &&
+	    coh_parse_list(buf, bits, 1024) > 0) {
+		for (int i = 0; i < 1024 && n < max; i++)
+			if (bits[i / 8] & (1u << (i % 8)))
+				nodes[n++] = i;
+		return n;
+	}
+	/* Recorded trees sometimes lack "online": the nodeN folders tell. */
+	DIR *d = coh_fs_opendir(ctx, "/sys/devices/system/node");
+	struct dirent *de;
+	if (!d)
+		return -ENOENT;
+	memset(bits, 0, sizeof(bits));
+	while ((de = readdir(d))) {
+		int id;
+		char tail;
+		if (sscanf(de->d_name, "node%d%c", &id, &tail) == 1 && id >= 0 && id < 1024)
+			bits[id / 8] |= (uint8_t)(1u << (id % 8));
+	}
+	closedir(d);
+	for (int i = 0; i < 1024 && n < max; i++)
+		if (bits[i / 8] & (1u << (i % 8)))
+			nodes[n++] = i;
+	return n;
+}
+
+int coh_target_distance(const coh_target *a, const coh_target *b)
+{
+	if (!a || !b || a->ctx != b->ctx)
+		return -EINVAL;
+	if (a->d.numa_node < 0 || b->d.numa_node < 0)
+		return -ENOENT;
+	const coh_context *ctx = a->ctx;
+	int nodes[1024];
+	int n = node_order(ctx, nodes, 1024);
+	if (n <= 0)
+		return -ENOENT;
+	int col = -1;
+	for (int i = 0; i < n; i++)
+		if (nodes[i] == b->d.numa_node)
+			col = i;
+	if (col < 0)
+		return -ENOENT;
+	char buf[4096];
+	if (coh_fs_readf(ctx, buf, sizeof(buf), "/sys/devices/system/node/node%d/distance",
+			 a->d.numa_node) < 0)
+		return -ENOENT;
+	char *p = buf, *end;
+	for (int i = 0;; i++) {
+		long v = strtol(p, &end, 10);
+		if (end == p)
+			return -ENOENT;
+		if (i == col)
+			return (int)v;
+		p = end;
+	}
+}
+
+int coh_target_access(const coh_target *t, unsigned access_class, struct coh_access *out)
+{
+	if (!t || !out || out->size < sizeof(struct coh_access) || access_class > 1)
+		return -EINVAL;
+	if (t->d.numa_node < 0)
+		return -ENOENT;
+	const coh_context *ctx = t->ctx;
+	char dir[128], path[192];
+	snprintf(dir, sizeof(dir), "/sys/devices/system/node/node%d/access%u/initiators",
+		 t->d.numa_node, access_class);
+	if (!coh_fs_exists(ctx, dir))
+		return -ENOENT;
+	struct coh_access a = { .size = sizeof(a) };
+	static const char *const names[] = { "read_bandwidth", "write_bandwidth", "read_latency",
+					     "write_latency" };
+	uint32_t *vals[] = { &a.read_bandwidth, &a.write_bandwidth, &a.read_latency, &a.write_latency };
+	for (int i = 0; i < 4; i++) {
+		uint64_t v;
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		if (coh_fs_read_u64(ctx, path, &v) == 0)
+			*vals[i] = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+	}
+	DIR *d = coh_fs_opendir(ctx, dir);
+	if (d) {
+		struct dirent *de;
+		int id;
+		char tail;
+		while ((de = readdir(d)))
+			if (sscanf(de->d_name, "node%d%c", &id, &tail) == 1 && a.nr_initiators < 16)
+				a.initiators[a.nr_initiators++] = id;
+		closedir(d);
+		/* readdir order is arbitrary: sort */
+		for (int i = 1; i < a.nr_initiators; i++)
+			for (int j = i; j > 0 && a.initiators[j - 1] > a.initiators[j]; j--) {
+				int x = a.initiators[j];
+				a.initiators[j] = a.initiators[j - 1];
+				a.initiators[j - 1] = x;
+			}
+	}
+	*out = a;
+	return 0;
+}

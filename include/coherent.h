@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libcoherent — one vendor-neutral API for coherent device memory.
+ *
+ * Conventions (all functions):
+ *  - Functions returning int give 0 (or a non-negative count) on success and a
+ *    negative errno value on failure; errno is never the channel.  Use
+ *    coh_strerror() for a message.
+ *  - Bad input (NULL, zero or overflowing length, unaligned address, unknown
+ *    pointer, target of another context) is refused with -EINVAL, -EFAULT,
+ *    -ENOENT or -EXDEV before anything is changed.
+ *  - Handles are opaque.  Structures that cross the API begin with a `size`
+ *    member the caller sets to sizeof(the struct) so they can grow.
+ *
+ * Thread safety: a coh_context and everything reachable from it may be used
+ * from any number of threads at once, except that coh_context_unref() of the
+ * last reference must not race other calls on that context.  Targets are
+ * immutable after coh_context_create().  The allocation map is guarded by a
+ * reader/writer lock: coh_lookup() and coh_query() run concurrently with each
+ * other; coh_alloc()/coh_free()/coh_adopt()/coh_release() serialise on it.
+ * A coh_migration handle may be waited on by one thread at a time.
+ * The library never prints to stdout and never aborts; diagnostics go to the
+ * log callback (default: stderr, level from COH_LOG, off unless set).
+ */
+#ifndef COHERENT_H
+#define COHERENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "coherent_version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define COH_API __attribute__((visibility("default")))
+#else
+#define COH_API
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Version and errors                                                  */
+/* ------------------------------------------------------------------ */
+
+/* (major << 16) | (minor << 8) | patch of the library actually loaded. */
+COH_API int coh_version(void);
+COH_API const char *coh_version_string(void);
+/* Message for a negative (or positive) errno value; never NULL. */
+COH_API const char *coh_strerror(int err);
+
+/* ------------------------------------------------------------------ */
+/* Context                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct coh_context coh_context;
+typedef struct coh_target coh_target;
+typedef struct coh_migration coh_migration;
+
+enum coh_log_level {
+	COH_LOG_NONE = 0,
+	COH_LOG_ERR = 1,
+	COH_LOG_WARN = 2,
+	COH_LOG_INFO = 3,
+	COH_LOG_DEBUG = 4,
+};
+
+typedef void (*coh_log_fn)(void *data, int level, const char *msg);
+
+struct coh_context_options {
+	size_t size;          /* sizeof(struct coh_context_options) */
+	/* Backend filter, same syntax as COH_BACKENDS: "host,cxl" keeps those,
+	 * "^nvidia" drops those.  NULL: COH_BACKENDS or all compiled in. */
+	const char *backends;
+	/* Root of /sys, /proc and /dev reads.  NULL: COH_FSROOT or "/".
+	 * With any other root the context only describes (read-only). */
+	const char *fsroot;
+	int log_level;        /* -1: COH_LOG or COH_LOG_NONE */
+	coh_log_fn log_fn;    /* NULL: stderr */
+	void *log_data;
+};
+
+/* opts may be NULL (all defaults). */
+COH_API int coh_context_create(const struct coh_context_options *opts,
+			       coh_context **out);
+COH_API coh_context *coh_context_ref(coh_context *ctx);
+/* Drops a reference; the last one frees every allocation still live. */
+COH_API void coh_context_unref(coh_context *ctx);
+COH_API int coh_context_set_log(coh_context *ctx, coh_log_fn fn, void *data);
+COH_API int coh_context_set_log_level(coh_context *ctx, int level);
+COH_API int coh_context_get_log_level(const coh_context *ctx);
+/* Non-zero when the fsroot is not "/": memory-changing calls answer -EROFS. */
+COH_API int coh_context_is_replay(const coh_context *ctx);
+/* Names of the backends kept by the filter, comma separated, into buf.
+ * Returns the length of the full string (like snprintf). */
+COH_API int coh_context_backends(const coh_context *ctx, char *buf, size_t len);
+
+/* ------------------------------------------------------------------ */
+/* Targets (discovery)                                                 */
+/* ------------------------------------------------------------------ */
+
+enum coh_target_kind {
+	COH_KIND_HOST_NODE = 1,      /* NUMA node with CPUs */
+	COH_KIND_CPULESS_NODE = 2,   /* memory-only node: CXL, HBM, GPU memory as a node */
+	COH_KIND_DEVICE_COHERENT = 3,/* ZONE_DEVICE coherent memory of a device */
+	COH_KIND_DEVICE_PRIVATE = 4, /* ZONE_DEVICE memory the CPU cannot address */
+	COH_KIND_DEVICE_DAX = 5,     /* /dev/daxX.Y character device */
+	COH_KIND_VENDOR_MANAGED = 6, /* driver-managed (CUDA managed memory) */
+};
+
+enum coh_cap {
+	COH_CAP_ALLOC = 1u << 0,
+	COH_CAP_ADOPT = 1u << 1,
+	COH_CAP_MIGRATE = 1u << 2,
+	COH_CAP_MIGRATE_ASYNC = 1u << 3,
+	COH_CAP_ADVISE = 1u << 4,
+	COH_CAP_QUERY = 1u << 5,
+	COH_CAP_PIN_QUERY = 1u << 6,
+	COH_CAP_FORK_COPY = 1u << 7,
+	COH_CAP_FORK_SHARE = 1u << 8,
+	COH_CAP_FORK_EXCLUDE = 1u << 9,
+	COH_CAP_FORK_ZERO = 1u << 10,
+	COH_CAP_FORK_KERNEL = 1u << 11,
+	COH_CAP_HUGE_PAGES = 1u << 12,
+};
+
+/* Number of targets, or -errno. */
+COH_API int coh_target_count(const coh_context *ctx);
+/* Target by index [0, count), or NULL. */
+COH_API coh_target *coh_target_get(const coh_context *ctx, unsigned index);
+/* Iteration: prev NULL gives the first; NULL after the last. */
+COH_API coh_target *coh_target_next(const coh_context *ctx, const coh_target *prev);
+#define coh_target_foreach(ctx, t) \
+	for ((t) = coh_target_next((ctx), NULL); (t) != NULL; (t) = coh_target_next((ctx), (t)))
+/* By name ("host:node0") or NULL. */
+COH_API coh_target *coh_target_find(const coh_context *ctx, const char *name);
+/* First target of a backend whose NUMA node is `node`, or NULL. */
+COH_API coh_target *coh_target_by_node(const coh_context *ctx, int node);
+
+COH_API coh_context *coh_target_context(const coh_target *t);
+COH_API int coh_target_index(const coh_target *t);
+COH_API const char *coh_target_backend(const coh_target *t);
+COH_API int coh_target_kind(const coh_target *t);            /* enum coh_target_kind */
+COH_API const char *coh_target_kind_name(int kind);
+COH_API const char *coh_target_name(const coh_target *t);    /* "host:node0" */
+COH_API const char *coh_target_vendor(const coh_target *t);
+COH_API const char *coh_target_model(const coh_target *t);   /* human name */
+/* "0000:3b:00.0" and the libpci device name, or NULL where there is none. */
+COH_API const char *coh_target_pci_address(const coh_target *t);
+COH_API const char *coh_target_pci_name(const coh_target *t);
+/* NUMA node, or -ENOENT when the memory is not a node. */
+COH_API int coh_target_numa_node(const coh_target *t);
+/* Capacity and (re-read, current) free bytes; either pointer may be NULL. */
+COH_API int coh_target_capacity(const coh_target *t, uint64_t *total, uint64_t *free_bytes);
+COH_API uint64_t coh_target_caps(const coh_target *t);       /* enum coh_cap bits */
+COH_API const char *coh_cap_name(uint64_t cap);              /* one bit */
+/* ACPI SLIT distance between the nodes of two targets, or -ENOENT. */
+COH_API int coh_target_distance(const coh_target *a, const coh_target *b);
+/* Memory tier id (memory_tierN) or -ENOENT. */
+COH_API int coh_target_memory_tier(const coh_target *t);
+
+struct coh_access {
+	size_t size;              /* sizeof(struct coh_access) */
+	uint32_t read_bandwidth;  /* MB/s, 0 = unknown */
+	uint32_t write_bandwidth;
+	uint32_t read_latency;    /* ns, 0 = unknown */
+	uint32_t write_latency;
+	int nr_initiators;        /* initiator nodes listed for this class */
+	int initiators[16];
+};
+/* HMAT access class 0 (any initiator) or 1 (CPU initiators): -ENOENT without HMAT. */
+COH_API int coh_target_access(const coh_target *t, unsigned access_class,
+			      struct coh_access *out);
+
+/* ------------------------------------------------------------------ */
+/* Allocation                                                          */
+/* ------------------------------------------------------------------ */
+
+enum coh_fork_policy {
+	COH_FORK_COPY = 0,    /* default: child gets a private copy, parent keeps residency */
+	COH_FORK_SHARE = 1,   /* child shares the memory (writes visible both ways) */
+	COH_FORK_EXCLUDE = 2, /* child has no mapping there */
+	COH_FORK_ZERO = 3,    /* child sees zero-filled memory at the same address */
+	COH_FORK_KERNEL = 4,  /* no intervention: the raw kernel/driver behaviour */
+};
+
+enum coh_alloc_flag {
+	COH_ALLOC_HUGE = 1u << 0,     /* ask for transparent huge pages */
+	COH_ALLOC_NOHUGE = 1u << 1,   /* refuse transparent huge pages */
+	COH_ALLOC_POPULATE = 1u << 2, /* fault every page in now */
+};
+/* Fork policy travels in bits 8..11 of the flags. */
+#define COH_ALLOC_FORK(policy) (((unsigned)(policy) & 0xfu) << 8)
+
+/* size > 0; align 0 or a power of two (rounded up to the page size). */
+COH_API int coh_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out);
+/* ptr must be a start returned by coh_alloc (-ENOENT otherwise, -EINVAL for an adopted range). */
+COH_API int coh_free(coh_context *ctx, void *ptr);
+/* Register an existing anonymous range (page aligned) so the target's backend can
+ * work on it in place.  The memory stays owned by the caller. */
+COH_API int coh_adopt(coh_target *t, void *addr, size_t len, unsigned flags);
+COH_API int coh_release(coh_context *ctx, void *addr);
+
+struct coh_alloc_info {
+	size_t size;          /* sizeof(struct coh_alloc_info) */
+	void *base;
+	size_t length;
+	coh_target *target;   /* where it was allocated or adopted */
+	unsigned flags;       /* coh_alloc flags as given */
+	int fork_policy;      /* enum coh_fork_policy */
+	int adopted;          /* 1 for coh_adopt() ranges */
+};
+/* Which allocation contains addr: 0 and *info, or -ENOENT.  O(log n). */
+COH_API int coh_lookup(coh_context *ctx, const void *addr, struct coh_alloc_info *info);
+/* Number of live allocations and adopted ranges. */
+COH_API int coh_alloc_count(coh_context *ctx);
+
+/* ------------------------------------------------------------------ */
+/* Migration                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Range [addr, addr+len) inside one allocation or adopted range, page aligned.
+ * Returns 0 when every populated page is at dst.  On failure the data stays
+ * readable and intact wherever it was.  Populated later, pages land at dst. */
+COH_API int coh_migrate(coh_context *ctx, void *addr, size_t len, coh_target *dst,
+			unsigned flags);
+COH_API int coh_migrate_async(coh_context *ctx, void *addr, size_t len, coh_target *dst,
+			      unsigned flags, coh_migration **out);
+/* 0 done, -EINPROGRESS still running, else the migration's error. */
+COH_API int coh_migration_test(coh_migration *m);
+/* timeout_ms < 0 waits forever; -ETIMEDOUT when it expires first. */
+COH_API int coh_migration_wait(coh_migration *m, int timeout_ms);
+/* Waits for completion, then frees the handle. */
+COH_API void coh_migration_free(coh_migration *m);
+
+/* ------------------------------------------------------------------ */
+/* Advice                                                              */
+/* ------------------------------------------------------------------ */
+
+enum coh_advice {
+	COH_ADVISE_PREFERRED_LOCATION = 1,
+	COH_ADVISE_UNSET_PREFERRED_LOCATION = 2,
+	COH_ADVISE_ACCESSED_BY = 3,
+	COH_ADVISE_UNSET_ACCESSED_BY = 4,
+	COH_ADVISE_READ_MOSTLY = 5,
+	COH_ADVISE_UNSET_READ_MOSTLY = 6,
+};
+/* t may be NULL for the UNSET and READ_MOSTLY advice.  -EOPNOTSUPP where the
+ * backend cannot honour it (see coh_advise(3)). */
+COH_API int coh_advise(coh_context *ctx, void *addr, size_t len, int advice, coh_target *t);
+
+/* ------------------------------------------------------------------ */
+/* Residency query                                                     */
+/* ------------------------------------------------------------------ */
+
+enum coh_mem_kind {
+	COH_MEM_UNKNOWN = 0,
+	COH_MEM_NOT_POPULATED = 1,  /* no page behind it yet */
+	COH_MEM_SYSTEM = 2,         /* ordinary anonymous system page */
+	COH_MEM_SYSTEM_THP = 3,     /* part of a transparent huge page */
+	COH_MEM_FILE = 4,           /* page-cache or shared-memory page */
+	COH_MEM_SWAPPED = 5,        /* in swap */
+	COH_MEM_DEVICE_COHERENT = 6,
+	COH_MEM_DEVICE_PRIVATE = 7,
+	COH_MEM_DEVICE_DAX = 8,
+	COH_MEM_VENDOR_MANAGED = 9,
+	COH_MEM_UNMAPPED = 10,      /* no mapping at this address */
+};
+COH_API const char *coh_mem_kind_name(int kind);
+
+struct coh_extent {
+	uintptr_t start;
+	size_t length;
+	int kind;             /* enum coh_mem_kind */
+	int node;             /* NUMA node, -1 when none or unknown */
+	coh_target *target;   /* target holding it, NULL when none is known */
+};
+/* Residency of [addr, addr+len) of this process, as extents in address order.
+ * Never moves or faults anything.  Returns the number of extents written
+ * (at most max); when they end before addr+len, call again from there. */
+COH_API int coh_query(coh_context *ctx, const void *addr, size_t len,
+		      struct coh_extent *ext, size_t max);
+/* Same for another process (pid 0 = self), where ptrace-read is permitted. */
+COH_API int coh_query_pid(coh_context *ctx, pid_t pid, const void *addr, size_t len,
+			  struct coh_extent *ext, size_t max);
+
+/* ------------------------------------------------------------------ */
+/* Pin-query and fork policy                                           */
+/* ------------------------------------------------------------------ */
+
+enum coh_pin_answer {
+	COH_PIN_UNKNOWN = 0,
+	COH_PIN_IN_PLACE = 1,        /* can be pinned where it is */
+	COH_PIN_AFTER_MIGRATE = 2,   /* kernel first moves it to ordinary system memory */
+	COH_PIN_NEVER = 3,           /* a pin fails */
+};
+COH_API const char *coh_pin_answer_name(int answer);
+
+struct coh_pin_extent {
+	uintptr_t start;
+	size_t length;
+	int kind;             /* enum coh_mem_kind */
+	int node;
+	int short_term;       /* enum coh_pin_answer for FOLL_PIN */
+	int long_term;        /* enum coh_pin_answer for FOLL_LONGTERM */
+	const char *reason;   /* static string */
+};
+/* Pin-query: what a short-term and a long-term pin would do, per extent.
+ * Same cursor rules as coh_query(). */
+COH_API int coh_pin_query(coh_context *ctx, const void *addr, size_t len,
+			  struct coh_pin_extent *ext, size_t max);
+
+/* Fork policy of an allocation or adopted range (whole allocations only). */
+COH_API int coh_fork_policy_set(coh_context *ctx, void *addr, size_t len, int policy);
+COH_API int coh_fork_policy_get(coh_context *ctx, const void *addr);
+COH_API const char *coh_fork_policy_name(int policy);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* COHERENT_H */
