@@ -116,7 +116,10 @@ int coh_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **o
 		t->slot->ops->free(t, p, len);
 		return -ENOMEM;
 	}
-	e = coh_fork_apply(ctx, r, r->pub.fork_policy);
+	/* New mappings already fork the kernel's way (copy-on-write): only the
+	 * other policies need a madvise. */
+	if (r->pub.fork_policy != COH_FORK_COPY && r->pub.fork_policy != COH_FORK_KERNEL)
+		e = coh_fork_apply(ctx, r, r->pub.fork_policy);
 	if (!e) {
 		pthread_rwlock_wrlock(&ctx->amap.lock);
 		e = coh_amap_insert(&ctx->amap, r);
@@ -239,14 +242,15 @@ int coh_lookup(coh_context *ctx, const void *addr, struct coh_alloc_info *info)
 		return -EFAULT;
 	int e = 0;
 	pthread_rwlock_rdlock(&ctx->amap.lock);
-	struct coh_rec *r = coh_amap_find(&ctx->amap, (uintptr_t)addr);
-	if (r) {
-		info->base = (void *)r->pub.start;
-		info->length = r->pub.length;
-		info->target = r->pub.target;
-		info->flags = r->pub.flags;
-		info->fork_policy = r->pub.fork_policy;
-		info->adopted = r->pub.adopted;
+	uintptr_t start;
+	const struct coh_amap_val *v = coh_amap_find_val(&ctx->amap, (uintptr_t)addr, &start);
+	if (v) {
+		info->base = (void *)start;
+		info->length = v->length;
+		info->target = v->target;
+		info->flags = v->flags;
+		info->fork_policy = v->fork_policy;
+		info->adopted = v->adopted;
 	} else {
 		e = -ENOENT;
 	}

@@ -19,6 +19,9 @@
 struct amap_leaf {
 	unsigned n;
 	uintptr_t keys[LEAF_MAX];
+	/* What a lookup reports sits beside the key, so it never touches the
+	 * record itself: one cache line fewer per lookup. */
+	struct coh_amap_val vals[LEAF_MAX];
 	struct coh_rec *recs[LEAF_MAX];
 };
 
@@ -74,8 +77,36 @@ struct coh_rec *coh_amap_find(const struct coh_amap *m, uintptr_t addr)
 	long li, si;
 	if (!locate(m, addr, &li, &si) || si < 0)
 		return NULL;
-	struct coh_rec *r = m->leaves[li]->recs[si];
-	return addr - r->pub.start < r->pub.length ? r : NULL;
+	const struct amap_leaf *l = m->leaves[li];
+	return addr - l->keys[si] < l->vals[si].length ? l->recs[si] : NULL;
+}
+
+const struct coh_amap_val *coh_amap_find_val(const struct coh_amap *m, uintptr_t addr, uintptr_t *start)
+{
+	long li, si;
+	if (!locate(m, addr, &li, &si) || si < 0)
+		return NULL;
+	const struct amap_leaf *l = m->leaves[li];
+	if (addr - l->keys[si] >= l->vals[si].length)
+		return NULL;
+	*start = l->keys[si];
+	return &l->vals[si];
+}
+
+void coh_amap_set_policy(struct coh_amap *m, uintptr_t start, int policy)
+{
+	long li, si;
+	if (locate(m, start, &li, &si) && si >= 0 && m->leaves[li]->keys[si] == start)
+		m->leaves[li]->vals[si].fork_policy = (int16_t)policy;
+}
+
+static void val_of(struct coh_amap_val *v, const struct coh_rec *r)
+{
+	v->length = r->pub.length;
+	v->target = r->pub.target;
+	v->flags = r->pub.flags;
+	v->fork_policy = (int16_t)r->pub.fork_policy;
+	v->adopted = (uint8_t)r->pub.adopted;
 }
 
 bool coh_amap_overlaps(const struct coh_amap *m, uintptr_t start, size_t len)
@@ -85,8 +116,8 @@ bool coh_amap_overlaps(const struct coh_amap *m, uintptr_t start, size_t len)
 	/* The greatest record starting at or before the last byte decides. */
 	if (!locate(m, last, &li, &si) || si < 0)
 		return false;
-	const struct coh_rec *r = m->leaves[li]->recs[si];
-	return r->pub.start + r->pub.length > start;
+	const struct amap_leaf *l = m->leaves[li];
+	return l->keys[si] + l->vals[si].length > start;
 }
 
 static int top_insert(struct coh_amap *m, size_t at, struct amap_leaf *leaf)
@@ -133,6 +164,7 @@ int coh_amap_insert(struct coh_amap *m, struct coh_rec *r)
 			return -ENOMEM;
 		leaf->keys[0] = key;
 		leaf->recs[0] = r;
+		val_of(&leaf->vals[0], r);
 		leaf->n = 1;
 		int e = top_insert(m, 0, leaf);
 		if (e) {
@@ -156,6 +188,7 @@ int coh_amap_insert(struct coh_amap *m, struct coh_rec *r)
 		right->n = LEAF_MAX - half;
 		memcpy(right->keys, &leaf->keys[half], right->n * sizeof(uintptr_t));
 		memcpy(right->recs, &leaf->recs[half], right->n * sizeof(leaf->recs[0]));
+		memcpy(right->vals, &leaf->vals[half], right->n * sizeof(leaf->vals[0]));
 		int e = top_insert(m, (size_t)li + 1, right);
 		if (e) {
 			free(right);
@@ -171,8 +204,10 @@ int coh_amap_insert(struct coh_amap *m, struct coh_rec *r)
 	long pos = last_le(leaf->keys, leaf->n, key) + 1;
 	memmove(&leaf->keys[pos + 1], &leaf->keys[pos], (leaf->n - (size_t)pos) * sizeof(uintptr_t));
 	memmove(&leaf->recs[pos + 1], &leaf->recs[pos], (leaf->n - (size_t)pos) * sizeof(leaf->recs[0]));
+	memmove(&leaf->vals[pos + 1], &leaf->vals[pos], (leaf->n - (size_t)pos) * sizeof(leaf->vals[0]));
 	leaf->keys[pos] = key;
 	leaf->recs[pos] = r;
+	val_of(&leaf->vals[pos], r);
 	leaf->n++;
 	m->firsts[li] = leaf->keys[0];
 	m->count++;
@@ -191,6 +226,7 @@ struct coh_rec *coh_amap_remove(struct coh_amap *m, uintptr_t start)
 	leaf->n--;
 	memmove(&leaf->keys[si], &leaf->keys[si + 1], (leaf->n - (size_t)si) * sizeof(uintptr_t));
 	memmove(&leaf->recs[si], &leaf->recs[si + 1], (leaf->n - (size_t)si) * sizeof(leaf->recs[0]));
+	memmove(&leaf->vals[si], &leaf->vals[si + 1], (leaf->n - (size_t)si) * sizeof(leaf->vals[0]));
 	if (leaf->n == 0) {
 		top_remove(m, (size_t)li);
 	} else {
@@ -201,6 +237,7 @@ struct coh_rec *coh_amap_remove(struct coh_amap *m, uintptr_t start)
 			if (leaf->n + next->n <= LEAF_MAX * 3 / 4) {
 				memcpy(&leaf->keys[leaf->n], next->keys, next->n * sizeof(uintptr_t));
 				memcpy(&leaf->recs[leaf->n], next->recs, next->n * sizeof(leaf->recs[0]));
+				memcpy(&leaf->vals[leaf->n], next->vals, next->n * sizeof(leaf->vals[0]));
 				leaf->n += next->n;
 				top_remove(m, (size_t)li + 1);
 			}

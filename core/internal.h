@@ -26,10 +26,21 @@ struct coh_rec {
 	struct coh_alloc_rec pub;
 	atomic_int refs;          /* map's reference + one per user in flight */
 };
+/* What a lookup reports, stored in the map beside the key. */
+struct coh_amap_val {
+	size_t length;
+	coh_target *target;
+	unsigned flags;
+	int16_t fork_policy;
+	uint8_t adopted;
+};
 int coh_amap_init(struct coh_amap *m);
 void coh_amap_destroy(struct coh_amap *m, void (*drop)(struct coh_rec *, void *), void *arg);
 /* Callers hold m->lock as stated. */
 struct coh_rec *coh_amap_find(const struct coh_amap *m, uintptr_t addr);   /* read */
+const struct coh_amap_val *coh_amap_find_val(const struct coh_amap *m, uintptr_t addr,
+					     uintptr_t *start); /* read */
+void coh_amap_set_policy(struct coh_amap *m, uintptr_t start, int policy);  /* write */
 int coh_amap_insert(struct coh_amap *m, struct coh_rec *r);                 /* write; -EEXIST on overlap */
 struct coh_rec *coh_amap_remove(struct coh_amap *m, uintptr_t start);       /* write */
 bool coh_amap_overlaps(const struct coh_amap *m, uintptr_t start, size_t len); /* read */

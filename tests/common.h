@@ -4,7 +4,10 @@
 #define COH_TESTS_COMMON_H
 
 #include <check.h>
+#include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "coherent.h"
 

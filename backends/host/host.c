@@ -30,6 +30,7 @@ const struct coh_backend_ops coh_host_backend;
 
 struct host_backend {
 	bool numa;        /* the kernel takes NUMA syscalls */
+	bool one_node;    /* a single memory node: binding to it changes nothing */
 };
 
 struct host_target {
@@ -209,6 +210,7 @@ static int host_discover(coh_context *ctx, void **priv)
 			return e;
 		added++;
 	}
+	hb->one_node = added == 1;
 	return added;
 }
 
@@ -277,7 +279,8 @@ static int host_alloc(coh_target *t, size_t size, size_t align, unsigned flags, 
 		e = coh_sys_madvise(p, size, MADV_HUGEPAGE);
 	else if (flags & COH_ALLOC_NOHUGE)
 		e = coh_sys_madvise(p, size, MADV_NOHUGEPAGE);
-	if (!e && numa_on(t))
+	const struct host_backend *hb = coh_target_backend_priv(t);
+	if (!e && hb->numa && !hb->one_node)
 		e = bind_to(p, size, ht->node, MPOL_BIND, 0);
 	if (!e && (flags & COH_ALLOC_POPULATE)) {
 		e = coh_sys_madvise(p, size, MADV_POPULATE_WRITE);

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/* The benchmark suites, shared by coh-bench and `cohctl bench`. */
+#ifndef COH_BENCH_H
+#define COH_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct bench_result {
+	char suite[24];
+	char name[96];
+	double value;          /* what libcoherent achieved */
+	char unit[16];         /* "ns", "Mpages/s" */
+	double baseline;       /* the raw kernel path measured in the same run, 0 if none */
+	char baseline_name[64];
+	double ratio;          /* value / baseline (time) or value / baseline (rate) as named */
+	char ratio_name[32];
+	char goal[48];
+	bool pass;             /* meets the goal */
+};
+
+struct bench_opts {
+	bool quick;            /* smaller sizes for smoke runs */
+	void (*progress)(const char *msg);
+};
+
+/* Each appends to out (at most max) and returns the number added, or -errno. */
+int bench_alloc(const struct bench_opts *o, struct bench_result *out, int max);
+int bench_lookup(const struct bench_opts *o, struct bench_result *out, int max);
+int bench_query(const struct bench_opts *o, struct bench_result *out, int max);
+
+/* Runs the named suite ("alloc", "lookup", "query") or all (NULL). */
+int bench_run(const char *suite, const struct bench_opts *o, struct bench_result *out, int max);
+void bench_print(const struct bench_result *r, int n, bool markdown);
+
+double bench_now_ns(void);
+
+#endif

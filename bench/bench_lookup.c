@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: MIT */
+/* Pointer lookup (interior addresses, random order) at 1k and 1M live allocations. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "coherent.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint64_t next_rand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static int cmp_uptr(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Fills r[0] (random) and r[1] (address order). */
+static int one(const struct bench_opts *o, coh_context *ctx, coh_target *t, size_t count,
+	       struct bench_result *r)
+{
+	void **ptrs = calloc(count, sizeof(void *));
+	size_t nq = 1u << 20;
+	const void **q = calloc(nq, sizeof(void *));
+	int e = 0;
+	size_t made = 0;
+	if (!ptrs || !q) {
+		e = -ENOMEM;
+		goto out;
+	}
+	char msg[96];
+	snprintf(msg, sizeof(msg), "lookup: creating %zu allocations", count);
+	if (o->progress)
+		o->progress(msg);
+	for (; made < count; made++)
+		if ((e = coh_alloc(t, 4096, 0, 0, &ptrs[made])))
+			goto out;
+	for (size_t i = 0; i < nq; i++)
+		q[i] = (char *)ptrs[next_rand() % count] + (next_rand() % 4096);
+	struct coh_alloc_info info = { .size = sizeof(info) };
+	double best = 1e30, best_seq = 1e30;
+	for (int round = 0; round < 5; round++) {
+		double t0 = bench_now_ns();
+		for (size_t i = 0; i < nq; i++)
+			if (coh_lookup(ctx, q[i], &info)) {
+				e = -EIO;
+				goto out;
+			}
+		double ns = (bench_now_ns() - t0) / (double)nq;
+		best = ns < best ? ns : best;
+		/* in allocation order: a runtime walking its own buffers */
+		t0 = bench_now_ns();
+		for (size_t i = 0; i < count; i++)
+			if (coh_lookup(ctx, (char *)ptrs[i] + 100, &info)) {
+				e = -EIO;
+				goto out;
+			}
+		ns = (bench_now_ns() - t0) / (double)count;
+		best_seq = ns < best_seq ? ns : best_seq;
+	}
+	/* The same queries against a plain sorted array of the same starts, no
+	 * lock, no lengths: the floor of any ordered search on this machine. */
+	uintptr_t *keys = malloc(count * sizeof(*keys));
+	double floor_ns = 0;
+	if (keys) {
+		for (size_t i = 0; i < count; i++)
+			keys[i] = (uintptr_t)ptrs[i];
+		qsort(keys, count, sizeof(*keys), cmp_uptr);
+		floor_ns = 1e30;
+		for (int round = 0; round < 3; round++) {
+			size_t sink = 0;
+			double t0 = bench_now_ns();
+			for (size_t i = 0; i < nq; i++) {
+				size_t lo = 0, hi = count;
+				while (lo < hi) {
+					size_t mid = (lo + hi) / 2;
+					if (keys[mid] <= (uintptr_t)q[i])
+						lo = mid + 1;
+					else
+						hi = mid;
+				}
+				sink += lo;
+			}
+			double ns = (bench_now_ns() - t0) / (double)nq;
+			floor_ns = ns < floor_ns ? ns : floor_ns;
+			if (sink == 0)
+				floor_ns = 0;
+		}
+		free(keys);
+	}
+	r[0] = (struct bench_result){ 0 };
+	snprintf(r[0].suite, sizeof(r[0].suite), "lookup");
+	snprintf(r[0].name, sizeof(r[0].name), "coh_lookup, %zu live, random interior", count);
+	r[0].value = best;
+	snprintf(r[0].unit, sizeof(r[0].unit), "ns");
+	snprintf(r[0].baseline_name, sizeof(r[0].baseline_name), "sorted-array bsearch");
+	r[0].baseline = floor_ns;
+	r[0].ratio = floor_ns > 0 ? best / floor_ns : 0;
+	snprintf(r[0].ratio_name, sizeof(r[0].ratio_name), "time x");
+	snprintf(r[0].goal, sizeof(r[0].goal), count >= 1000000 ? "<= 100 ns" : "-");
+	r[0].pass = best <= 100.0;
+	r[1] = (struct bench_result){ 0 };
+	snprintf(r[1].suite, sizeof(r[1].suite), "lookup");
+	snprintf(r[1].name, sizeof(r[1].name), "coh_lookup, %zu live, in address order", count);
+	r[1].value = best_seq;
+	snprintf(r[1].unit, sizeof(r[1].unit), "ns");
+	snprintf(r[1].goal, sizeof(r[1].goal), count >= 1000000 ? "<= 100 ns" : "-");
+	r[1].pass = best_seq <= 100.0;
+out:
+	for (size_t i = 0; i < made; i++)
+		coh_free(ctx, ptrs[i]);
+	free(ptrs);
+	free(q);
+	return e;
+}
+
+int bench_lookup(const struct bench_opts *o, struct bench_result *out, int max)
+{
+	coh_context *ctx;
+	struct coh_context_options opt = { .size = sizeof(opt), .backends = "host", .log_level = -1 };
+	int e = coh_context_create(&opt, &ctx);
+	if (e)
+		return e;
+	coh_target *t = coh_target_find(ctx, "host:node0");
+	size_t counts[] = { 1000, o->quick ? 100000 : 1000000 };
+	int n = 0;
+	for (size_t i = 0; t && i < 2 && n + 2 <= max; i++) {
+		e = one(o, ctx, t, counts[i], &out[n]);
+		if (e)
+			break;
+		n += 2;
+	}
+	coh_context_unref(ctx);
+	return e ? e : n;
+}

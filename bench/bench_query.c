@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT */
+/* Residency query of 1 GiB of 4 KiB pages against the raw kernel paths, same run. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "coherent.h"
+
+static double raw_move_pages(char *p, size_t npages, size_t ps, size_t batch)
+{
+	void **pages = malloc(batch * sizeof(void *));
+	int *status = malloc(batch * sizeof(int));
+	if (!pages || !status) {
+		free(pages);
+		free(status);
+		return -1;
+	}
+	double t0 = bench_now_ns();
+	for (size_t i = 0; i < npages; i += batch) {
+		size_t c = npages - i < batch ? npages - i : batch;
+		for (size_t j = 0; j < c; j++)
+			pages[j] = p + (i + j) * ps;
+		if (syscall(SYS_move_pages, 0, c, pages, NULL, status, 0) < 0)
+			break;
+	}
+	double dt = bench_now_ns() - t0;
+	free(pages);
+	free(status);
+	return (double)npages / dt * 1e3;   /* Mpages/s */
+}
+
+static double raw_pagemap(char *p, size_t npages, size_t ps)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	if (fd < 0)
+		return -1;
+	size_t chunk = 65536;
+	uint64_t *buf = malloc(chunk * 8);
+	double t0 = bench_now_ns();
+	for (size_t i = 0; buf && i < npages; i += chunk) {
+		size_t c = npages - i < chunk ? npages - i : chunk;
+		if (pread(fd, buf, c * 8, (off_t)(((uintptr_t)p / ps + i) * 8)) < 0)
+			break;
+	}
+	double dt = bench_now_ns() - t0;
+	free(buf);
+	close(fd);
+	return (double)npages / dt * 1e3;
+}
+
+static void fill(struct bench_result *r, const char *name, double v, const char *bname, double b,
+		 const char *goal, bool pass)
+{
+	memset(r, 0, sizeof(*r));
+	snprintf(r->suite, sizeof(r->suite), "query");
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->value = v;
+	snprintf(r->unit, sizeof(r->unit), "Mpages/s");
+	if (bname) {
+		snprintf(r->baseline_name, sizeof(r->baseline_name), "%s", bname);
+		r->baseline = b;
+		r->ratio = v / b;
+		snprintf(r->ratio_name, sizeof(r->ratio_name), "speed x");
+	}
+	snprintf(r->goal, sizeof(r->goal), "%s", goal);
+	r->pass = pass;
+}
+
+int bench_query(const struct bench_opts *o, struct bench_result *out, int max)
+{
+	coh_context *ctx;
+	struct coh_context_options opt = { .size = sizeof(opt), .backends = "host", .log_level = -1 };
+	int e = coh_context_create(&opt, &ctx);
+	if (e)
+		return e;
+	coh_target *t = coh_target_find(ctx, "host:node0");
+	size_t len = o->quick ? (64u << 20) : (1u << 30), ps = (size_t)sysconf(_SC_PAGESIZE);
+	size_t npages = len / ps;
+	char *p = NULL;
+	int n = 0;
+	struct coh_extent *ext = calloc(npages / 2 + 8, sizeof(*ext));
+	if (!t || !ext) {
+		e = -ENOMEM;
+		goto out;
+	}
+	if (o->progress)
+		o->progress("query: populating 4 KiB pages");
+	if ((e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE | COH_ALLOC_POPULATE, (void **)&p)))
+		goto out;
+
+	if (o->progress)
+		o->progress("query: move_pages page by page");
+	double mp1 = raw_move_pages(p, npages, ps, 1);
+	double mpb = raw_move_pages(p, npages, ps, 4096);
+	double pm = raw_pagemap(p, npages, ps);
+	if (o->progress)
+		o->progress("query: coh_query");
+	double best = 0;
+	int next = 0;
+	for (int round = 0; round < 5; round++) {
+		double t0 = bench_now_ns();
+		next = coh_query(ctx, p, len, ext, npages / 2 + 8);
+		double rate = (double)npages / (bench_now_ns() - t0) * 1e3;
+		if (next < 0) {
+			e = next;
+			goto out;
+		}
+		best = rate > best ? rate : best;
+	}
+	char name[96];
+	snprintf(name, sizeof(name), "coh_query 1 GiB resident (%d extent%s)", next, next == 1 ? "" : "s");
+	if (o->quick)
+		snprintf(name, sizeof(name), "coh_query 64 MiB resident (%d extent%s)", next, next == 1 ? "" : "s");
+	if (n < max) {
+		fill(&out[n++], name, best, "move_pages x1", mp1, ">= 25 and >= 10x", best >= 25 && best / mp1 >= 10);
+	}
+	if (n < max)
+		fill(&out[n++], "  reference: move_pages batched 4096", mpb, NULL, 0, "-", true);
+	if (n < max)
+		fill(&out[n++], "  reference: pread /proc/self/pagemap", pm, NULL, 0, "-", true);
+
+	/* Worst case for extents: every other page released, so nothing merges. */
+	for (size_t i = 0; i < npages; i += 2)
+		madvise(p + i * ps, ps, MADV_DONTNEED);
+	best = 0;
+	for (int round = 0; round < 3; round++) {
+		double t0 = bench_now_ns();
+		next = coh_query(ctx, p, len, ext, npages / 2 + 8);
+		double rate = (double)npages / (bench_now_ns() - t0) * 1e3;
+		best = rate > best ? rate : best;
+	}
+	double mp1s = raw_move_pages(p, npages, ps, 1);
+	snprintf(name, sizeof(name), "coh_query, every other page populated (%d ext.)", next);
+	if (n < max)
+		fill(&out[n++], name, best, "move_pages x1", mp1s, ">= 10x move_pages", best / mp1s >= 10);
+out:
+	if (p)
+		coh_free(ctx, p);
+	free(ext);
+	coh_context_unref(ctx);
+	return e ? e : n;
+}

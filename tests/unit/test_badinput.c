@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The bad-input table: every public function with NULL, zero and overflowing
+ * lengths, unaligned addresses, unknown pointers, targets of another context,
+ * double free and replayed (read-only) contexts.  Each row gives a clear
+ * -errno, and afterwards nothing has changed: the allocation count, the
+ * contents and the residency of a live allocation are the same.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common.h"
+
+static coh_context *ctx, *other;
+static coh_target *t, *t_other;
+static unsigned char *live;     /* a live allocation of 8 pages with a pattern */
+static size_t ps;
+static void *outp;
+static coh_migration *mig;
+static struct coh_extent ext[4];
+static struct coh_pin_extent pext[4];
+static struct coh_alloc_info info;
+static char buf[64];
+
+#define HUGE_LEN ((size_t)-1 - 4095)
+
+struct row {
+	const char *what;
+	int (*call)(void);
+	int expect;
+};
+
+#define ROW(name, expr, err) \
+	static int name(void) { return (expr); }
+/* Allocation */
+ROW(a1, coh_alloc(NULL, 4096, 0, 0, &outp), -EINVAL)
+ROW(a2, coh_alloc(t, 0, 0, 0, &outp), -EINVAL)
+ROW(a3, coh_alloc(t, HUGE_LEN, 0, 0, &outp), -EOVERFLOW)
+ROW(a4, coh_alloc(t, 4096, 3, 0, &outp), -EINVAL)
+ROW(a5, coh_alloc(t, 4096, 0, 0x80000000u, &outp), -EINVAL)
+ROW(a6, coh_alloc(t, 4096, 0, COH_ALLOC_HUGE | COH_ALLOC_NOHUGE, &outp), -EINVAL)
+ROW(a7, coh_alloc(t, 4096, 0, COH_ALLOC_FORK(9), &outp), -EINVAL)
+ROW(a8, coh_alloc(t, 4096, 0, 0, NULL), -EFAULT)
+ROW(f1, coh_free(NULL, live), -EINVAL)
+ROW(f2, coh_free(ctx, NULL), -EFAULT)
+ROW(f3, coh_free(ctx, live + 1), -ENOENT)
+ROW(f4, coh_free(ctx, (void *)0x1000), -ENOENT)
+ROW(f5, coh_free(other, live), -ENOENT)
+ROW(d1, coh_adopt(NULL, live, 4096, 0), -EINVAL)
+ROW(d2, coh_adopt(t, NULL, 4096, 0), -EFAULT)
+ROW(d3, coh_adopt(t, live, 0, 0), -EINVAL)
+ROW(d4, coh_adopt(t, live + 8, 4096, 0), -EINVAL)
+ROW(d5, coh_adopt(t, live, HUGE_LEN, 0), -EOVERFLOW)
+ROW(d6, coh_adopt(t, live, 4096, 0), -EEXIST)
+ROW(d7, coh_adopt(t, live, 4096, COH_ALLOC_POPULATE), -EINVAL)
+ROW(d8, coh_adopt(t, live, 4096, COH_ALLOC_FORK(COH_FORK_SHARE)), -EOPNOTSUPP)
+ROW(r1, coh_release(NULL, live), -EINVAL)
+ROW(r2, coh_release(ctx, NULL), -EFAULT)
+ROW(r3, coh_release(ctx, live), -EINVAL)
+ROW(r4, coh_release(ctx, (void *)0x2000), -ENOENT)
+ROW(l1, coh_lookup(NULL, live, &info), -EINVAL)
+ROW(l2, coh_lookup(ctx, NULL, &info), -EFAULT)
+ROW(l3, coh_lookup(ctx, live, NULL), -EINVAL)
+ROW(l4, coh_lookup(ctx, (void *)0x3000, &info), -ENOENT)
+static int l5(void)
+{
+	struct coh_alloc_info small = { .size = 8 };
+	return coh_lookup(ctx, live, &small);
+}
+ROW(l6, coh_alloc_count(NULL), -EINVAL)
+/* Migration */
+ROW(m1, coh_migrate(NULL, live, 4096, t, 0), -EINVAL)
+ROW(m2, coh_migrate(ctx, NULL, 4096, t, 0), -EFAULT)
+ROW(m3, coh_migrate(ctx, live, 0, t, 0), -EINVAL)
+ROW(m4, coh_migrate(ctx, live, HUGE_LEN, t, 0), -EOVERFLOW)
+ROW(m5, coh_migrate(ctx, live + 100, 4096, t, 0), -EINVAL)
+ROW(m6, coh_migrate(ctx, live, 100, t, 0), -EINVAL)
+ROW(m7, coh_migrate(ctx, live, 16 * 4096, t, 0), -EINVAL)
+ROW(m8, coh_migrate(ctx, (void *)0x4000, 4096, t, 0), -ENOENT)
+ROW(m9, coh_migrate(ctx, live, 4096, NULL, 0), -EINVAL)
+ROW(m10, coh_migrate(ctx, live, 4096, t_other, 0), -EXDEV)
+ROW(m11, coh_migrate(ctx, live, 4096, t, 1u << 30), -EINVAL)
+ROW(m12, coh_migrate_async(ctx, live, 4096, t, 0, NULL), -EFAULT)
+ROW(m13, coh_migrate_async(ctx, live, 4096, t_other, 0, &mig), -EXDEV)
+ROW(m14, coh_migrate_async(ctx, live + 1, 4096, t, 0, &mig), -EINVAL)
+ROW(m15, coh_migration_test(NULL), -EINVAL)
+ROW(m16, coh_migration_wait(NULL, 0), -EINVAL)
+/* Advice */
+ROW(v1, coh_advise(NULL, live, 4096, COH_ADVISE_PREFERRED_LOCATION, t), -EINVAL)
+ROW(v2, coh_advise(ctx, NULL, 4096, COH_ADVISE_PREFERRED_LOCATION, t), -EFAULT)
+ROW(v3, coh_advise(ctx, live, 0, COH_ADVISE_PREFERRED_LOCATION, t), -EINVAL)
+ROW(v4, coh_advise(ctx, live + 1, 4096, COH_ADVISE_PREFERRED_LOCATION, t), -EINVAL)
+ROW(v5, coh_advise(ctx, live, 4096, 0, t), -EINVAL)
+ROW(v6, coh_advise(ctx, live, 4096, COH_ADVISE_PREFERRED_LOCATION, t_other), -EXDEV)
+ROW(v7, coh_advise(ctx, (void *)0x5000, 4096, COH_ADVISE_PREFERRED_LOCATION, t), -ENOENT)
+ROW(v8, coh_advise(ctx, live, HUGE_LEN, COH_ADVISE_READ_MOSTLY, NULL), -EOVERFLOW)
+/* Queries */
+ROW(q1, coh_query(NULL, live, 4096, ext, 4), -EINVAL)
+ROW(q2, coh_query(ctx, NULL, 4096, ext, 4), -EFAULT)
+ROW(q3, coh_query(ctx, live, 0, ext, 4), -EINVAL)
+ROW(q4, coh_query(ctx, live, HUGE_LEN, ext, 4), -EOVERFLOW)
+ROW(q5, coh_query(ctx, live, 4096, NULL, 4), -EFAULT)
+ROW(q6, coh_query(ctx, live, 4096, ext, 0), -EINVAL)
+ROW(q7, coh_query_pid(ctx, -5, live, 4096, ext, 4), -EINVAL)
+ROW(q8, coh_query_pid(ctx, 0x3fffffff, live, 4096, ext, 4), -ENOENT)
+ROW(p1, coh_pin_query(NULL, live, 4096, pext, 4), -EINVAL)
+ROW(p2, coh_pin_query(ctx, NULL, 4096, pext, 4), -EFAULT)
+ROW(p3, coh_pin_query(ctx, live, 0, pext, 4), -EINVAL)
+ROW(p4, coh_pin_query(ctx, live, 4096, NULL, 4), -EFAULT)
+ROW(p5, coh_pin_query(ctx, live, 4096, pext, 0), -EINVAL)
+ROW(p6, coh_pin_query(ctx, live, HUGE_LEN, pext, 4), -EOVERFLOW)
+/* Fork policy */
+ROW(k1, coh_fork_policy_set(NULL, live, 8 * 4096, COH_FORK_ZERO), -EINVAL)
+ROW(k2, coh_fork_policy_set(ctx, NULL, 8 * 4096, COH_FORK_ZERO), -EFAULT)
+ROW(k3, coh_fork_policy_set(ctx, live, 0, COH_FORK_ZERO), -EINVAL)
+ROW(k4, coh_fork_policy_set(ctx, live, 8 * 4096, 17), -EINVAL)
+ROW(k5, coh_fork_policy_set(ctx, live, 8 * 4096, -1), -EINVAL)
+ROW(k6, coh_fork_policy_set(ctx, live + 4096, 4096, COH_FORK_ZERO), -EINVAL)
+ROW(k7, coh_fork_policy_set(ctx, (void *)0x6000, 4096, COH_FORK_ZERO), -ENOENT)
+ROW(k8, coh_fork_policy_set(ctx, live, 8 * 4096, COH_FORK_SHARE), -EOPNOTSUPP)
+ROW(k9, coh_fork_policy_get(NULL, live), -EINVAL)
+ROW(k10, coh_fork_policy_get(ctx, (void *)0x7000), -ENOENT)
+ROW(k11, coh_fork_policy_get(ctx, NULL), -EFAULT)
+/* Context and targets */
+ROW(c1, coh_context_set_log(NULL, NULL, NULL), -EINVAL)
+ROW(c2, coh_context_set_log_level(NULL, 1), -EINVAL)
+ROW(c3, coh_context_set_log_level(ctx, -1), -EINVAL)
+ROW(c4, coh_context_get_log_level(NULL), -EINVAL)
+ROW(c5, coh_context_is_replay(NULL), -EINVAL)
+ROW(c6, coh_context_backends(NULL, buf, sizeof(buf)), -EINVAL)
+ROW(c7, coh_context_backends(ctx, NULL, 10), -EINVAL)
+ROW(c8, coh_context_create(NULL, NULL), -EINVAL)
+ROW(t1, coh_target_count(NULL), -EINVAL)
+ROW(t2, coh_target_index(NULL), -EINVAL)
+ROW(t3, coh_target_kind(NULL), -EINVAL)
+ROW(t4, coh_target_numa_node(NULL), -EINVAL)
+ROW(t5, coh_target_capacity(NULL, NULL, NULL), -EINVAL)
+ROW(t6, coh_target_distance(NULL, t), -EINVAL)
+ROW(t7, coh_target_distance(t, t_other), -EINVAL)
+ROW(t8, coh_target_memory_tier(NULL), -EINVAL)
+ROW(t9, coh_target_access(NULL, 0, NULL), -EINVAL)
+static int t10(void)
+{
+	struct coh_access a = { .size = sizeof(a) };
+	return coh_target_access(t, 2, &a);
+}
+static int t11(void)
+{
+	struct coh_access a = { .size = 4 };
+	return coh_target_access(t, 0, &a);
+}
+
+static const struct row rows[] = {
+	{ "alloc NULL target", a1, -EINVAL }, { "alloc zero size", a2, -EINVAL },
+	{ "alloc overflowing size", a3, -EOVERFLOW }, { "alloc non-power-of-two align", a4, -EINVAL },
+	{ "alloc unknown flag", a5, -EINVAL }, { "alloc HUGE|NOHUGE", a6, -EINVAL },
+	{ "alloc unknown fork policy", a7, -EINVAL }, { "alloc NULL out", a8, -EFAULT },
+	{ "free NULL ctx", f1, -EINVAL }, { "free NULL", f2, -EFAULT }, { "free interior", f3, -ENOENT },
+	{ "free unknown", f4, -ENOENT }, { "free in another context", f5, -ENOENT },
+	{ "adopt NULL target", d1, -EINVAL }, { "adopt NULL", d2, -EFAULT }, { "adopt zero", d3, -EINVAL },
+	{ "adopt unaligned", d4, -EINVAL }, { "adopt overflowing", d5, -EOVERFLOW },
+	{ "adopt an allocation", d6, -EEXIST }, { "adopt with alloc hint", d7, -EINVAL },
+	{ "adopt as SHARE", d8, -EOPNOTSUPP },
+	{ "release NULL ctx", r1, -EINVAL }, { "release NULL", r2, -EFAULT },
+	{ "release an allocation", r3, -EINVAL }, { "release unknown", r4, -ENOENT },
+	{ "lookup NULL ctx", l1, -EINVAL }, { "lookup NULL", l2, -EFAULT }, { "lookup NULL info", l3, -EINVAL },
+	{ "lookup unknown", l4, -ENOENT }, { "lookup short info", l5, -EINVAL },
+	{ "alloc_count NULL", l6, -EINVAL },
+	{ "migrate NULL ctx", m1, -EINVAL }, { "migrate NULL", m2, -EFAULT }, { "migrate zero", m3, -EINVAL },
+	{ "migrate overflowing", m4, -EOVERFLOW }, { "migrate unaligned addr", m5, -EINVAL },
+	{ "migrate unaligned len", m6, -EINVAL }, { "migrate past the end", m7, -EINVAL },
+	{ "migrate unknown", m8, -ENOENT }, { "migrate NULL target", m9, -EINVAL },
+	{ "migrate to another context", m10, -EXDEV }, { "migrate unknown flag", m11, -EINVAL },
+	{ "migrate_async NULL out", m12, -EFAULT }, { "migrate_async other ctx", m13, -EXDEV },
+	{ "migrate_async unaligned", m14, -EINVAL }, { "migration_test NULL", m15, -EINVAL },
+	{ "migration_wait NULL", m16, -EINVAL },
+	{ "advise NULL ctx", v1, -EINVAL }, { "advise NULL", v2, -EFAULT }, { "advise zero", v3, -EINVAL },
+	{ "advise unaligned", v4, -EINVAL }, { "advise unknown advice", v5, -EINVAL },
+	{ "advise other context", v6, -EXDEV }, { "advise unknown", v7, -ENOENT },
+	{ "advise overflowing", v8, -EOVERFLOW },
+	{ "query NULL ctx", q1, -EINVAL }, { "query NULL", q2, -EFAULT }, { "query zero", q3, -EINVAL },
+	{ "query overflowing", q4, -EOVERFLOW }, { "query NULL out", q5, -EFAULT }, { "query max 0", q6, -EINVAL },
+	{ "query negative pid", q7, -EINVAL }, { "query missing pid", q8, -ENOENT },
+	{ "pin_query NULL ctx", p1, -EINVAL }, { "pin_query NULL", p2, -EFAULT }, { "pin_query zero", p3, -EINVAL },
+	{ "pin_query NULL out", p4, -EFAULT }, { "pin_query max 0", p5, -EINVAL },
+	{ "pin_query overflowing", p6, -EOVERFLOW },
+	{ "fork_policy_set NULL ctx", k1, -EINVAL }, { "fork_policy_set NULL", k2, -EFAULT },
+	{ "fork_policy_set zero", k3, -EINVAL }, { "fork_policy_set bad policy", k4, -EINVAL },
+	{ "fork_policy_set negative policy", k5, -EINVAL }, { "fork_policy_set part", k6, -EINVAL },
+	{ "fork_policy_set unknown", k7, -ENOENT }, { "fork_policy_set SHARE on private", k8, -EOPNOTSUPP },
+	{ "fork_policy_get NULL ctx", k9, -EINVAL }, { "fork_policy_get unknown", k10, -ENOENT },
+	{ "fork_policy_get NULL", k11, -EFAULT },
+	{ "set_log NULL", c1, -EINVAL }, { "set_log_level NULL", c2, -EINVAL },
+	{ "set_log_level -1", c3, -EINVAL }, { "get_log_level NULL", c4, -EINVAL },
+	{ "is_replay NULL", c5, -EINVAL }, { "backends NULL ctx", c6, -EINVAL },
+	{ "backends NULL buf", c7, -EINVAL }, { "context_create NULL out", c8, -EINVAL },
+	{ "target_count NULL", t1, -EINVAL }, { "target_index NULL", t2, -EINVAL },
+	{ "target_kind NULL", t3, -EINVAL }, { "target_numa_node NULL", t4, -EINVAL },
+	{ "target_capacity NULL", t5, -EINVAL }, { "target_distance NULL", t6, -EINVAL },
+	{ "target_distance across contexts", t7, -EINVAL }, { "target_memory_tier NULL", t8, -EINVAL },
+	{ "target_access NULL", t9, -EINVAL }, { "target_access class 2", t10, -EINVAL },
+	{ "target_access short struct", t11, -EINVAL },
+};
+
+static void snapshot(int *count, struct coh_extent *res, int *nres, uint32_t *sum, int *policy)
+{
+	*count = coh_alloc_count(ctx);
+	*nres = coh_query(ctx, live, 8 * ps, res, 4);
+	uint32_t s = 0;
+	for (size_t i = 0; i < 8 * ps; i++)
+		s = s * 31 + live[i];
+	*sum = s;
+	*policy = coh_fork_policy_get(ctx, live);
+}
+
+START_TEST(table)
+{
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		int c0, c1, n0, n1, p0, p1;
+		uint32_t s0, s1;
+		struct coh_extent e0[4], e1[4];
+		snapshot(&c0, e0, &n0, &s0, &p0);
+		outp = (void *)0x1;
+		int got = rows[i].call();
+		ck_assert_msg(got == rows[i].expect, "%s: got %d (%s), expected %d (%s)", rows[i].what, got,
+			      coh_strerror(got), rows[i].expect, coh_strerror(rows[i].expect));
+		snapshot(&c1, e1, &n1, &s1, &p1);
+		ck_assert_msg(c0 == c1, "%s: allocation count changed", rows[i].what);
+		ck_assert_msg(n0 == n1 && !memcmp(e0, e1, sizeof(e0[0]) * (size_t)n0), "%s: residency changed",
+			      rows[i].what);
+		ck_assert_msg(s0 == s1, "%s: contents changed", rows[i].what);
+		ck_assert_msg(p0 == p1, "%s: fork policy changed", rows[i].what);
+	}
+}
+END_TEST
+
+/* Names never crash on NULL and refuse NULL handles. */
+START_TEST(null_accessors)
+{
+	ck_assert_ptr_null(coh_target_backend(NULL));
+	ck_assert_ptr_null(coh_target_name(NULL));
+	ck_assert_ptr_null(coh_target_vendor(NULL));
+	ck_assert_ptr_null(coh_target_model(NULL));
+	ck_assert_ptr_null(coh_target_pci_address(NULL));
+	ck_assert_ptr_null(coh_target_pci_name(NULL));
+	ck_assert_ptr_null(coh_target_context(NULL));
+	ck_assert_uint_eq(coh_target_caps(NULL), 0);
+	ck_assert_ptr_null(coh_target_get(NULL, 0));
+	ck_assert_ptr_null(coh_target_get(ctx, 100000));
+	ck_assert_ptr_null(coh_target_next(NULL, NULL));
+	ck_assert_ptr_null(coh_target_next(ctx, t_other));   /* a target of another context */
+	ck_assert_ptr_null(coh_target_find(ctx, NULL));
+	ck_assert_ptr_null(coh_target_find(ctx, "host:node9999"));
+	ck_assert_ptr_null(coh_target_by_node(ctx, -1));
+	ck_assert_ptr_null(coh_context_ref(NULL));
+	coh_context_unref(NULL);
+	coh_migration_free(NULL);
+	ck_assert_str_eq(coh_target_kind_name(0), "unknown");
+	ck_assert_ptr_null(coh_fork_policy_name(9));
+	ck_assert_ptr_null(coh_pin_answer_name(-1));
+}
+END_TEST
+
+/* A replayed context describes a machine but refuses to change memory. */
+START_TEST(replay_refuses)
+{
+	struct coh_context_options o = { .size = sizeof(o), .backends = "host", .fsroot = "/tmp/..", .log_level = -1 };
+	(void)o;
+	char dir[] = "/tmp/coh-badinput-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char path[512];
+	snprintf(path, sizeof(path), "mkdir -p %s/sys/devices/system/node/node0 && "
+		 "echo 0 > %s/sys/devices/system/node/online && "
+		 "echo 'Node 0 MemTotal: 1024 kB' > %s/sys/devices/system/node/node0/meminfo && "
+		 "echo 0-1 > %s/sys/devices/system/node/node0/cpulist", dir, dir, dir, dir);
+	ck_assert_int_eq(system(path), 0);
+	struct coh_context_options ro = { .size = sizeof(ro), .backends = "host", .fsroot = dir, .log_level = -1 };
+	coh_context *rc;
+	ck_assert_int_eq(coh_context_create(&ro, &rc), 0);
+	ck_assert_int_eq(coh_context_is_replay(rc), 1);
+	coh_target *rt = coh_target_find(rc, "host:node0");
+	ck_assert_ptr_nonnull(rt);
+	void *p;
+	ck_assert_int_eq(coh_alloc(rt, 4096, 0, 0, &p), -EROFS);
+	ck_assert_int_eq(coh_adopt(rt, live, 4096, 0), -EROFS);
+	ck_assert_int_eq(coh_migrate(rc, live, 4096, rt, 0), -EROFS);
+	ck_assert_int_eq(coh_free(rc, live), -EROFS);
+	ck_assert_int_eq(coh_release(rc, live), -EROFS);
+	ck_assert_int_eq(coh_advise(rc, live, 4096, COH_ADVISE_READ_MOSTLY, NULL), -EROFS);
+	ck_assert_int_eq(coh_fork_policy_set(rc, live, 4096, COH_FORK_ZERO), -EROFS);
+	coh_context_unref(rc);
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	ck_assert_int_eq(system(path), 0);
+}
+END_TEST
+
+static void setup(void)
+{
+	ps = (size_t)sysconf(_SC_PAGESIZE);
+	ctx = t_ctx();
+	other = t_ctx();
+	t = t_node0(ctx);
+	t_other = t_node0(other);
+	ck_assert_int_eq(coh_alloc(t, 8 * ps, 0, COH_ALLOC_NOHUGE, (void **)&live), 0);
+	for (size_t i = 0; i < 4 * ps; i++)
+		live[i] = (unsigned char)(i * 13);
+	info.size = sizeof(info);
+}
+
+static void teardown(void)
+{
+	ck_assert_int_eq(coh_free(ctx, live), 0);
+	ck_assert_int_eq(coh_free(ctx, live), -ENOENT);   /* double free */
+	coh_context_unref(ctx);
+	coh_context_unref(other);
+}
+
+int main(void)
+{
+	Suite *s = suite_create("badinput");
+	TCase *tc = tcase_create("badinput");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, table);
+	tcase_add_test(tc, null_accessors);
+	tcase_add_test(tc, replay_refuses);
+	suite_add_tcase(s, tc);
+	return t_run(s);
+}

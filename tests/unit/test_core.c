@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: MIT */
+/* Core: version, errors, options, backend filter and validation, logging, list parsing. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "internal.h"
+
+START_TEST(version_and_errors)
+{
+	ck_assert_int_eq(coh_version(), (COH_VERSION_MAJOR << 16) | (COH_VERSION_MINOR << 8) | COH_VERSION_PATCH);
+	ck_assert_str_eq(coh_version_string(), COH_VERSION_STRING);
+	ck_assert_str_eq(coh_strerror(0), "Success");
+	ck_assert_ptr_nonnull(strstr(coh_strerror(-EOPNOTSUPP), "not supported"));
+	ck_assert_str_eq(coh_strerror(-EROFS), coh_strerror(EROFS));
+	ck_assert_ptr_nonnull(coh_strerror(-123456));
+	ck_assert_str_eq(coh_mem_kind_name(COH_MEM_DEVICE_PRIVATE), "device-private");
+	ck_assert_ptr_null(coh_mem_kind_name(99));
+	ck_assert_str_eq(coh_fork_policy_name(COH_FORK_ZERO), "zero");
+	ck_assert_str_eq(coh_pin_answer_name(COH_PIN_AFTER_MIGRATE), "after-migrate");
+	ck_assert_str_eq(coh_target_kind_name(COH_KIND_CPULESS_NODE), "cpuless-node");
+	ck_assert_str_eq(coh_cap_name(COH_CAP_FORK_SHARE), "fork-share");
+	ck_assert_ptr_null(coh_cap_name(COH_CAP_ALLOC | COH_CAP_ADOPT));
+}
+END_TEST
+
+START_TEST(parse_list)
+{
+	uint8_t bits[16];
+	ck_assert_int_eq(coh_parse_list("0-3,8,10-11\n", bits, 128), 7);
+	ck_assert_uint_eq(bits[0], 0x0f);
+	ck_assert_uint_eq(bits[1], 0x0d);
+	ck_assert_int_eq(coh_parse_list("", bits, 128), 0);
+	ck_assert_int_eq(coh_parse_list("3-1", bits, 128), -EINVAL);
+	ck_assert_int_eq(coh_parse_list("x", bits, 128), -EINVAL);
+	ck_assert_int_eq(coh_parse_list("200", bits, 128), -ERANGE);
+	ck_assert_int_eq(coh_parse_list("1,1,1", bits, 128), 1);
+}
+END_TEST
+
+static int ctx_targets(const char *filter)
+{
+	struct coh_context_options o = { .size = sizeof(o), .backends = filter, .log_level = -1 };
+	coh_context *ctx;
+	ck_assert_int_eq(coh_context_create(&o, &ctx), 0);
+	int n = coh_target_count(ctx);
+	coh_context_unref(ctx);
+	return n;
+}
+
+START_TEST(backend_filter)
+{
+	ck_assert_int_ge(ctx_targets("host"), 1);
+	ck_assert_int_eq(ctx_targets("^host"), 0);
+	ck_assert_int_eq(ctx_targets("nosuch"), 0);
+	ck_assert_int_ge(ctx_targets("^nvidia,amd"), 1);
+	ck_assert_int_ge(ctx_targets("cxl,host"), 1);
+	/* the environment variable applies when the option is NULL */
+	setenv("COH_BACKENDS", "^host", 1);
+	ck_assert_int_eq(ctx_targets(NULL), 0);
+	setenv("COH_BACKENDS", "host", 1);
+	ck_assert_int_ge(ctx_targets(NULL), 1);
+	unsetenv("COH_BACKENDS");
+	coh_context *ctx;
+	struct coh_context_options o = { .size = sizeof(o), .backends = "^host", .log_level = -1 };
+	ck_assert_int_eq(coh_context_create(&o, &ctx), 0);
+	char buf[64];
+	ck_assert_int_eq(coh_context_backends(ctx, buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, "");
+	coh_context_unref(ctx);
+	o.backends = "host";
+	ck_assert_int_eq(coh_context_create(&o, &ctx), 0);
+	ck_assert_int_eq(coh_context_backends(ctx, buf, sizeof(buf)), 4);
+	ck_assert_str_eq(buf, "host");
+	ck_assert_int_eq(coh_context_backends(ctx, NULL, 0), 4);
+	coh_context_unref(ctx);
+}
+END_TEST
+
+static int noop_discover(coh_context *ctx, void **priv)
+{
+	(void)ctx;
+	*priv = NULL;
+	return 0;
+}
+static void noop_fini(coh_context *ctx, void *priv)
+{
+	(void)ctx;
+	(void)priv;
+}
+static int noop_alloc(coh_target *t, size_t s, size_t a, unsigned f, void **o)
+{
+	(void)t;
+	(void)s;
+	(void)a;
+	(void)f;
+	(void)o;
+	return -ENOSYS;
+}
+
+START_TEST(backend_validation)
+{
+	struct coh_backend_ops ok = { .abi = COH_BACKEND_ABI, .size = sizeof(ok), .name = "fake",
+				      .discover = noop_discover, .fini = noop_fini };
+	ck_assert_int_eq(coh_backend_validate(&ok), 0);
+	ck_assert_int_eq(coh_backend_validate(NULL), -EINVAL);
+	struct coh_backend_ops b = ok;
+	b.abi = 99;
+	ck_assert_int_eq(coh_backend_validate(&b), -EPROTO);
+	b = ok;
+	b.size = 8;
+	ck_assert_int_eq(coh_backend_validate(&b), -EPROTO);
+	b.size = sizeof(b) + 8;
+	ck_assert_int_eq(coh_backend_validate(&b), -EPROTO);
+	b = ok;
+	b.name = "Bad-Name";
+	ck_assert_int_eq(coh_backend_validate(&b), -EINVAL);
+	b = ok;
+	b.discover = NULL;
+	ck_assert_int_eq(coh_backend_validate(&b), -EINVAL);
+	b = ok;
+	b.alloc = noop_alloc;   /* alloc without free: an incomplete group */
+	ck_assert_int_eq(coh_backend_validate(&b), -EINVAL);
+	/* a short (older) table that still has the mandatory ops is accepted */
+	b = ok;
+	b.size = offsetof(struct coh_backend_ops, fini) + sizeof(b.fini);
+	ck_assert_int_eq(coh_backend_validate(&b), 0);
+	/* every built-in backend passes */
+	for (unsigned i = 0; i < coh_builtin_backend_count; i++)
+		ck_assert_int_eq(coh_backend_validate(coh_builtin_backends[i]), 0);
+}
+END_TEST
+
+struct logbuf {
+	int count;
+	int max_level;
+	char last[512];
+};
+static void log_cb(void *data, int level, const char *msg)
+{
+	struct logbuf *lb = data;
+	lb->count++;
+	if (level > lb->max_level)
+		lb->max_level = level;
+	snprintf(lb->last, sizeof(lb->last), "%s", msg);
+}
+
+START_TEST(logging)
+{
+	struct logbuf lb = { 0 };
+	struct coh_context_options o = { .size = sizeof(o), .backends = "host,nosuch", .log_level = COH_LOG_DEBUG,
+					 .log_fn = log_cb, .log_data = &lb };
+	coh_context *ctx;
+	ck_assert_int_eq(coh_context_create(&o, &ctx), 0);
+	ck_assert_int_gt(lb.count, 0);            /* discovery is logged */
+	ck_assert_int_eq(lb.max_level, COH_LOG_DEBUG);
+	ck_assert_int_eq(coh_context_get_log_level(ctx), COH_LOG_DEBUG);
+	ck_assert_int_eq(coh_context_set_log_level(ctx, COH_LOG_NONE), 0);
+	int before = lb.count;
+	coh_context_unref(coh_context_ref(ctx));  /* ref/unref pair keeps it alive */
+	void *p;
+	ck_assert_int_eq(coh_alloc(t_node0(ctx), 4096, 0, 0, &p), 0);
+	ck_assert_int_eq(coh_free(ctx, p), 0);
+	ck_assert_int_eq(lb.count, before);       /* level NONE: silent */
+	ck_assert_int_eq(coh_context_set_log_level(ctx, 7), -EINVAL);
+	ck_assert_int_eq(coh_context_set_log(ctx, NULL, NULL), 0);
+	coh_context_unref(ctx);
+
+	/* COH_LOG applies when the option says -1 */
+	struct logbuf lb2 = { 0 };
+	setenv("COH_LOG", "info", 1);
+	o.log_level = -1;
+	o.log_data = &lb2;
+	ck_assert_int_eq(coh_context_create(&o, &ctx), 0);
+	ck_assert_int_eq(coh_context_get_log_level(ctx), COH_LOG_INFO);
+	ck_assert_int_gt(lb2.count, 0);
+	ck_assert_int_le(lb2.max_level, COH_LOG_INFO);
+	coh_context_unref(ctx);
+	unsetenv("COH_LOG");
+}
+END_TEST
+
+START_TEST(options)
+{
+	coh_context *ctx = (coh_context *)0x1;
+	struct coh_context_options o = { .size = 4 };
+	ck_assert_int_eq(coh_context_create(&o, &ctx), -EINVAL);
+	ck_assert_ptr_null(ctx);
+	o = (struct coh_context_options){ .size = sizeof(o), .log_level = 9 };
+	ck_assert_int_eq(coh_context_create(&o, &ctx), -EINVAL);
+	o = (struct coh_context_options){ .size = sizeof(o), .fsroot = "/nonexistent/root", .log_level = -1 };
+	ck_assert_int_eq(coh_context_create(&o, &ctx), -ENOENT);
+	ck_assert_int_eq(coh_context_create(NULL, NULL), -EINVAL);
+	ck_assert_int_eq(coh_context_create(NULL, &ctx), 0);
+	ck_assert_int_eq(coh_context_is_replay(ctx), 0);
+	coh_context_unref(ctx);
+	/* a fsroot that resolves to / is not a replay */
+	o = (struct coh_context_options){ .size = sizeof(o), .fsroot = "/tmp/..", .log_level = -1 };
+	ck_assert_int_eq(coh_context_create(&o, &ctx), 0);
+	ck_assert_int_eq(coh_context_is_replay(ctx), 0);
+	coh_context_unref(ctx);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("core");
+	TCase *tc = tcase_create("core");
+	tcase_add_test(tc, version_and_errors);
+	tcase_add_test(tc, parse_list);
+	tcase_add_test(tc, backend_filter);
+	tcase_add_test(tc, backend_validation);
+	tcase_add_test(tc, logging);
+	tcase_add_test(tc, options);
+	suite_add_tcase(s, tc);
+	return t_run(s);
+}

@@ -1,0 +1,591 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cohctl — inspect what libcoherent sees on this machine.
+ *
+ *   cohctl [--fsroot DIR] [--backends LIST] [-v] devices [--json]
+ *   cohctl [--fsroot DIR] check [--json]
+ *   cohctl query PID ADDR LEN [--json]
+ *   cohctl bench [--quick] [alloc|lookup|query]
+ *   cohctl version
+ */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "bench.h"
+#include "coherent.h"
+
+static const char *opt_fsroot, *opt_backends;
+static int opt_verbose;
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: cohctl [--fsroot DIR] [--backends LIST] [-v] COMMAND\n"
+		   "  devices [--json]          memory targets and their capabilities\n"
+		   "  check [--json]            can this kernel/driver serve each backend, what is missing\n"
+		   "  query PID ADDR LEN [--json]  residency of a range of a process (PID 0: cohctl)\n"
+		   "  bench [--quick] [SUITE]   run the benchmark suites (alloc, lookup, query)\n"
+		   "  version\n");
+}
+
+static int open_ctx(coh_context **ctx)
+{
+	struct coh_context_options o = { .size = sizeof(o), .backends = opt_backends, .fsroot = opt_fsroot,
+					 .log_level = opt_verbose ? COH_LOG_DEBUG : -1 };
+	int e = coh_context_create(&o, ctx);
+	if (e)
+		fprintf(stderr, "cohctl: cannot create a context: %s\n", coh_strerror(e));
+	return e;
+}
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; s && *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", *s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
+static void caps_string(uint64_t caps, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	size_t used = 0;
+	for (int b = 0; b < 64; b++) {
+		const char *n = coh_cap_name(1ull << b);
+		if (!(caps & (1ull << b)) || !n)
+			continue;
+		int w = snprintf(buf + used, len - used, "%s%s", used ? "," : "", n);
+		if (w < 0 || (size_t)w >= len - used)
+			break;
+		used += (size_t)w;
+	}
+}
+
+/* ---------------- devices ---------------- */
+
+static int cmd_devices(int argc, char **argv)
+{
+	bool json = argc > 1 && !strcmp(argv[1], "--json");
+	coh_context *ctx;
+	int e = open_ctx(&ctx);
+	if (e)
+		return 1;
+	coh_target *t;
+	if (json) {
+		printf("{\n  \"version\": \"%s\",\n  \"replay\": %s,\n  \"targets\": [", coh_version_string(),
+		       coh_context_is_replay(ctx) ? "true" : "false");
+		int i = 0;
+		coh_target_foreach(ctx, t) {
+			uint64_t total = 0, free_b = 0;
+			int fe = coh_target_capacity(t, &total, &free_b);
+			printf("%s\n    {\"name\": ", i++ ? "," : "");
+			json_str(coh_target_name(t));
+			printf(", \"backend\": ");
+			json_str(coh_target_backend(t));
+			printf(", \"kind\": ");
+			json_str(coh_target_kind_name(coh_target_kind(t)));
+			printf(", \"vendor\": ");
+			json_str(coh_target_vendor(t));
+			printf(", \"model\": ");
+			json_str(coh_target_model(t));
+			printf(", \"pci_address\": ");
+			if (coh_target_pci_address(t))
+				json_str(coh_target_pci_address(t));
+			else
+				printf("null");
+			printf(", \"pci_name\": ");
+			if (coh_target_pci_name(t))
+				json_str(coh_target_pci_name(t));
+			else
+				printf("null");
+			int node = coh_target_numa_node(t);
+			printf(", \"numa_node\": ");
+			node >= 0 ? printf("%d", node) : printf("null");
+			printf(", \"total_bytes\": %" PRIu64 ", \"free_bytes\": ", total);
+			fe == 0 ? printf("%" PRIu64, free_b) : printf("null");
+			int tier = coh_target_memory_tier(t);
+			printf(", \"memory_tier\": ");
+			tier >= 0 ? printf("%d", tier) : printf("null");
+			printf(", \"capabilities\": [");
+			uint64_t caps = coh_target_caps(t);
+			int c = 0;
+			for (int b = 0; b < 64; b++)
+				if ((caps & (1ull << b)) && coh_cap_name(1ull << b)) {
+					printf("%s", c++ ? ", " : "");
+					json_str(coh_cap_name(1ull << b));
+				}
+			printf("], \"distances\": {");
+			coh_target *u;
+			c = 0;
+			coh_target_foreach(ctx, u) {
+				int d = coh_target_distance(t, u);
+				if (d >= 0)
+					printf("%s\"%s\": %d", c++ ? ", " : "", coh_target_name(u), d);
+			}
+			printf("}, \"access\": [");
+			c = 0;
+			for (unsigned cls = 0; cls < 2; cls++) {
+				struct coh_access a = { .size = sizeof(a) };
+				if (coh_target_access(t, cls, &a))
+					continue;
+				printf("%s{\"class\": %u, \"read_bandwidth_MBps\": %u, \"write_bandwidth_MBps\": %u, "
+				       "\"read_latency_ns\": %u, \"write_latency_ns\": %u, \"initiators\": [",
+				       c++ ? ", " : "", cls, a.read_bandwidth, a.write_bandwidth, a.read_latency,
+				       a.write_latency);
+				for (int k = 0; k < a.nr_initiators; k++)
+					printf("%s%d", k ? ", " : "", a.initiators[k]);
+				printf("]}");
+			}
+			printf("]}");
+		}
+		printf("\n  ]\n}\n");
+	} else {
+		printf("%-16s %-8s %-16s %5s %12s %12s %4s  %s\n", "TARGET", "BACKEND", "KIND", "NODE", "TOTAL",
+		       "FREE", "TIER", "CAPABILITIES");
+		coh_target_foreach(ctx, t) {
+			uint64_t total = 0, free_b = 0;
+			char tb[32], fb[32], caps[512], tier[16];
+			int fe = coh_target_capacity(t, &total, &free_b);
+			snprintf(tb, sizeof(tb), "%.1f GiB", (double)total / (1 << 30));
+			if (fe == 0)
+				snprintf(fb, sizeof(fb), "%.1f GiB", (double)free_b / (1 << 30));
+			else
+				snprintf(fb, sizeof(fb), "-");
+			int tr = coh_target_memory_tier(t);
+			if (tr >= 0)
+				snprintf(tier, sizeof(tier), "%d", tr);
+			else
+				snprintf(tier, sizeof(tier), "-");
+			caps_string(coh_target_caps(t), caps, sizeof(caps));
+			printf("%-16s %-8s %-16s %5d %12s %12s %4s  %s\n", coh_target_name(t), coh_target_backend(t),
+			       coh_target_kind_name(coh_target_kind(t)), coh_target_numa_node(t), tb, fb, tier, caps);
+			if (coh_target_pci_address(t))
+				printf("%-16s pci %s %s\n", "", coh_target_pci_address(t),
+				       coh_target_pci_name(t) ? coh_target_pci_name(t) : "");
+		}
+		if (coh_target_count(ctx) == 0)
+			printf("(no targets)\n");
+	}
+	coh_context_unref(ctx);
+	return 0;
+}
+
+/* ---------------- check ---------------- */
+
+static int rootfd = -1;
+
+static int root_open(const char *path)
+{
+	while (*path == '/')
+		path++;
+	return openat(rootfd, path, O_RDONLY | O_CLOEXEC);
+}
+
+static bool root_exists(const char *path)
+{
+	while (*path == '/')
+		path++;
+	return faccessat(rootfd, path, F_OK, 0) == 0;
+}
+
+static bool root_has_entries(const char *path, const char *prefix)
+{
+	int fd = root_open(path);
+	if (fd < 0)
+		return false;
+	bool found = false;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return false;
+	}
+	struct dirent *de;
+	while (!found && (de = readdir(d)))
+		if (!strncmp(de->d_name, prefix, strlen(prefix)))
+			found = true;
+	closedir(d);
+	return found;
+}
+
+static char *kconfig;   /* whole kernel config text, NULL when not found */
+static char kconfig_src[256];
+
+static void load_kconfig(void)
+{
+	int fd = root_open("/proc/config.gz");
+	size_t cap = 1 << 20, len = 0;
+	char *buf = malloc(cap);
+	if (!buf)
+		return;
+	if (fd >= 0) {
+		gzFile g = gzdopen(fd, "rb");
+		int n;
+		while (g && (n = gzread(g, buf + len, (unsigned)(cap - len - 1))) > 0) {
+			len += (size_t)n;
+			if (cap - len < 4096) {
+				char *nb = realloc(buf, cap * 2);
+				if (!nb)
+					break;
+				buf = nb;
+				cap *= 2;
+			}
+		}
+		if (g)
+			gzclose(g);
+		snprintf(kconfig_src, sizeof(kconfig_src), "/proc/config.gz");
+	} else {
+		char rel[128] = "", path[200];
+		int rf = root_open("/proc/sys/kernel/osrelease");
+		if (rf >= 0) {
+			ssize_t n = read(rf, rel, sizeof(rel) - 1);
+			close(rf);
+			if (n > 0) {
+				rel[n] = '\0';
+				rel[strcspn(rel, "\n")] = '\0';
+			}
+		}
+		snprintf(path, sizeof(path), "/boot/config-%s", rel);
+		fd = root_open(path);
+		if (fd >= 0) {
+			ssize_t n;
+			while ((n = read(fd, buf + len, cap - len - 1)) > 0) {
+				len += (size_t)n;
+				if (cap - len < 4096) {
+					char *nb = realloc(buf, cap * 2);
+					if (!nb)
+						break;
+					buf = nb;
+					cap *= 2;
+				}
+			}
+			close(fd);
+			snprintf(kconfig_src, sizeof(kconfig_src), "%s", path);
+		}
+	}
+	if (len == 0) {
+		free(buf);
+		return;
+	}
+	buf[len] = '\0';
+	kconfig = buf;
+}
+
+/* 'y', 'm', 'n' (not set) or '?' (no config to read) */
+static char kconf(const char *sym)
+{
+	if (!kconfig)
+		return '?';
+	char key[96];
+	snprintf(key, sizeof(key), "\n%s=", sym);
+	const char *p = strstr(kconfig, key);
+	if (!p)
+		return 'n';
+	return p[strlen(key)];
+}
+
+struct req {
+	const char *what;
+	bool required;
+	int ok;              /* 1 ok, 0 missing, -1 unknown */
+	char detail[160];
+};
+
+static void req_kconf(struct req *r, const char *sym, bool required, bool module_ok)
+{
+	char v = kconf(sym);
+	r->what = sym;
+	r->required = required;
+	r->ok = v == '?' ? -1 : (v == 'y' || (module_ok && v == 'm'));
+	snprintf(r->detail, sizeof(r->detail), "%s", v == '?' ? "no kernel config to read" :
+		 v == 'y' ? "=y" : v == 'm' ? "=m" : "not set");
+}
+
+static void req_path(struct req *r, const char *what, const char *path, bool required)
+{
+	r->what = what;
+	r->required = required;
+	r->ok = root_exists(path);
+	snprintf(r->detail, sizeof(r->detail), "%s %s", path, r->ok ? "present" : "absent");
+}
+
+static void req_dir(struct req *r, const char *what, const char *dir, const char *prefix, bool required)
+{
+	r->what = what;
+	r->required = required;
+	r->ok = root_has_entries(dir, prefix);
+	snprintf(r->detail, sizeof(r->detail), "%s/%s* %s", dir, prefix, r->ok ? "found" : "none");
+}
+
+static void req_lib(struct req *r, const char *lib, bool replay)
+{
+	r->what = lib;
+	r->required = true;
+	if (replay) {
+		r->ok = -1;
+		snprintf(r->detail, sizeof(r->detail), "not checked in replay mode");
+		return;
+	}
+	void *h = dlopen(lib, RTLD_LAZY | RTLD_LOCAL);
+	r->ok = h != NULL;
+	snprintf(r->detail, sizeof(r->detail), "%s", h ? "loadable" : "cannot be loaded");
+	if (h)
+		dlclose(h);
+}
+
+static int cmd_check(int argc, char **argv)
+{
+	bool json = argc > 1 && !strcmp(argv[1], "--json");
+	const char *root = opt_fsroot ? opt_fsroot : getenv("COH_FSROOT");
+	if (!root || !*root)
+		root = "/";
+	rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0) {
+		fprintf(stderr, "cohctl: %s: %s\n", root, strerror(errno));
+		return 1;
+	}
+	bool replay = strcmp(root, "/") != 0;
+	load_kconfig();
+
+	/* which backends this build has (a context without filter) */
+	char built[256] = "";
+	coh_context *ctx;
+	struct coh_context_options o = { .size = sizeof(o), .backends = "", .fsroot = root, .log_level = -1 };
+	if (coh_context_create(&o, &ctx) == 0) {
+		coh_context_backends(ctx, built, sizeof(built));
+		coh_context_unref(ctx);
+	}
+
+	static const char *const names[] = { "host", "hmmtest", "nvidia", "cxl", "amd" };
+	struct req reqs[5][10];
+	int nreq[5] = { 0 };
+	memset(reqs, 0, sizeof(reqs));
+	/* host */
+	req_kconf(&reqs[0][nreq[0]++], "CONFIG_NUMA", false, false);
+	req_kconf(&reqs[0][nreq[0]++], "CONFIG_MIGRATION", false, false);
+	req_kconf(&reqs[0][nreq[0]++], "CONFIG_PROC_PAGE_MONITOR", true, false);
+	req_path(&reqs[0][nreq[0]++], "NUMA nodes in sysfs", "/sys/devices/system/node/node0", false);
+	req_path(&reqs[0][nreq[0]++], "pagemap", "/proc/self/pagemap", true);
+	/* hmmtest */
+	req_kconf(&reqs[1][nreq[1]++], "CONFIG_DEVICE_PRIVATE", true, false);
+	req_kconf(&reqs[1][nreq[1]++], "CONFIG_TEST_HMM", true, true);
+	req_path(&reqs[1][nreq[1]++], "test_hmm device", "/dev/hmm_dmirror0", true);
+	/* nvidia */
+	req_path(&reqs[2][nreq[2]++], "UVM device", "/dev/nvidia-uvm", true);
+	req_path(&reqs[2][nreq[2]++], "NVIDIA driver", "/proc/driver/nvidia/version", true);
+	req_lib(&reqs[2][nreq[2]++], "libcuda.so.1", replay);
+	req_kconf(&reqs[2][nreq[2]++], "CONFIG_DEVICE_PRIVATE", false, false);
+	req_kconf(&reqs[2][nreq[2]++], "CONFIG_HMM_MIRROR", false, false);
+	/* cxl */
+	req_kconf(&reqs[3][nreq[3]++], "CONFIG_CXL_BUS", false, true);
+	req_kconf(&reqs[3][nreq[3]++], "CONFIG_DEV_DAX", true, true);
+	req_kconf(&reqs[3][nreq[3]++], "CONFIG_DEV_DAX_KMEM", false, true);
+	req_dir(&reqs[3][nreq[3]++], "device-dax devices", "/sys/bus/dax/devices", "dax", true);
+	req_dir(&reqs[3][nreq[3]++], "CXL memory devices", "/sys/bus/cxl/devices", "mem", false);
+	/* amd */
+	req_kconf(&reqs[4][nreq[4]++], "CONFIG_HSA_AMD", true, true);
+	req_kconf(&reqs[4][nreq[4]++], "CONFIG_HSA_AMD_SVM", true, false);
+	req_kconf(&reqs[4][nreq[4]++], "CONFIG_DEVICE_PRIVATE", true, false);
+	req_path(&reqs[4][nreq[4]++], "KFD device", "/dev/kfd", true);
+	req_dir(&reqs[4][nreq[4]++], "KFD topology", "/sys/class/kfd/kfd/topology/nodes", "", true);
+
+	if (json)
+		printf("{\n  \"kernel_config\": %s%s%s,\n  \"backends\": [", kconfig ? "\"" : "",
+		       kconfig ? kconfig_src : "null", kconfig ? "\"" : "");
+	else
+		printf("kernel config: %s\n\n", kconfig ? kconfig_src : "not found (/proc/config.gz, /boot/config-*)");
+	for (int b = 0; b < 5; b++) {
+		char key[32];
+		snprintf(key, sizeof(key), ",%s,", names[b]);
+		char blist[260];
+		snprintf(blist, sizeof(blist), ",%s,", built);
+		bool compiled = strstr(blist, key) != NULL;
+		int missing = 0, unknown = 0;
+		for (int i = 0; i < nreq[b]; i++) {
+			if (reqs[b][i].required && reqs[b][i].ok == 0)
+				missing++;
+			if (reqs[b][i].required && reqs[b][i].ok < 0)
+				unknown++;
+		}
+		const char *verdict = missing ? "missing" : unknown ? "unknown" : "ready";
+		if (json) {
+			printf("%s\n    {\"backend\": \"%s\", \"compiled\": %s, \"status\": \"%s\", \"requirements\": [",
+			       b ? "," : "", names[b], compiled ? "true" : "false", verdict);
+			for (int i = 0; i < nreq[b]; i++) {
+				printf("%s{\"what\": ", i ? ", " : "");
+				json_str(reqs[b][i].what);
+				printf(", \"required\": %s, \"ok\": %s, \"detail\": ", reqs[b][i].required ? "true" : "false",
+				       reqs[b][i].ok < 0 ? "null" : reqs[b][i].ok ? "true" : "false");
+				json_str(reqs[b][i].detail);
+				printf("}");
+			}
+			printf("]}");
+		} else {
+			printf("%-8s %-8s (%s in this build)\n", names[b], verdict,
+			       compiled ? "compiled" : "not compiled");
+			for (int i = 0; i < nreq[b]; i++)
+				printf("    [%s] %-26s %s%s\n",
+				       reqs[b][i].ok > 0 ? "ok" : reqs[b][i].ok < 0 ? "??" : "--", reqs[b][i].what,
+				       reqs[b][i].detail, reqs[b][i].required ? "" : " (optional)");
+		}
+	}
+	if (json)
+		printf("\n  ]\n}\n");
+	free(kconfig);
+	close(rootfd);
+	return 0;
+}
+
+/* ---------------- query ---------------- */
+
+static int cmd_query(int argc, char **argv)
+{
+	if (argc < 4) {
+		usage(stderr);
+		return 2;
+	}
+	bool json = argc > 4 && !strcmp(argv[4], "--json");
+	char *end;
+	long pid = strtol(argv[1], &end, 10);
+	if (*end || pid < 0) {
+		fprintf(stderr, "cohctl: bad PID '%s'\n", argv[1]);
+		return 2;
+	}
+	unsigned long long addr = strtoull(argv[2], &end, 0);
+	if (*end) {
+		fprintf(stderr, "cohctl: bad address '%s'\n", argv[2]);
+		return 2;
+	}
+	unsigned long long len = strtoull(argv[3], &end, 0);
+	if (*end && (end[1] || !strchr("kKmMgG", *end))) {
+		fprintf(stderr, "cohctl: bad length '%s'\n", argv[3]);
+		return 2;
+	}
+	if (*end)
+		len <<= (*end == 'k' || *end == 'K') ? 10 : (*end == 'm' || *end == 'M') ? 20 : 30;
+	coh_context *ctx;
+	if (open_ctx(&ctx))
+		return 1;
+	struct coh_extent ext[256];
+	uintptr_t cur = (uintptr_t)addr, stop = (uintptr_t)(addr + len);
+	int rc = 0, first = 1;
+	if (json)
+		printf("{\"pid\": %ld, \"extents\": [", pid);
+	else
+		printf("%-18s %-18s %12s %-16s %5s %s\n", "START", "END", "BYTES", "KIND", "NODE", "TARGET");
+	while (cur < stop) {
+		int n = coh_query_pid(ctx, (pid_t)pid, (void *)cur, stop - cur, ext, 256);
+		if (n < 0) {
+			fprintf(stderr, "cohctl: query: %s\n", coh_strerror(n));
+			rc = 1;
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			const struct coh_extent *x = &ext[i];
+			const char *tn = x->target ? coh_target_name(x->target) : NULL;
+			if (json) {
+				printf("%s\n  {\"start\": \"0x%" PRIxPTR "\", \"length\": %zu, \"kind\": \"%s\", \"node\": %d, "
+				       "\"target\": ",
+				       first ? "" : ",", x->start, x->length, coh_mem_kind_name(x->kind), x->node);
+				tn ? json_str(tn) : (void)printf("null");
+				printf("}");
+			} else {
+				printf("0x%016" PRIxPTR " 0x%016" PRIxPTR " %12zu %-16s %5d %s\n", x->start,
+				       x->start + x->length, x->length, coh_mem_kind_name(x->kind), x->node, tn ? tn : "-");
+			}
+			first = 0;
+		}
+		if (n == 0)
+			break;
+		cur = ext[n - 1].start + ext[n - 1].length;
+	}
+	if (json)
+		printf("\n]}\n");
+	coh_context_unref(ctx);
+	return rc;
+}
+
+/* ---------------- bench ---------------- */
+
+static void bench_progress(const char *msg)
+{
+	fprintf(stderr, "cohctl bench: %s\n", msg);
+}
+
+static int cmd_bench(int argc, char **argv)
+{
+	struct bench_opts o = { .progress = bench_progress };
+	const char *suite = NULL;
+	bool md = false;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick"))
+			o.quick = true;
+		else if (!strcmp(argv[i], "--markdown"))
+			md = true;
+		else
+			suite = argv[i];
+	}
+	struct bench_result r[32];
+	int n = bench_run(suite, &o, r, 32);
+	if (n < 0) {
+		fprintf(stderr, "cohctl bench: %s\n", n == -ENOENT ? "no such suite" : coh_strerror(n));
+		return 1;
+	}
+	bench_print(r, n, md);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "--fsroot") && i + 1 < argc)
+			opt_fsroot = argv[++i];
+		else if (!strcmp(argv[i], "--backends") && i + 1 < argc)
+			opt_backends = argv[++i];
+		else if (!strcmp(argv[i], "-v"))
+			opt_verbose = 1;
+		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[i];
+	argc -= i;
+	argv += i;
+	if (!strcmp(cmd, "devices"))
+		return cmd_devices(argc, argv);
+	if (!strcmp(cmd, "check"))
+		return cmd_check(argc, argv);
+	if (!strcmp(cmd, "query"))
+		return cmd_query(argc, argv);
+	if (!strcmp(cmd, "bench"))
+		return cmd_bench(argc, argv);
+	if (!strcmp(cmd, "version")) {
+		printf("cohctl %s (libcoherent %s)\n", COH_VERSION_STRING, coh_version_string());
+		return 0;
+	}
+	fprintf(stderr, "cohctl: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 2;
+}
