@@ -67,6 +67,7 @@ static struct coh_rec *rec_new(coh_target *t, void *p, size_t len, unsigned flag
 	r->pub.fork_policy = (int)((flags >> 8) & 0xf);
 	r->pub.adopted = adopted;
 	r->pub.shared = r->pub.fork_policy == COH_FORK_SHARE;
+	r->pub.home = adopted ? NULL : t;
 	atomic_init(&r->refs, 1);
 	return r;
 }
@@ -149,6 +150,8 @@ int coh_free(coh_context *ctx, void *ptr)
 		e = -ENOENT;
 	else if (r->pub.adopted)
 		e = -EINVAL;
+	else if (atomic_load(&r->refs) > 1)
+		e = -EBUSY;   /* a migration or advice is using it: free it after that */
 	else
 		coh_amap_remove(&ctx->amap, r->pub.start);
 	pthread_rwlock_unlock(&ctx->amap.lock);
@@ -191,10 +194,11 @@ int coh_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
 		return e;
 	}
 	e = t->slot->ops->adopt(t, addr, len, flags);
-	if (!e && policy != COH_FORK_COPY && policy != COH_FORK_KERNEL) {
+	if (!e && policy != COH_FORK_KERNEL) {
+		/* Even COPY: the caller may have marked the range DONTFORK before. */
 		e = coh_fork_apply(ctx, r, policy);
 		if (e)
-			t->slot->ops->release(t, addr, len);
+			t->slot->ops->release(t, &r->pub);
 	}
 	if (e) {
 		pthread_rwlock_wrlock(&ctx->amap.lock);
@@ -221,15 +225,17 @@ int coh_release(coh_context *ctx, void *addr)
 		e = -ENOENT;
 	else if (!r->pub.adopted)
 		e = -EINVAL;
+	else if (atomic_load(&r->refs) > 1)
+		e = -EBUSY;
 	else
 		coh_amap_remove(&ctx->amap, r->pub.start);
 	pthread_rwlock_unlock(&ctx->amap.lock);
 	if (e)
 		return e;
 	/* The caller keeps the memory: undo what adopting changed. */
-	if (r->pub.fork_policy != COH_FORK_COPY && r->pub.fork_policy != COH_FORK_KERNEL)
+	if (r->pub.fork_policy != COH_FORK_KERNEL)
 		coh_fork_apply(ctx, r, COH_FORK_KERNEL);
-	e = r->pub.target->slot->ops->release(r->pub.target, addr, r->pub.length);
+	e = r->pub.target->slot->ops->release(r->pub.target, &r->pub);
 	coh_rec_put(r);
 	return e;
 }

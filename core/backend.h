@@ -49,11 +49,10 @@ struct coh_backend_ops {
 	int (*alloc)(coh_target *t, size_t size, size_t align, unsigned flags, void **out);
 	int (*free)(coh_target *t, void *ptr, size_t size);
 	int (*adopt)(coh_target *t, void *addr, size_t len, unsigned flags);
-	int (*release)(coh_target *t, void *addr, size_t len);
+	int (*release)(coh_target *t, const struct coh_alloc_rec *rec);
 	int (*migrate)(coh_target *dst, const struct coh_alloc_rec *rec, void *addr, size_t len,
 		       unsigned flags);
-	/* Backends with a native asynchronous path; the core runs `migrate` on a
-	 * worker thread otherwise. */
+	/* Asynchronous migration runs `migrate` on a core worker thread. */
 	int (*advise)(const struct coh_alloc_rec *rec, void *addr, size_t len, int advice,
 		      coh_target *t);
 	/* Refine extents the core's kernel query produced (vendor-managed ranges). */
@@ -76,6 +75,11 @@ struct coh_alloc_rec {
 	int fork_policy;
 	int adopted;
 	int shared;               /* MAP_SHARED backing (fork SHARE) */
+	/* Where pages faulted in later go: the allocation's target, then the
+	 * destination of the last complete migration; NULL for an adopted range
+	 * whose placement libcoherent never changed. */
+	coh_target *home;
+	int placed;               /* libcoherent changed the range's memory policy */
 };
 
 /* For backends. */

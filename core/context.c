@@ -92,8 +92,10 @@ static void drop_rec(struct coh_rec *r, void *arg)
 	const struct coh_backend_ops *ops = r->pub.target->slot->ops;
 	if (!ctx->replay) {
 		if (r->pub.adopted) {
+			if (r->pub.fork_policy != COH_FORK_KERNEL)
+				coh_fork_apply(ctx, r, COH_FORK_KERNEL);
 			if (ops->release)
-				ops->release(r->pub.target, (void *)r->pub.start, r->pub.length);
+				ops->release(r->pub.target, &r->pub);
 		} else if (ops->free) {
 			ops->free(r->pub.target, (void *)r->pub.start, r->pub.length);
 		}
@@ -194,10 +196,15 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 		int r = ops->discover(ctx, &slot->priv);
 		if (r < 0) {
 			coh_warn(ctx, "backend %s: discovery failed: %s", ops->name, strerror(-r));
-			/* drop what it added before failing */
-			for (int t = before; t < ctx->ntargets; t++)
-				free(ctx->targets[t]);
+			/* drop what it added before failing, then the backend */
+			for (int t = before; t < ctx->ntargets; t++) {
+				coh_target *tg = ctx->targets[t];
+				if (ops->target_fini)
+					ops->target_fini(tg, tg->d.priv);
+				free(tg);
+			}
 			ctx->ntargets = before;
+			ops->fini(ctx, slot->priv);
 			ctx->nslots--;
 			continue;
 		}

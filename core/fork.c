@@ -154,7 +154,8 @@ int coh_fork_policy_set(coh_context *ctx, void *addr, size_t len, int policy)
 	if (!e) {
 		pthread_rwlock_wrlock(&ctx->amap.lock);
 		r->pub.fork_policy = policy;
-		coh_amap_set_policy(&ctx->amap, r->pub.start, policy);
+		if (coh_amap_find(&ctx->amap, r->pub.start) == r)   /* not freed meanwhile */
+			coh_amap_set_policy(&ctx->amap, r->pub.start, policy);
 		pthread_rwlock_unlock(&ctx->amap.lock);
 	}
 	coh_rec_put(r);

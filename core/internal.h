@@ -63,7 +63,7 @@ struct coh_target {
 struct coh_context {
 	atomic_int refs;
 	pthread_mutex_t log_lock;
-	int log_level;
+	atomic_int log_level;
 	coh_log_fn log_fn;
 	void *log_data;
 

@@ -55,7 +55,15 @@ static int migrate_run(struct coh_rec *r, void *addr, size_t len, coh_target *ds
 {
 	/* The backend that owns the memory moves it, whatever the destination. */
 	const struct coh_backend_ops *ops = r->pub.target->slot->ops;
-	return ops->migrate(dst, &r->pub, addr, len, flags);
+	int e = ops->migrate(dst, &r->pub, addr, len, flags);
+	if (e == 0) {
+		coh_context *ctx = dst->ctx;
+		pthread_rwlock_wrlock(&ctx->amap.lock);
+		r->pub.home = dst;
+		r->pub.placed = 1;
+		pthread_rwlock_unlock(&ctx->amap.lock);
+	}
+	return e;
 }
 
 int coh_migrate(coh_context *ctx, void *addr, size_t len, coh_target *dst, unsigned flags)

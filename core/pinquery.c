@@ -103,6 +103,10 @@ int coh_pin_query(coh_context *ctx, const void *addr, size_t len, struct coh_pin
 		return -EINVAL;
 	if ((e = coh_check_range(addr, len)))
 		return e;
+	if (ctx->replay)
+		return -EROFS;
+	if (max > 65536)
+		max = 65536;   /* bounds the work buffer; the cursor covers the rest */
 	size_t ps = ctx->page_size;
 	uintptr_t start = (uintptr_t)addr & ~(ps - 1);
 	uintptr_t end = (((uintptr_t)addr + len - 1) | (ps - 1)) + 1;
@@ -119,6 +123,7 @@ int coh_pin_query(coh_context *ctx, const void *addr, size_t len, struct coh_pin
 		e = n;
 		goto out;
 	}
+	coh_query_refine(ctx, ext, n);
 	if ((e = coh_maps_read(ctx, 0, start, end, &v, &nv)))
 		goto out;
 	size_t no = 0, vi = 0;

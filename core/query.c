@@ -442,7 +442,7 @@ int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end
 	}
 	if (q.n == 0 && !q.full)
 		q_emit(&q, start, end - start, COH_MEM_UNMAPPED, -1);
-	/* Clip to the asked range and name targets. */
+	/* Name the target of each node. */
 	for (size_t i = 0; i < q.n; i++) {
 		struct coh_extent *x = &ext[i];
 		x->target = x->node >= 0 ? coh_target_of_node(ctx, x->node) : NULL;
@@ -456,7 +456,7 @@ out:
 	return e;
 }
 
-static void refine(coh_context *ctx, struct coh_extent *ext, int n)
+void coh_query_refine(coh_context *ctx, struct coh_extent *ext, int n)
 {
 	for (int i = 0; i < n; i++) {
 		struct coh_rec *r;
@@ -481,6 +481,8 @@ int coh_query_pid(coh_context *ctx, pid_t pid, const void *addr, size_t len, str
 		return -EINVAL;
 	if ((e = coh_check_range(addr, len)))
 		return e;
+	if (ctx->replay)
+		return -EROFS;   /* a recorded machine has no live process to inspect */
 	if (pid == getpid())
 		pid = 0;
 	size_t ps = ctx->page_size;
@@ -491,7 +493,7 @@ int coh_query_pid(coh_context *ctx, pid_t pid, const void *addr, size_t len, str
 		return -EOVERFLOW;
 	int n = coh_query_engine(ctx, pid, start, end, ext, max);
 	if (n > 0 && pid == 0)
-		refine(ctx, ext, n);
+		coh_query_refine(ctx, ext, n);
 	return n;
 }
 

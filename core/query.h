@@ -36,6 +36,7 @@ struct coh_q {
 int coh_maps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		  struct coh_vma **out, size_t *count);
 int coh_vma_classify(const struct coh_vma *m);
+void coh_query_refine(coh_context *ctx, struct coh_extent *ext, int n);
 int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		     struct coh_extent *ext, size_t max);
 

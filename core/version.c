@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "internal.h"
@@ -16,6 +17,8 @@ const char *coh_version_string(void)
 
 const char *coh_strerror(int err)
 {
+	if (err == INT32_MIN)
+		return "Unknown error";
 	if (err < 0)
 		err = -err;
 	switch (err) {

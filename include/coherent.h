@@ -247,7 +247,8 @@ enum coh_advice {
 	COH_ADVISE_READ_MOSTLY = 5,
 	COH_ADVISE_UNSET_READ_MOSTLY = 6,
 };
-/* t may be NULL for the UNSET and READ_MOSTLY advice.  -EOPNOTSUPP where the
+/* t names the location for PREFERRED_LOCATION, ACCESSED_BY and
+ * UNSET_ACCESSED_BY, and may be NULL for the others.  -EOPNOTSUPP where the
  * backend cannot honour it (see coh_advise(3)). */
 COH_API int coh_advise(coh_context *ctx, void *addr, size_t len, int advice, coh_target *t);
 

@@ -328,12 +328,12 @@ static int host_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
 	return e;
 }
 
-static int host_release(coh_target *t, void *addr, size_t len)
+static int host_release(coh_target *t, const struct coh_alloc_rec *rec)
 {
-	if (!numa_on(t))
-		return 0;
+	if (!numa_on(t) || !rec->placed)
+		return 0;   /* the caller's own policy was never touched */
 	/* Back to the process's default policy; the pages stay where they are. */
-	return coh_sys_mbind(addr, len, MPOL_DEFAULT, NULL, 0, 0);
+	return coh_sys_mbind((void *)rec->start, rec->length, MPOL_DEFAULT, NULL, 0, 0);
 }
 
 static int host_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *addr, size_t len,
@@ -363,9 +363,12 @@ static int host_advise(const struct coh_alloc_rec *rec, void *addr, size_t len, 
 		return bind_to(addr, len, ((const struct host_target *)coh_target_priv(t))->node,
 			       MPOL_PREFERRED, 0);
 	case COH_ADVISE_UNSET_PREFERRED_LOCATION:
-		if (rec->adopted)
+		/* Back to where later faults went before: the home node, if any. */
+		if (!rec->home)
 			return coh_sys_mbind(addr, len, MPOL_DEFAULT, NULL, 0, 0);
-		return bind_to(addr, len, ((const struct host_target *)coh_target_priv(rec->target))->node,
+		if (coh_target_backend(rec->home) != coh_host_backend.name)
+			return -EOPNOTSUPP;
+		return bind_to(addr, len, ((const struct host_target *)coh_target_priv(rec->home))->node,
 			       MPOL_BIND, 0);
 	default:
 		/* Every CPU reaches every node, and Linux does not replicate pages. */

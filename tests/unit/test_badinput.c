@@ -291,6 +291,10 @@ START_TEST(replay_refuses)
 	ck_assert_int_eq(coh_release(rc, live), -EROFS);
 	ck_assert_int_eq(coh_advise(rc, live, 4096, COH_ADVISE_READ_MOSTLY, NULL), -EROFS);
 	ck_assert_int_eq(coh_fork_policy_set(rc, live, 4096, COH_FORK_ZERO), -EROFS);
+	struct coh_extent e[2];
+	struct coh_pin_extent pe[2];
+	ck_assert_int_eq(coh_query(rc, live, 4096, e, 2), -EROFS);
+	ck_assert_int_eq(coh_pin_query(rc, live, 4096, pe, 2), -EROFS);
 	coh_context_unref(rc);
 	snprintf(path, sizeof(path), "rm -rf %s", dir);
 	ck_assert_int_eq(system(path), 0);

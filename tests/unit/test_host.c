@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "internal.h"
 
 static size_t ps;
 
@@ -561,6 +562,22 @@ START_TEST(threads_and_fork)
 }
 END_TEST
 
+START_TEST(busy_while_in_use)
+{
+	coh_context *ctx = t_ctx();
+	void *p;
+	ck_assert_int_eq(coh_alloc(t_node0(ctx), 4 * ps, 0, 0, &p), 0);
+	struct coh_rec *r;   /* what a migration in flight holds */
+	ck_assert_int_eq(coh_rec_get(ctx, p, ps, &r), 0);
+	ck_assert_int_eq(coh_free(ctx, p), -EBUSY);
+	struct coh_alloc_info info = { .size = sizeof(info) };
+	ck_assert_int_eq(coh_lookup(ctx, p, &info), 0);   /* still there */
+	coh_rec_put(r);
+	ck_assert_int_eq(coh_free(ctx, p), 0);
+	coh_context_unref(ctx);
+}
+END_TEST
+
 START_TEST(unref_frees_live)
 {
 	coh_context *ctx = t_ctx();
@@ -590,6 +607,7 @@ int main(void)
 	tcase_add_test(tc, pin_query_host);
 	tcase_add_test(tc, fork_policies);
 	tcase_add_test(tc, threads_and_fork);
+	tcase_add_test(tc, busy_while_in_use);
 	tcase_add_test(tc, unref_frees_live);
 	suite_add_tcase(s, tc);
 	return t_run(s);
