@@ -9,14 +9,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
 
+/* Opens path inside the fsroot.  Replays resolve symlinks and ".." inside the
+ * root (openat2 RESOLVE_IN_ROOT), so a recorded tree never reads the live
+ * machine; the live root "/" needs no such care. */
 int coh_fs_open(const coh_context *ctx, const char *path, int flags)
 {
 	while (*path == '/')
 		path++;
+	if (!*path)
+		path = ".";
+	if (ctx->replay) {
+		struct open_how how = { .flags = (uint64_t)(flags | O_CLOEXEC), .resolve = RESOLVE_IN_ROOT };
+		long fd = syscall(SYS_openat2, ctx->rootfd, path, &how, sizeof(how));
+		if (fd >= 0)
+			return (int)fd;
+		if (errno != ENOSYS)
+			return -errno;
+	}
 	int fd = openat(ctx->rootfd, path, flags | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
@@ -79,9 +94,11 @@ int coh_fs_read_u64(const coh_context *ctx, const char *path, uint64_t *v)
 
 bool coh_fs_exists(const coh_context *ctx, const char *path)
 {
-	while (*path == '/')
-		path++;
-	return faccessat(ctx->rootfd, path, F_OK, 0) == 0;
+	int fd = coh_fs_open(ctx, path, O_PATH);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
 }
 
 DIR *coh_fs_opendir(const coh_context *ctx, const char *path)

@@ -282,12 +282,17 @@ int coh_target_access(const coh_target *t, unsigned access_class, struct coh_acc
 	static const char *const names[] = { "read_bandwidth", "write_bandwidth", "read_latency",
 					     "write_latency" };
 	uint32_t *vals[] = { &a.read_bandwidth, &a.write_bandwidth, &a.read_latency, &a.write_latency };
+	int found = 0;
 	for (int i = 0; i < 4; i++) {
 		uint64_t v;
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-		if (coh_fs_read_u64(ctx, path, &v) == 0)
+		if (coh_fs_read_u64(ctx, path, &v) == 0) {
 			*vals[i] = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+			found++;
+		}
 	}
+	if (!found)
+		return -ENOENT;   /* an initiator-only node: the folder exists, empty */
 	DIR *d = coh_fs_opendir(ctx, dir);
 	if (d) {
 		struct dirent *de;
