@@ -33,6 +33,9 @@ install(FILES ${PROJECT_SOURCE_DIR}/include/coherent.h ${PROJECT_BINARY_DIR}/inc
 
 string(REPLACE ";" " " COH_PC_LIBS_PRIVATE "${COH_PC_LIBS_PRIVATE}")
 string(REPLACE ";" " " COH_PC_REQUIRES_PRIVATE "${COH_PC_REQUIRES_PRIVATE}")
+# Relocatable: the prefix is found from where the .pc file lies.
+file(RELATIVE_PATH COH_PC_UP "${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "${CMAKE_INSTALL_PREFIX}")
+string(REGEX REPLACE "/$" "" COH_PC_UP "${COH_PC_UP}")
 configure_file(${PROJECT_SOURCE_DIR}/cmake/libcoherent.pc.in ${PROJECT_BINARY_DIR}/libcoherent.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/libcoherent.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 

@@ -40,6 +40,7 @@ void coh_amap_destroy(struct coh_amap *m, void (*drop)(struct coh_rec *, void *)
 			drop(l->recs[j], arg);
 		free(l);
 	}
+	free(m->spare);
 	free(m->leaves);
 	free(m->firsts);
 	pthread_rwlock_destroy(&m->lock);
@@ -142,9 +143,33 @@ static int top_insert(struct coh_amap *m, size_t at, struct amap_leaf *leaf)
 	return 0;
 }
 
+/* One emptied leaf is kept for the next split or first insert, so a map that
+ * goes 0 -> 1 -> 0 entries (alloc+free in a loop) never calls malloc. */
+static struct amap_leaf *leaf_new(struct coh_amap *m)
+{
+	struct amap_leaf *l = m->spare;
+	if (l) {
+		m->spare = NULL;
+	} else {
+		l = malloc(sizeof(*l));
+		if (!l)
+			return NULL;
+	}
+	l->n = 0;
+	return l;
+}
+
+static void leaf_drop(struct coh_amap *m, struct amap_leaf *l)
+{
+	if (m->spare)
+		free(l);
+	else
+		m->spare = l;
+}
+
 static void top_remove(struct coh_amap *m, size_t at)
 {
-	free(m->leaves[at]);
+	leaf_drop(m, m->leaves[at]);
 	memmove(&m->leaves[at], &m->leaves[at + 1], (m->nleaves - at - 1) * sizeof(*m->leaves));
 	memmove(&m->firsts[at], &m->firsts[at + 1], (m->nleaves - at - 1) * sizeof(*m->firsts));
 	m->nleaves--;
@@ -159,7 +184,7 @@ int coh_amap_insert(struct coh_amap *m, struct coh_rec *r)
 		return -EEXIST;
 
 	if (m->nleaves == 0) {
-		struct amap_leaf *leaf = calloc(1, sizeof(*leaf));
+		struct amap_leaf *leaf = leaf_new(m);
 		if (!leaf)
 			return -ENOMEM;
 		leaf->keys[0] = key;
@@ -168,7 +193,7 @@ int coh_amap_insert(struct coh_amap *m, struct coh_rec *r)
 		leaf->n = 1;
 		int e = top_insert(m, 0, leaf);
 		if (e) {
-			free(leaf);
+			leaf_drop(m, leaf);
 			return e;
 		}
 		m->count = 1;
@@ -181,7 +206,7 @@ int coh_amap_insert(struct coh_amap *m, struct coh_rec *r)
 	struct amap_leaf *leaf = m->leaves[li];
 
 	if (leaf->n == LEAF_MAX) {
-		struct amap_leaf *right = calloc(1, sizeof(*right));
+		struct amap_leaf *right = leaf_new(m);
 		if (!right)
 			return -ENOMEM;
 		unsigned half = LEAF_MAX / 2;
@@ -191,7 +216,7 @@ int coh_amap_insert(struct coh_amap *m, struct coh_rec *r)
 		memcpy(right->vals, &leaf->vals[half], right->n * sizeof(leaf->vals[0]));
 		int e = top_insert(m, (size_t)li + 1, right);
 		if (e) {
-			free(right);
+			leaf_drop(m, right);
 			return e;
 		}
 		leaf->n = half;

@@ -21,6 +21,7 @@ struct coh_amap {
 	uintptr_t *firsts;        /* first key of each leaf, for the top-level search */
 	size_t nleaves, cap;
 	size_t count;
+	struct amap_leaf *spare;  /* one emptied leaf, kept for reuse */
 };
 struct coh_rec {
 	struct coh_alloc_rec pub;

@@ -25,6 +25,7 @@
 #ifndef COHERENT_H
 #define COHERENT_H
 
+#include <errno.h>    /* results are compared with -EINVAL, -ENOENT, ... */
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
