@@ -2,6 +2,7 @@
 /* Alloc+free latency against mmap+munmap, interleaved in the same run. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -32,6 +33,12 @@ static double time_coh(coh_context *ctx, coh_target *t, size_t size, int iters)
 	return (bench_now_ns() - t0) / iters;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
 int bench_alloc(const struct bench_opts *o, struct bench_result *out, int max)
 {
 	coh_context *ctx;
@@ -49,21 +56,25 @@ int bench_alloc(const struct bench_opts *o, struct bench_result *out, int max)
 	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]) && n < max; s++) {
 		if (o->progress)
 			o->progress("alloc: alloc+free vs mmap+munmap");
-		/* Alternate rounds so both see the same machine state; keep the best round of each. */
-		double best_raw = 1e30, best_coh = 1e30;
-		for (int round = 0; round < 7; round++) {
-			double r = time_raw(sizes[s], iters / 7), c = time_coh(ctx, t, sizes[s], iters / 7);
-			if (r < 0 || c < 0) {
+		/* Short rounds, alternating, so both see the same machine state; the
+		 * median of each resists bursts from whatever else the machine runs. */
+		enum { ROUNDS = 21 };
+		double raw[ROUNDS], coh[ROUNDS];
+		for (int round = 0; round < ROUNDS; round++) {
+			raw[round] = time_raw(sizes[s], iters / ROUNDS);
+			coh[round] = time_coh(ctx, t, sizes[s], iters / ROUNDS);
+			if (raw[round] < 0 || coh[round] < 0) {
 				coh_context_unref(ctx);
 				return -ENOMEM;
 			}
-			best_raw = r < best_raw ? r : best_raw;
-			best_coh = c < best_coh ? c : best_coh;
 		}
+		qsort(raw, ROUNDS, sizeof(double), cmp_double);
+		qsort(coh, ROUNDS, sizeof(double), cmp_double);
+		double best_raw = raw[ROUNDS / 2], best_coh = coh[ROUNDS / 2];
 		struct bench_result *r = &out[n++];
 		memset(r, 0, sizeof(*r));
 		snprintf(r->suite, sizeof(r->suite), "alloc");
-		snprintf(r->name, sizeof(r->name), "coh_alloc+coh_free, %zu KiB, untouched", sizes[s] >> 10);
+		snprintf(r->name, sizeof(r->name), "coh_alloc+coh_free, %zu KiB, untouched (median)", sizes[s] >> 10);
 		r->value = best_coh;
 		snprintf(r->unit, sizeof(r->unit), "ns");
 		r->baseline = best_raw;

@@ -57,9 +57,10 @@ int coh_rec_get(coh_context *ctx, const void *addr, size_t len, struct coh_rec *
 
 static struct coh_rec *rec_new(coh_target *t, void *p, size_t len, unsigned flags, int adopted)
 {
-	struct coh_rec *r = calloc(1, sizeof(*r));
+	struct coh_rec *r = malloc(sizeof(*r));
 	if (!r)
 		return NULL;
+	memset(&r->pub, 0, sizeof(r->pub));
 	r->pub.start = (uintptr_t)p;
 	r->pub.length = len;
 	r->pub.target = t;

@@ -183,6 +183,16 @@ int coh_amap_insert(struct coh_amap *m, struct coh_rec *r)
 	if (coh_amap_overlaps(m, key, r->pub.length))
 		return -EEXIST;
 
+	if (m->nleaves == 1 && m->leaves[0]->n == 0) {
+		/* the map's last leaf stays in place when it empties */
+		m->leaves[0]->keys[0] = key;
+		m->leaves[0]->recs[0] = r;
+		val_of(&m->leaves[0]->vals[0], r);
+		m->leaves[0]->n = 1;
+		m->firsts[0] = key;
+		m->count = 1;
+		return 0;
+	}
 	if (m->nleaves == 0) {
 		struct amap_leaf *leaf = leaf_new(m);
 		if (!leaf)
@@ -253,7 +263,8 @@ struct coh_rec *coh_amap_remove(struct coh_amap *m, uintptr_t start)
 	memmove(&leaf->recs[si], &leaf->recs[si + 1], (leaf->n - (size_t)si) * sizeof(leaf->recs[0]));
 	memmove(&leaf->vals[si], &leaf->vals[si + 1], (leaf->n - (size_t)si) * sizeof(leaf->vals[0]));
 	if (leaf->n == 0) {
-		top_remove(m, (size_t)li);
+		if (m->nleaves > 1)
+			top_remove(m, (size_t)li);
 	} else {
 		m->firsts[li] = leaf->keys[0];
 		/* Keep leaves reasonably full: fold a thin leaf into its right neighbour's space. */
