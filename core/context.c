@@ -173,6 +173,13 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 	if (ctx->replay)
 		coh_info(ctx, "fsroot %s: replay mode, memory-changing calls refused", root);
 
+	{
+		char rel[128];
+		int maj, min;
+		if (coh_fs_read(ctx, "/proc/sys/kernel/osrelease", rel, sizeof(rel)) > 0 &&
+		    sscanf(rel, "%d.%d", &maj, &min) == 2)
+			ctx->kernel_version = maj * 1000 + min;
+	}
 	const char *filter = o.backends ? o.backends : getenv("COH_BACKENDS");
 	filter_warn_unknown(ctx, filter);
 

@@ -72,6 +72,7 @@ struct coh_context {
 	char fsroot[256];
 	bool replay;              /* fsroot is not "/" */
 	size_t page_size;
+	int kernel_version;       /* major * 1000 + minor of the fsroot's kernel, 0 unknown */
 
 	struct coh_backend_slot slots[16];
 	int nslots;

@@ -23,7 +23,7 @@ struct verdict {
 	const char *why;
 };
 
-static struct verdict judge(const struct coh_vma *vma, int kind, coh_target *t)
+static struct verdict judge(const coh_context *ctx, const struct coh_vma *vma, int kind, coh_target *t)
 {
 	bool movable = t && t->d.zone_movable;
 	if (!vma || kind == COH_MEM_UNMAPPED)
@@ -58,9 +58,16 @@ static struct verdict judge(const struct coh_vma *vma, int kind, coh_target *t)
 	if (!vma->write)
 		return (struct verdict){ COH_PIN_IN_PLACE, COH_PIN_NEVER,
 					 "read-only mapping: read pins work, long-term pins ask for write access" };
-	if (vma->backing == COH_VMA_FILE && vma->shared)
-		return (struct verdict){ COH_PIN_IN_PLACE, COH_PIN_UNKNOWN,
-					 "shared file mapping: Linux 6.5+ refuses long-term write pins of it" };
+	if (vma->backing == COH_VMA_FILE && vma->shared) {
+		/* Linux 6.5 (mm/gup.c writable_file_mapping_allowed) refuses long-term
+		 * write pins of shared file mappings that need dirty tracking. */
+		if (ctx->kernel_version >= 6005)
+			return (struct verdict){ COH_PIN_IN_PLACE, COH_PIN_NEVER,
+						 "shared file mapping: Linux 6.5+ refuses long-term write pins of it" };
+		if (ctx->kernel_version == 0)
+			return (struct verdict){ COH_PIN_IN_PLACE, COH_PIN_UNKNOWN,
+						 "shared file mapping: refused by Linux 6.5+, kernel version unknown" };
+	}
 	if (movable)
 		return (struct verdict){ COH_PIN_IN_PLACE, COH_PIN_AFTER_MIGRATE,
 					 "ZONE_MOVABLE memory: a long-term pin migrates it to a pinnable zone" };
@@ -134,7 +141,7 @@ int coh_pin_query(coh_context *ctx, const void *addr, size_t len, struct coh_pin
 				vi++;
 			const struct coh_vma *m = vi < nv && v[vi].start <= a ? &v[vi] : NULL;
 			uintptr_t pe = m ? (v[vi].end < b ? v[vi].end : b) : (vi < nv && v[vi].start < b ? v[vi].start : b);
-			struct verdict vd = judge(m, ext[i].kind, ext[i].target);
+			struct verdict vd = judge(ctx, m, ext[i].kind, ext[i].target);
 			if (!pin_emit(out, &no, max, a, pe - a, &ext[i], vd))
 				goto done;
 			a = pe;

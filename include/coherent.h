@@ -314,6 +314,30 @@ struct coh_pin_extent {
 COH_API int coh_pin_query(coh_context *ctx, const void *addr, size_t len,
 			  struct coh_pin_extent *ext, size_t max);
 
+enum coh_child_view {
+	COH_CHILD_UNKNOWN = 0,
+	COH_CHILD_COPY = 1,       /* a private copy with the same contents */
+	COH_CHILD_SHARED = 2,     /* the same memory: writes visible both ways */
+	COH_CHILD_ABSENT = 3,     /* no mapping there: an access raises SIGSEGV */
+	COH_CHILD_ZERO = 4,       /* zero-filled private memory at the same address */
+	COH_CHILD_UNREADABLE = 5, /* mapped, but the child cannot read it (driver semantics) */
+};
+COH_API const char *coh_child_view_name(int view);
+
+struct coh_fork_extent {
+	uintptr_t start;
+	size_t length;
+	int policy;           /* enum coh_fork_policy, -1 for memory libcoherent does not manage */
+	int child_view;       /* enum coh_child_view */
+	int parent_keeps;     /* 1: the parent's residency survives fork, 0: it does not, -1: unknown */
+	const char *reason;   /* static string */
+};
+/* What a child forked now would see for [addr, addr+len), and whether the
+ * parent keeps its residency, per extent; read from the kernel's own VMA flags
+ * (/proc/self/smaps) and the residency query.  Same cursor rules as coh_query(). */
+COH_API int coh_fork_query(coh_context *ctx, const void *addr, size_t len,
+			   struct coh_fork_extent *ext, size_t max);
+
 /* Fork policy of an allocation or adopted range (whole allocations only). */
 COH_API int coh_fork_policy_set(coh_context *ctx, void *addr, size_t len, int policy);
 COH_API int coh_fork_policy_get(coh_context *ctx, const void *addr);

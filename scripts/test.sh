@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 san=${COH_SANITIZE:-}
-dir=${COH_BUILD_DIR:-build${san:+-$san}}
+dir=${COH_BUILD_DIR:-build${san:+-${san//,/-}}}
 type=RelWithDebInfo
 [[ -n $san ]] && type=Debug
 cmake -S . -B "$dir" -DCOH_WERROR=ON -DCOH_SANITIZE="$san" -DCMAKE_BUILD_TYPE=$type >/dev/null

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/io_uring.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "pinhelp.h"
+
+int longpin_available(void)
+{
+	struct io_uring_params prm;
+	memset(&prm, 0, sizeof(prm));
+	int fd = (int)syscall(__NR_io_uring_setup, 1, &prm);
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return 1;
+}
+
+int longpin_take(struct longpin *p, void *addr, size_t len)
+{
+	struct io_uring_params prm;
+	memset(&prm, 0, sizeof(prm));
+	p->ring_fd = (int)syscall(__NR_io_uring_setup, 1, &prm);
+	if (p->ring_fd < 0)
+		return -ENOSYS;
+	struct iovec iov = { .iov_base = addr, .iov_len = len };
+	if (syscall(__NR_io_uring_register, p->ring_fd, IORING_REGISTER_BUFFERS, &iov, 1) < 0) {
+		int e = -errno;
+		close(p->ring_fd);
+		p->ring_fd = -1;
+		return e;
+	}
+	return 0;
+}
+
+void longpin_drop(struct longpin *p)
+{
+	if (p->ring_fd >= 0) {
+		syscall(__NR_io_uring_register, p->ring_fd, IORING_UNREGISTER_BUFFERS, NULL, 0);
+		close(p->ring_fd);
+	}
+	p->ring_fd = -1;
+}
+
+int directio_open(char *path, size_t pathlen)
+{
+	snprintf(path, pathlen, "coh-directio-%d.tmp", (int)getpid());
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return errno == EINVAL ? -EOPNOTSUPP : -errno;
+	return fd;
+}
+
+long directio_from(int fd, const void *addr, size_t len)
+{
+	long r = pwrite(fd, addr, len, 0);
+	return r < 0 ? -errno : r;
+}
+
+long directio_into(int fd, void *addr, size_t len)
+{
+	long r = pread(fd, addr, len, 0);
+	return r < 0 ? -errno : r;
+}
+
+int pfns_of(const void *addr, size_t npages, uint64_t *pfn)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	long r = pread(fd, pfn, npages * 8, (off_t)((uintptr_t)addr / (uintptr_t)ps) * 8);
+	close(fd);
+	if (r != (long)(npages * 8))
+		return -EIO;
+	int any = 0;
+	for (size_t i = 0; i < npages; i++) {
+		if ((pfn[i] >> 63) & 1)
+			any |= (pfn[i] & ((1ull << 55) - 1)) != 0;
+		pfn[i] = (pfn[i] >> 63) & 1 ? pfn[i] & ((1ull << 55) - 1) : 0;
+	}
+	return any ? 0 : -EPERM;
+}

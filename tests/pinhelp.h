@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+/* Real pins for the tests: long-term through io_uring fixed buffers
+ * (IORING_REGISTER_BUFFERS, FOLL_LONGTERM), short-term through O_DIRECT I/O
+ * (FOLL_PIN on current kernels), and page frame numbers from pagemap. */
+#ifndef COH_TESTS_PINHELP_H
+#define COH_TESTS_PINHELP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct longpin {
+	int ring_fd;
+};
+/* 0 pinned, -errno refused; -ENOSYS when io_uring is unavailable here. */
+int longpin_take(struct longpin *p, void *addr, size_t len);
+void longpin_drop(struct longpin *p);
+int longpin_available(void);
+
+/* A file for O_DIRECT in the current folder (-EOPNOTSUPP if the fs refuses O_DIRECT). */
+int directio_open(char *path, size_t pathlen);
+/* O_DIRECT write of [addr, addr+len) to the file (reads the memory): bytes or -errno. */
+long directio_from(int fd, const void *addr, size_t len);
+/* O_DIRECT read from the file into [addr, addr+len) (writes the memory): bytes or -errno. */
+long directio_into(int fd, void *addr, size_t len);
+
+/* PFN of each page (root only): 0 on success, -EPERM when PFNs are hidden. */
+int pfns_of(const void *addr, size_t npages, uint64_t *pfn);
+
+#endif
