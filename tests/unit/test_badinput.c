@@ -112,6 +112,13 @@ ROW(p3, coh_pin_query(ctx, live, 0, pext, 4), -EINVAL)
 ROW(p4, coh_pin_query(ctx, live, 4096, NULL, 4), -EFAULT)
 ROW(p5, coh_pin_query(ctx, live, 4096, pext, 0), -EINVAL)
 ROW(p6, coh_pin_query(ctx, live, HUGE_LEN, pext, 4), -EOVERFLOW)
+static struct coh_fork_extent fext[4];
+ROW(o1, coh_fork_query(NULL, live, 4096, fext, 4), -EINVAL)
+ROW(o2, coh_fork_query(ctx, NULL, 4096, fext, 4), -EFAULT)
+ROW(o3, coh_fork_query(ctx, live, 0, fext, 4), -EINVAL)
+ROW(o4, coh_fork_query(ctx, live, 4096, NULL, 4), -EFAULT)
+ROW(o5, coh_fork_query(ctx, live, 4096, fext, 0), -EINVAL)
+ROW(o6, coh_fork_query(ctx, live, HUGE_LEN, fext, 4), -EOVERFLOW)
 /* Fork policy */
 ROW(k1, coh_fork_policy_set(NULL, live, 8 * 4096, COH_FORK_ZERO), -EINVAL)
 ROW(k2, coh_fork_policy_set(ctx, NULL, 8 * 4096, COH_FORK_ZERO), -EFAULT)
@@ -187,6 +194,9 @@ static const struct row rows[] = {
 	{ "pin_query NULL ctx", p1, -EINVAL }, { "pin_query NULL", p2, -EFAULT }, { "pin_query zero", p3, -EINVAL },
 	{ "pin_query NULL out", p4, -EFAULT }, { "pin_query max 0", p5, -EINVAL },
 	{ "pin_query overflowing", p6, -EOVERFLOW },
+	{ "fork_query NULL ctx", o1, -EINVAL }, { "fork_query NULL", o2, -EFAULT }, { "fork_query zero", o3, -EINVAL },
+	{ "fork_query NULL out", o4, -EFAULT }, { "fork_query max 0", o5, -EINVAL },
+	{ "fork_query overflowing", o6, -EOVERFLOW },
 	{ "fork_policy_set NULL ctx", k1, -EINVAL }, { "fork_policy_set NULL", k2, -EFAULT },
 	{ "fork_policy_set zero", k3, -EINVAL }, { "fork_policy_set bad policy", k4, -EINVAL },
 	{ "fork_policy_set negative policy", k5, -EINVAL }, { "fork_policy_set part", k6, -EINVAL },
@@ -261,6 +271,8 @@ START_TEST(null_accessors)
 	ck_assert_str_eq(coh_target_kind_name(0), "unknown");
 	ck_assert_ptr_null(coh_fork_policy_name(9));
 	ck_assert_ptr_null(coh_pin_answer_name(-1));
+	ck_assert_ptr_null(coh_child_view_name(42));
+	ck_assert_str_eq(coh_child_view_name(COH_CHILD_ABSENT), "absent");
 }
 END_TEST
 
@@ -295,6 +307,8 @@ START_TEST(replay_refuses)
 	struct coh_pin_extent pe[2];
 	ck_assert_int_eq(coh_query(rc, live, 4096, e, 2), -EROFS);
 	ck_assert_int_eq(coh_pin_query(rc, live, 4096, pe, 2), -EROFS);
+	struct coh_fork_extent fe[2];
+	ck_assert_int_eq(coh_fork_query(rc, live, 4096, fe, 2), -EROFS);
 	coh_context_unref(rc);
 	snprintf(path, sizeof(path), "rm -rf %s", dir);
 	ck_assert_int_eq(system(path), 0);

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -486,6 +487,81 @@ START_TEST(fork_policies)
 }
 END_TEST
 
+START_TEST(fork_query_views)
+{
+	coh_context *ctx = t_ctx();
+	/* memory libcoherent does not manage: the kernel's VMA flags answer */
+	char *m = mmap(NULL, 16 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memset(m, 1, 16 * ps);
+	ck_assert_int_eq(madvise(m + 4 * ps, 4 * ps, MADV_DONTFORK), 0);
+	ck_assert_int_eq(madvise(m + 8 * ps, 4 * ps, MADV_WIPEONFORK), 0);
+	struct coh_fork_extent fe[8];
+	int n = coh_fork_query(ctx, m, 16 * ps, fe, 8);
+	ck_assert_int_eq(n, 4);
+	ck_assert_int_eq(fe[0].policy, -1);
+	ck_assert_int_eq(fe[0].child_view, COH_CHILD_COPY);
+	ck_assert_int_eq(fe[0].parent_keeps, 1);
+	ck_assert_int_eq(fe[1].child_view, COH_CHILD_ABSENT);
+	ck_assert_uint_eq(fe[1].start, (uintptr_t)m + 4 * ps);
+	ck_assert_int_eq(fe[2].child_view, COH_CHILD_ZERO);
+	ck_assert_int_eq(fe[3].child_view, COH_CHILD_COPY);
+	ck_assert_ptr_nonnull(fe[3].reason);
+	/* the answers hold in a real child */
+	int st = in_child(child_reads_zero, m + 8 * ps);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	st = in_child(child_touches, m + 4 * ps);
+	ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
+	munmap(m, 16 * ps);
+	/* an allocation reports its policy; a policy change shows at once */
+	unsigned char *p = pattern_alloc(ctx, COH_FORK_ZERO);
+	n = coh_fork_query(ctx, p, 4 * ps, fe, 8);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(fe[0].policy, COH_FORK_ZERO);
+	ck_assert_int_eq(fe[0].child_view, COH_CHILD_ZERO);
+	ck_assert_int_eq(coh_fork_policy_set(ctx, p, 4 * ps, COH_FORK_EXCLUDE), 0);
+	n = coh_fork_query(ctx, p, 4 * ps, fe, 8);
+	ck_assert_int_eq(fe[0].policy, COH_FORK_EXCLUDE);
+	ck_assert_int_eq(fe[0].child_view, COH_CHILD_ABSENT);
+	ck_assert_int_eq(coh_free(ctx, p), 0);
+	/* unmapped */
+	n = coh_fork_query(ctx, p, 4 * ps, fe, 8);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(fe[0].child_view, COH_CHILD_ABSENT);
+	ck_assert_int_eq(fe[0].parent_keeps, -1);
+	coh_context_unref(ctx);
+}
+END_TEST
+
+/* vfork and posix_spawn run no fork handlers and apply no policy: a vfork
+ * child shares the parent's memory, EXCLUDE ranges included. */
+START_TEST(vfork_and_spawn_untouched)
+{
+	coh_context *ctx = t_ctx();
+	unsigned char *p = pattern_alloc(ctx, COH_FORK_EXCLUDE);
+	volatile int seen = -1;
+	pid_t pid = vfork();
+	if (pid == 0) {
+		seen = p[1];   /* same address space: the EXCLUDE range is there */
+		_exit(0);
+	}
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ck_assert_int_eq(seen, 1);
+	extern char **environ;
+	char *argv[] = { "true", NULL };
+	ck_assert_int_eq(posix_spawnp(&pid, "true", NULL, NULL, argv, environ), 0);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	/* the map lock is free afterwards: the library still works */
+	void *q;
+	ck_assert_int_eq(coh_alloc(t_node0(ctx), ps, 0, 0, &q), 0);
+	ck_assert_int_eq(coh_free(ctx, q), 0);
+	ck_assert_int_eq(coh_free(ctx, p), 0);
+	coh_context_unref(ctx);
+}
+END_TEST
+
 /* ---- threads ---- */
 
 struct worker {
@@ -606,6 +682,8 @@ int main(void)
 	tcase_add_test(tc, advice);
 	tcase_add_test(tc, pin_query_host);
 	tcase_add_test(tc, fork_policies);
+	tcase_add_test(tc, fork_query_views);
+	tcase_add_test(tc, vfork_and_spawn_untouched);
 	tcase_add_test(tc, threads_and_fork);
 	tcase_add_test(tc, busy_while_in_use);
 	tcase_add_test(tc, unref_frees_live);

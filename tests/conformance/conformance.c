@@ -1,0 +1,515 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The conformance suite: the same checks on every target a context discovers,
+ * whatever its backend, so that every later backend inherits them.  Each check
+ * passes, fails or is skipped with a reason; a target whose capability bits
+ * deny an operation must refuse it with -EOPNOTSUPP (that refusal is checked).
+ *
+ * Output: one line per check, then per target
+ *   TARGET: N passed, N failed, N skipped
+ * and finally "N passed, N failed, N skipped".  Exit 1 on any failure, 77 when
+ * no target was found.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "coherent.h"
+#include "pinhelp.h"
+
+static size_t ps;
+static coh_context *ctx;
+static int n_pass, n_fail, n_skip;
+static int t_pass, t_fail, t_skip;
+
+enum { PASS, FAIL, SKIP };
+
+static void report(const coh_target *t, const char *check, int verdict, const char *fmt, ...)
+{
+	char why[256] = "";
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(why, sizeof(why), fmt, ap);
+		va_end(ap);
+	}
+	static const char *const names[] = { "PASS", "FAIL", "SKIP" };
+	printf("  %-4s %-16s %-14s %s\n", names[verdict], coh_target_name(t), check, why);
+	int *c[] = { &t_pass, &t_fail, &t_skip };
+	(*c[verdict])++;
+}
+
+#define CHECK(cond, ...)                                       \
+	do {                                                   \
+		if (!(cond)) {                                 \
+			report(t, name, FAIL, __VA_ARGS__);    \
+			goto out;                              \
+		}                                              \
+	} while (0)
+
+/* Memory kinds a page of this target may show once written. */
+static bool kind_fits(int tkind, int mkind)
+{
+	switch (tkind) {
+	case COH_KIND_HOST_NODE:
+	case COH_KIND_CPULESS_NODE:
+		return mkind == COH_MEM_SYSTEM || mkind == COH_MEM_SYSTEM_THP || mkind == COH_MEM_FILE;
+	case COH_KIND_DEVICE_COHERENT: return mkind == COH_MEM_DEVICE_COHERENT;
+	case COH_KIND_DEVICE_PRIVATE: return mkind == COH_MEM_DEVICE_PRIVATE;
+	case COH_KIND_DEVICE_DAX: return mkind == COH_MEM_DEVICE_DAX;
+	case COH_KIND_VENDOR_MANAGED: return mkind == COH_MEM_VENDOR_MANAGED || mkind == COH_MEM_SYSTEM;
+	default: return false;
+	}
+}
+
+static void fill(unsigned char *p, size_t len, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = (unsigned char)(i * 31 + seed);
+}
+
+static bool same(const unsigned char *p, size_t len, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != (unsigned char)(i * 31 + seed))
+			return false;
+	return true;
+}
+
+/* ---- allocation, data, lookup, query ---- */
+
+static void check_alloc(coh_target *t)
+{
+	const char *name = "alloc";
+	unsigned char *p = NULL;
+	size_t len = 64 * ps;
+	if (!(coh_target_caps(t) & COH_CAP_ALLOC)) {
+		void *q;
+		int e = coh_alloc(t, len, 0, 0, &q);
+		report(t, name, e == -EOPNOTSUPP ? PASS : FAIL, "no alloc capability: refused with %s",
+		       coh_strerror(e));
+		return;
+	}
+	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE, (void **)&p);
+	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
+	struct coh_extent ext[8];
+	int n = coh_query(ctx, p, len, ext, 8);
+	CHECK(n >= 1, "query of a fresh allocation: %s", coh_strerror(n));
+	fill(p, len, 1);
+	CHECK(same(p, len, 1), "data read back differs");
+	struct coh_alloc_info info = { .size = sizeof(info) };
+	CHECK(coh_lookup(ctx, p + len / 2, &info) == 0 && info.base == p && info.target == t,
+	      "lookup of an interior address");
+	n = coh_query(ctx, p, len, ext, 8);
+	CHECK(n >= 1, "query: %s", coh_strerror(n));
+	size_t covered = 0;
+	for (int i = 0; i < n; i++) {
+		CHECK(kind_fits(coh_target_kind(t), ext[i].kind), "written page reported as %s",
+		      coh_mem_kind_name(ext[i].kind));
+		if (coh_target_numa_node(t) >= 0 && coh_target_kind(t) != COH_KIND_DEVICE_PRIVATE)
+			CHECK(ext[i].node == coh_target_numa_node(t), "page on node %d, target node %d", ext[i].node,
+			      coh_target_numa_node(t));
+		covered += ext[i].length;
+	}
+	CHECK(covered == len, "extents cover %zu of %zu bytes", covered, len);
+	report(t, name, PASS, "%d extent(s), kind %s", n, coh_mem_kind_name(ext[0].kind));
+out:
+	if (p) {
+		e = coh_free(ctx, p);
+		if (e)
+			report(t, "free", FAIL, "coh_free: %s", coh_strerror(e));
+		else if (coh_free(ctx, p) != -ENOENT)
+			report(t, "free", FAIL, "double free not refused");
+	}
+}
+
+static void check_query_moves_nothing(coh_target *t)
+{
+	const char *name = "query-passive";
+	unsigned char *p = NULL;
+	if (!(coh_target_caps(t) & COH_CAP_ALLOC)) {
+		report(t, name, SKIP, "no alloc capability");
+		return;
+	}
+	size_t len = 32 * ps;
+	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE, (void **)&p);
+	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
+	fill(p, len / 2, 2);
+	struct coh_extent a[8], b[8];
+	struct coh_pin_extent pe[8];
+	struct coh_fork_extent fe[8];
+	int na = coh_query(ctx, p, len, a, 8);
+	CHECK(coh_pin_query(ctx, p, len, pe, 8) > 0, "pin-query failed");
+	CHECK(coh_fork_query(ctx, p, len, fe, 8) > 0, "fork-query failed");
+	int nb = coh_query(ctx, p, len, b, 8);
+	CHECK(na == nb && !memcmp(a, b, sizeof(a[0]) * (size_t)na), "residency changed by the queries");
+	CHECK(b[nb - 1].kind == COH_MEM_NOT_POPULATED, "untouched half populated by the queries (%s)",
+	      coh_mem_kind_name(b[nb - 1].kind));
+	report(t, name, PASS, NULL);
+out:
+	if (p)
+		coh_free(ctx, p);
+}
+
+static void check_migrate(coh_target *t)
+{
+	const char *name = "migrate";
+	unsigned char *p = NULL;
+	coh_target *u;
+	if (!(coh_target_caps(t) & COH_CAP_ALLOC)) {
+		report(t, name, SKIP, "no alloc capability");
+		return;
+	}
+	size_t len = 64 * ps;
+	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE, (void **)&p);
+	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
+	fill(p, len, 3);
+	int moved = 0;
+	coh_target_foreach(ctx, u) {
+		e = coh_migrate(ctx, p, len, u, 0);
+		if (!(coh_target_caps(u) & COH_CAP_MIGRATE)) {
+			CHECK(e == -EOPNOTSUPP, "migrate to %s without the capability: %s", coh_target_name(u),
+			      coh_strerror(e));
+			continue;
+		}
+		CHECK(same(p, len, 3), "data changed by migrating to %s (%s)", coh_target_name(u), coh_strerror(e));
+		if (e == -EOPNOTSUPP)
+			continue;   /* this memory cannot reach u */
+		CHECK(e == 0, "migrate to %s: %s", coh_target_name(u), coh_strerror(e));
+		struct coh_extent x[8];
+		int n = coh_query(ctx, p, len, x, 8);
+		for (int i = 0; i < n; i++)
+			CHECK(x[i].target == u || coh_target_numa_node(u) < 0, "after migrating to %s a page is on %s",
+			      coh_target_name(u), x[i].target ? coh_target_name(x[i].target) : "-");
+		moved++;
+	}
+	/* and back home */
+	if (coh_target_caps(t) & COH_CAP_MIGRATE) {
+		e = coh_migrate(ctx, p, len, t, 0);
+		CHECK(e == 0 && same(p, len, 3), "back to %s: %s", coh_target_name(t), coh_strerror(e));
+	}
+	if (moved)
+		report(t, name, PASS, "%d destination(s), data intact", moved);
+	else
+		report(t, name, SKIP, "no destination takes this memory");
+out:
+	if (p)
+		coh_free(ctx, p);
+}
+
+/* ---- pin-query against real pins ---- */
+
+static void check_pins(coh_target *t)
+{
+	const char *name = "pin-long";
+	unsigned char *p = NULL;
+	uint64_t *before = NULL, *after = NULL;
+	if (!(coh_target_caps(t) & COH_CAP_ALLOC)) {
+		report(t, name, SKIP, "no alloc capability");
+		return;
+	}
+	if (!longpin_available()) {
+		report(t, name, SKIP, "io_uring unavailable: cannot take a long-term pin here");
+		return;
+	}
+	size_t len = 32 * ps, np = 32;
+	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE, (void **)&p);
+	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
+	fill(p, len, 4);
+	struct coh_pin_extent pe[4];
+	int n = coh_pin_query(ctx, p, len, pe, 4);
+	CHECK(n == 1, "expected one pin extent, got %d", n);
+	int predicted = pe[0].long_term;
+	before = calloc(np, 8);
+	after = calloc(np, 8);
+	int have_pfn = pfns_of(p, np, before) == 0;
+	struct longpin lp;
+	e = longpin_take(&lp, p, len);
+	if (predicted == COH_PIN_NEVER) {
+		CHECK(e < 0, "pinned, but pin-query said never (%s)", pe[0].reason);
+	} else if (predicted == COH_PIN_UNKNOWN) {
+		if (e == 0)
+			longpin_drop(&lp);
+		report(t, name, SKIP, "pin-query says unknown: %s", pe[0].reason);
+		goto out;
+	} else {
+		CHECK(e == 0, "pin failed (%s), pin-query said %s", coh_strerror(e), coh_pin_answer_name(predicted));
+		pfns_of(p, np, after);
+		if (have_pfn) {
+			bool moved = false;
+			for (size_t i = 0; i < np; i++)
+				moved |= before[i] != after[i];
+			CHECK(moved == (predicted == COH_PIN_AFTER_MIGRATE), "pages %s, pin-query said %s",
+			      moved ? "moved" : "stayed", coh_pin_answer_name(predicted));
+		}
+		longpin_drop(&lp);
+		CHECK(same(p, len, 4), "data changed by the pin");
+	}
+	report(t, name, PASS, "predicted %s%s", coh_pin_answer_name(predicted),
+	       have_pfn ? ", frames compared" : ", frames hidden (not root)");
+out:
+	free(before);
+	free(after);
+	if (p)
+		coh_free(ctx, p);
+}
+
+static void check_short_pin(coh_target *t)
+{
+	const char *name = "pin-short";
+	unsigned char *p = NULL;
+	int fd = -1;
+	char path[64];
+	if (!(coh_target_caps(t) & COH_CAP_ALLOC)) {
+		report(t, name, SKIP, "no alloc capability");
+		return;
+	}
+	fd = directio_open(path, sizeof(path));
+	if (fd < 0) {
+		report(t, name, SKIP, "O_DIRECT unavailable in this folder: %s", coh_strerror(fd));
+		return;
+	}
+	size_t len = 16 * ps;
+	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE, (void **)&p);
+	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
+	fill(p, len, 5);
+	struct coh_pin_extent pe[4];
+	int n = coh_pin_query(ctx, p, len, pe, 4);
+	CHECK(n == 1, "expected one pin extent, got %d", n);
+	long r = directio_from(fd, p, len);   /* device reads the memory */
+	if (pe[0].short_term == COH_PIN_NEVER)
+		CHECK(r < 0, "O_DIRECT worked, pin-query said never");
+	else if (pe[0].short_term != COH_PIN_UNKNOWN)
+		CHECK(r == (long)len, "O_DIRECT failed (%ld), pin-query said %s", r,
+		      coh_pin_answer_name(pe[0].short_term));
+	memset(p, 0, len);
+	r = directio_into(fd, p, len);        /* device writes the memory */
+	if (pe[0].short_term == COH_PIN_IN_PLACE || pe[0].short_term == COH_PIN_AFTER_MIGRATE)
+		CHECK(r == (long)len && same(p, len, 5), "O_DIRECT read back differs (%ld)", r);
+	report(t, name, PASS, "predicted %s", coh_pin_answer_name(pe[0].short_term));
+out:
+	if (fd >= 0) {
+		close(fd);
+		unlink(path);
+	}
+	if (p)
+		coh_free(ctx, p);
+}
+
+/* ---- fork policies, with real forks ---- */
+
+struct child_job {
+	unsigned char *p;
+	size_t len;
+	int view;
+};
+
+static int child_main(struct child_job *j)
+{
+	signal(SIGSEGV, SIG_DFL);
+	switch (j->view) {
+	case COH_CHILD_COPY:
+		if (!same(j->p, j->len, 6))
+			return 10;
+		memset(j->p, 0xee, j->len);   /* private: the parent must not see it */
+		return 0;
+	case COH_CHILD_SHARED:
+		if (!same(j->p, j->len, 6))
+			return 11;
+		memset(j->p, 0x5e, j->len);   /* the parent must see it */
+		return 0;
+	case COH_CHILD_ZERO:
+		for (size_t i = 0; i < j->len; i++)
+			if (j->p[i])
+				return 12;
+		return 0;
+	case COH_CHILD_ABSENT:
+		return *(volatile unsigned char *)j->p;   /* must not survive */
+	default:
+		return 13;
+	}
+}
+
+static void check_fork(coh_target *t, int policy)
+{
+	char name[32];
+	snprintf(name, sizeof(name), "fork-%s", coh_fork_policy_name(policy));
+	unsigned char *p = NULL;
+	if (!(coh_target_caps(t) & COH_CAP_ALLOC)) {
+		report(t, name, SKIP, "no alloc capability");
+		return;
+	}
+	size_t len = 16 * ps;
+	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE | COH_ALLOC_FORK(policy), (void **)&p);
+	if (!(coh_target_caps(t) & (COH_CAP_FORK_COPY << policy))) {
+		report(t, name, e == -EOPNOTSUPP ? PASS : FAIL, "policy not offered: alloc answered %s",
+		       coh_strerror(e));
+		if (!e)
+			coh_free(ctx, p);
+		return;
+	}
+	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
+	fill(p, len, 6);
+	struct coh_fork_extent fe[4];
+	int n = coh_fork_query(ctx, p, len, fe, 4);
+	CHECK(n == 1, "fork-query: %d extents (%s)", n, n < 0 ? coh_strerror(n) : "");
+	CHECK(fe[0].policy == policy, "fork-query reports policy %d", fe[0].policy);
+	struct coh_extent before[8], after[8];
+	int nb = coh_query(ctx, p, len, before, 8);
+	struct child_job job = { .p = p, .len = len, .view = fe[0].child_view };
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(child_main(&job));
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+	if (fe[0].child_view == COH_CHILD_ABSENT)
+		CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV, "child view 'absent' but the child was not "
+		      "killed by SIGSEGV (status %#x)", st);
+	else
+		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child saw something other than '%s' (status %#x)",
+		      coh_child_view_name(fe[0].child_view), st);
+	if (fe[0].child_view == COH_CHILD_SHARED)
+		CHECK(p[0] == 0x5e && p[len - 1] == 0x5e, "child's writes not visible in the parent");
+	else
+		CHECK(same(p, len, 6), "parent's data changed by the child");
+	if (fe[0].parent_keeps == 1) {
+		p[0] = p[0];   /* a parent write after fork must not move anything either */
+		int na = coh_query(ctx, p, len, after, 8);
+		CHECK(na == nb, "parent residency changed: %d extents, was %d", na, nb);
+		for (int i = 0; i < na; i++)
+			CHECK(after[i].kind == before[i].kind && after[i].node == before[i].node,
+			      "parent residency changed: %s node %d, was %s node %d", coh_mem_kind_name(after[i].kind),
+			      after[i].node, coh_mem_kind_name(before[i].kind), before[i].node);
+	}
+	report(t, name, PASS, "child: %s; parent keeps residency: %s", coh_child_view_name(fe[0].child_view),
+	       fe[0].parent_keeps == 1 ? "yes" : fe[0].parent_keeps == 0 ? "no" : "unknown");
+out:
+	if (p)
+		coh_free(ctx, p);
+}
+
+/* ---- a busy multi-threaded parent forks ---- */
+
+struct busy {
+	coh_target *t;
+	volatile int stop;
+	int errors;
+};
+
+static void *busy_thread(void *arg)
+{
+	struct busy *b = arg;
+	while (!b->stop) {
+		void *q;
+		if (coh_alloc(b->t, ps, 0, 0, &q) == 0) {
+			memset(q, 1, ps);
+			if (coh_free(ctx, q))
+				b->errors++;
+		}
+	}
+	return NULL;
+}
+
+static void check_fork_threads(coh_target *t)
+{
+	const char *name = "fork-threads";
+	if (!(coh_target_caps(t) & COH_CAP_ALLOC)) {
+		report(t, name, SKIP, "no alloc capability");
+		return;
+	}
+	struct busy b = { .t = t };
+	pthread_t th[3];
+	for (int i = 0; i < 3; i++)
+		pthread_create(&th[i], NULL, busy_thread, &b);
+	int bad = 0;
+	for (int f = 0; f < 10; f++) {
+		fflush(stdout);
+		pid_t pid = fork();
+		if (pid == 0) {
+			void *q;
+			struct coh_alloc_info info = { .size = sizeof(info) };
+			if (coh_alloc(t, ps, 0, 0, &q) || coh_lookup(ctx, q, &info) || coh_free(ctx, q))
+				_exit(1);
+			_exit(0);
+		}
+		int st;
+		waitpid(pid, &st, 0);
+		bad += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	b.stop = 1;
+	for (int i = 0; i < 3; i++)
+		pthread_join(th[i], NULL);
+	if (bad || b.errors)
+		report(t, name, FAIL, "%d of 10 children failed, %d parent errors", bad, b.errors);
+	else
+		report(t, name, PASS, "10 forks while 3 threads allocate and free");
+}
+
+/* ---- bad input on this target ---- */
+
+static void check_bad_input(coh_target *t)
+{
+	const char *name = "bad-input";
+	unsigned char *p = NULL;
+	void *q;
+	CHECK(coh_alloc(t, 0, 0, 0, &q) == -EINVAL || !(coh_target_caps(t) & COH_CAP_ALLOC), "zero size accepted");
+	CHECK(coh_alloc(t, ps, 3, 0, &q) == -EINVAL || !(coh_target_caps(t) & COH_CAP_ALLOC), "bad alignment accepted");
+	CHECK(coh_free(ctx, (void *)0x1000) == -ENOENT, "unknown pointer not refused");
+	if (coh_target_caps(t) & COH_CAP_ALLOC) {
+		CHECK(coh_alloc(t, 4 * ps, 0, 0, (void **)&p) == 0, "alloc");
+		CHECK(coh_migrate(ctx, p + 1, ps, t, 0) == -EINVAL, "unaligned migrate accepted");
+		CHECK(coh_migrate(ctx, p, 8 * ps, t, 0) == -EINVAL, "migrate past the end accepted");
+		CHECK(coh_fork_policy_set(ctx, p, ps, COH_FORK_ZERO) == -EINVAL, "partial fork policy accepted");
+		CHECK(coh_free(ctx, p + ps) == -ENOENT, "interior free accepted");
+	}
+	report(t, name, PASS, NULL);
+out:
+	if (p)
+		coh_free(ctx, p);
+}
+
+int main(void)
+{
+	ps = (size_t)sysconf(_SC_PAGESIZE);
+	int e = coh_context_create(NULL, &ctx);
+	if (e) {
+		fprintf(stderr, "conformance: no context: %s\n", coh_strerror(e));
+		return 1;
+	}
+	if (coh_target_count(ctx) == 0) {
+		printf("conformance: no targets discovered: nothing to check (skip)\n");
+		return 77;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	coh_target *t;
+	coh_target_foreach(ctx, t) {
+		t_pass = t_fail = t_skip = 0;
+		printf("%s (%s, %s, node %d)\n", coh_target_name(t), coh_target_backend(t),
+		       coh_target_kind_name(coh_target_kind(t)), coh_target_numa_node(t));
+		check_alloc(t);
+		check_query_moves_nothing(t);
+		check_migrate(t);
+		check_pins(t);
+		check_short_pin(t);
+		for (int pol = COH_FORK_COPY; pol <= COH_FORK_KERNEL; pol++)
+			check_fork(t, pol);
+		check_fork_threads(t);
+		check_bad_input(t);
+		printf("%s: %d passed, %d failed, %d skipped\n", coh_target_name(t), t_pass, t_fail, t_skip);
+		n_pass += t_pass;
+		n_fail += t_fail;
+		n_skip += t_skip;
+	}
+	coh_context_unref(ctx);
+	printf("%d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
+	return n_fail ? 1 : 0;
+}
