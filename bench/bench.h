@@ -28,6 +28,7 @@ struct bench_opts {
 int bench_alloc(const struct bench_opts *o, struct bench_result *out, int max);
 int bench_lookup(const struct bench_opts *o, struct bench_result *out, int max);
 int bench_query(const struct bench_opts *o, struct bench_result *out, int max);
+int bench_fork(const struct bench_opts *o, struct bench_result *out, int max);
 
 /* Runs the named suite ("alloc", "lookup", "query") or all (NULL). */
 int bench_run(const char *suite, const struct bench_opts *o, struct bench_result *out, int max);

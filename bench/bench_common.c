@@ -18,7 +18,8 @@ int bench_run(const char *suite, const struct bench_opts *o, struct bench_result
 	static const struct {
 		const char *name;
 		int (*fn)(const struct bench_opts *, struct bench_result *, int);
-	} suites[] = { { "alloc", bench_alloc }, { "lookup", bench_lookup }, { "query", bench_query } };
+	} suites[] = { { "alloc", bench_alloc }, { "lookup", bench_lookup }, { "query", bench_query },
+			{ "fork", bench_fork } };
 	int n = 0, ran = 0;
 	for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++) {
 		if (suite && strcmp(suite, suites[i].name))

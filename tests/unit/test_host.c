@@ -459,6 +459,16 @@ START_TEST(fork_policies)
 	ck_assert_uint_eq(p[100], 0x77);
 	ck_assert_uint_eq(p[ps + 1], 1);
 	ck_assert_int_eq(coh_fork_policy_set(ctx, p, 4 * ps, COH_FORK_ZERO), -EOPNOTSUPP);
+	ck_assert_int_eq(coh_fork_policy_set(ctx, p, 4 * ps, COH_FORK_COPY), -EOPNOTSUPP);
+	/* shared memory can be excluded, and shared again */
+	ck_assert_int_eq(coh_fork_policy_set(ctx, p, 4 * ps, COH_FORK_EXCLUDE), 0);
+	st = in_child(child_touches, p);
+	ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
+	ck_assert_int_eq(coh_fork_policy_set(ctx, p, 4 * ps, COH_FORK_SHARE), 0);
+	p[5] = 0;
+	st = in_child(child_writes, p);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ck_assert_uint_eq(p[5], 0x77);
 	ck_assert_int_eq(coh_free(ctx, p), 0);
 	/* EXCLUDE: no mapping in the child */
 	p = pattern_alloc(ctx, COH_FORK_EXCLUDE);
@@ -483,6 +493,50 @@ START_TEST(fork_policies)
 	ck_assert_int_eq(coh_fork_policy_set(ctx, p, 2 * ps, COH_FORK_ZERO), -EINVAL);  /* part of it */
 	ck_assert_int_eq(coh_fork_policy_get(ctx, p), COH_FORK_COPY);
 	ck_assert_int_eq(coh_free(ctx, p), 0);
+	coh_context_unref(ctx);
+}
+END_TEST
+
+/* The same policies on transparent huge pages (2 MiB aligned, populated). */
+START_TEST(fork_policies_thp)
+{
+	coh_context *ctx = t_ctx();
+	coh_target *t = t_node0(ctx);
+	if (!(coh_target_caps(t) & COH_CAP_HUGE_PAGES)) {
+		fprintf(stderr, "fork_policies_thp: no transparent huge pages here\n");
+		coh_context_unref(ctx);
+		return;
+	}
+	static const int pols[] = { COH_FORK_COPY, COH_FORK_EXCLUDE, COH_FORK_ZERO, COH_FORK_SHARE };
+	for (size_t k = 0; k < 4; k++) {
+		unsigned char *p;
+		size_t len = 4u << 20;
+		ck_assert_int_eq(coh_alloc(t, len, 0, COH_ALLOC_HUGE | COH_ALLOC_FORK(pols[k]), (void **)&p), 0);
+		for (size_t i = 0; i < 4 * ps; i++)
+			p[i] = (unsigned char)(i & 0xff);
+		memset(p + 4 * ps, 1, len - 4 * ps);
+		int st;
+		switch (pols[k]) {
+		case COH_FORK_COPY:
+			st = in_child(child_reads_pattern, p);
+			ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+			ck_assert_uint_eq(p[1], 1);
+			break;
+		case COH_FORK_EXCLUDE:
+			st = in_child(child_touches, p);
+			ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
+			break;
+		case COH_FORK_ZERO:
+			st = in_child(child_reads_zero, p);
+			ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+			break;
+		default:
+			st = in_child(child_writes, p);
+			ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+			ck_assert_uint_eq(p[3], 0x77);
+		}
+		ck_assert_int_eq(coh_free(ctx, p), 0);
+	}
 	coh_context_unref(ctx);
 }
 END_TEST
@@ -682,6 +736,7 @@ int main(void)
 	tcase_add_test(tc, advice);
 	tcase_add_test(tc, pin_query_host);
 	tcase_add_test(tc, fork_policies);
+	tcase_add_test(tc, fork_policies_thp);
 	tcase_add_test(tc, fork_query_views);
 	tcase_add_test(tc, vfork_and_spawn_untouched);
 	tcase_add_test(tc, threads_and_fork);
