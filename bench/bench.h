@@ -35,5 +35,10 @@ int bench_run(const char *suite, const struct bench_opts *o, struct bench_result
 void bench_print(const struct bench_result *r, int n, bool markdown);
 
 double bench_now_ns(void);
+int bench_cmp_double(const void *a, const void *b);
+/* Fills r; with a baseline (bname non-NULL) the ratio is value / baseline,
+ * named "time x" for times and "speed x" for rates. */
+void bench_set(struct bench_result *r, const char *suite, const char *name, double value, const char *unit,
+	       const char *bname, double baseline, const char *goal, bool pass);
 
 #endif

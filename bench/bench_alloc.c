@@ -33,12 +33,6 @@ static double time_coh(coh_context *ctx, coh_target *t, size_t size, int iters)
 	return (bench_now_ns() - t0) / iters;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 int bench_alloc(const struct bench_opts *o, struct bench_result *out, int max)
 {
 	coh_context *ctx;
@@ -68,21 +62,13 @@ int bench_alloc(const struct bench_opts *o, struct bench_result *out, int max)
 				return -ENOMEM;
 			}
 		}
-		qsort(raw, ROUNDS, sizeof(double), cmp_double);
-		qsort(coh, ROUNDS, sizeof(double), cmp_double);
+		qsort(raw, ROUNDS, sizeof(double), bench_cmp_double);
+		qsort(coh, ROUNDS, sizeof(double), bench_cmp_double);
 		double best_raw = raw[ROUNDS / 2], best_coh = coh[ROUNDS / 2];
-		struct bench_result *r = &out[n++];
-		memset(r, 0, sizeof(*r));
-		snprintf(r->suite, sizeof(r->suite), "alloc");
-		snprintf(r->name, sizeof(r->name), "coh_alloc+coh_free, %zu KiB, untouched (median)", sizes[s] >> 10);
-		r->value = best_coh;
-		snprintf(r->unit, sizeof(r->unit), "ns");
-		r->baseline = best_raw;
-		snprintf(r->baseline_name, sizeof(r->baseline_name), "mmap+munmap");
-		r->ratio = best_coh / best_raw;
-		snprintf(r->ratio_name, sizeof(r->ratio_name), "time x");
-		snprintf(r->goal, sizeof(r->goal), "<= 1.10");
-		r->pass = r->ratio <= 1.10;
+		char name[96];
+		snprintf(name, sizeof(name), "coh_alloc+coh_free, %zu KiB, untouched (median)", sizes[s] >> 10);
+		bench_set(&out[n++], "alloc", name, best_coh, "ns", "mmap+munmap", best_raw, "<= 1.10",
+			  best_coh / best_raw <= 1.10);
 	}
 	coh_context_unref(ctx);
 	return n;

@@ -13,6 +13,31 @@ double bench_now_ns(void)
 	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
+int bench_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+void bench_set(struct bench_result *r, const char *suite, const char *name, double value, const char *unit,
+	       const char *bname, double baseline, const char *goal, bool pass)
+{
+	memset(r, 0, sizeof(*r));
+	snprintf(r->suite, sizeof(r->suite), "%s", suite);
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->value = value;
+	snprintf(r->unit, sizeof(r->unit), "%s", unit);
+	if (bname) {
+		snprintf(r->baseline_name, sizeof(r->baseline_name), "%s", bname);
+		r->baseline = baseline;
+		r->ratio = baseline > 0 ? value / baseline : 0;
+		snprintf(r->ratio_name, sizeof(r->ratio_name), "%s", !strcmp(unit, "ns") || !strcmp(unit, "ms")
+										? "time x" : "speed x");
+	}
+	snprintf(r->goal, sizeof(r->goal), "%s", goal);
+	r->pass = pass;
+}
+
 int bench_run(const char *suite, const struct bench_opts *o, struct bench_result *out, int max)
 {
 	static const struct {
@@ -38,11 +63,15 @@ void bench_print(const struct bench_result *r, int n, bool markdown)
 	if (markdown) {
 		printf("| suite | measurement | libcoherent | raw path (same run) | ratio | goal | met |\n");
 		printf("|---|---|---|---|---|---|---|\n");
-		for (int i = 0; i < n; i++)
-			printf("| %s | %s | %.3g %s | %s: %.3g %s | %s %.3f | %s | %s |\n", r[i].suite, r[i].name,
-			       r[i].value, r[i].unit, r[i].baseline_name[0] ? r[i].baseline_name : "-",
-			       r[i].baseline, r[i].unit, r[i].ratio_name, r[i].ratio, r[i].goal,
-			       r[i].pass ? "yes" : "no");
+		for (int i = 0; i < n; i++) {
+			char base[96] = "-", ratio[48] = "-";
+			if (r[i].baseline_name[0]) {
+				snprintf(base, sizeof(base), "%s: %.3g %s", r[i].baseline_name, r[i].baseline, r[i].unit);
+				snprintf(ratio, sizeof(ratio), "%s %.3f", r[i].ratio_name, r[i].ratio);
+			}
+			printf("| %s | %s | %.3g %s | %s | %s | %s | %s |\n", r[i].suite, r[i].name, r[i].value,
+			       r[i].unit, base, ratio, r[i].goal, r[i].pass ? "yes" : "no");
+		}
 		return;
 	}
 	printf("%-7s %-44s %14s %26s %22s %-20s %s\n", "suite", "measurement", "libcoherent", "raw path",

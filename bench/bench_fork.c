@@ -12,12 +12,6 @@
 #include "bench.h"
 #include "coherent.h"
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* Median fork+exit+wait time in ms. */
 static double time_fork(int reps)
 {
@@ -32,26 +26,8 @@ static double time_fork(int reps)
 		waitpid(pid, NULL, 0);
 		t[i] = (bench_now_ns() - t0) / 1e6;
 	}
-	qsort(t, (size_t)reps, sizeof(double), cmp_double);
+	qsort(t, (size_t)reps, sizeof(double), bench_cmp_double);
 	return t[reps / 2];
-}
-
-static void put(struct bench_result *r, const char *suite, const char *name, double v, const char *unit,
-		const char *bname, double b, const char *goal, bool pass)
-{
-	memset(r, 0, sizeof(*r));
-	snprintf(r->suite, sizeof(r->suite), "%s", suite);
-	snprintf(r->name, sizeof(r->name), "%s", name);
-	r->value = v;
-	snprintf(r->unit, sizeof(r->unit), "%s", unit);
-	if (bname) {
-		snprintf(r->baseline_name, sizeof(r->baseline_name), "%s", bname);
-		r->baseline = b;
-		r->ratio = b > 0 ? v / b : 0;
-		snprintf(r->ratio_name, sizeof(r->ratio_name), "%s", !strcmp(unit, "ms") ? "time x" : "speed x");
-	}
-	snprintf(r->goal, sizeof(r->goal), "%s", goal);
-	r->pass = pass;
 }
 
 int bench_fork(const struct bench_opts *o, struct bench_result *out, int max)
@@ -101,7 +77,7 @@ int bench_fork(const struct bench_opts *o, struct bench_result *out, int max)
 			snprintf(name, sizeof(name), "fork+exit+wait, %s %s resident, %s", sz, huge ? "THP" : "4 KiB",
 				 coh_fork_policy_name(pol));
 			bool copy = pol == COH_FORK_COPY;
-			put(&out[n++], "fork", name, v, "ms", "raw fork", b, copy ? "<= 1.05" : "-",
+			bench_set(&out[n++], "fork", name, v, "ms", "raw fork", b, copy ? "<= 1.05" : "-",
 			    copy ? v / b <= 1.05 : true);
 		}
 		if (raw)
@@ -135,7 +111,7 @@ int bench_fork(const struct bench_opts *o, struct bench_result *out, int max)
 		}
 		snprintf(name, sizeof(name), "coh_pin_query, %s %s populated (%d extent%s)", sz,
 			 huge ? "THP" : "4 KiB pages", ne, ne == 1 ? "" : "s");
-		put(&out[n++], "pinquery", name, best, "M4Kpages/s", NULL, 0, "-", true);
+		bench_set(&out[n++], "pinquery", name, best, "M4Kpages/s", NULL, 0, "-", true);
 	}
 	coh_context_unref(ctx);
 	return e ? e : n;

@@ -96,24 +96,12 @@ static int one(const struct bench_opts *o, coh_context *ctx, coh_target *t, size
 		}
 		free(keys);
 	}
-	r[0] = (struct bench_result){ 0 };
-	snprintf(r[0].suite, sizeof(r[0].suite), "lookup");
-	snprintf(r[0].name, sizeof(r[0].name), "coh_lookup, %zu live, random interior", count);
-	r[0].value = best;
-	snprintf(r[0].unit, sizeof(r[0].unit), "ns");
-	snprintf(r[0].baseline_name, sizeof(r[0].baseline_name), "sorted-array bsearch");
-	r[0].baseline = floor_ns;
-	r[0].ratio = floor_ns > 0 ? best / floor_ns : 0;
-	snprintf(r[0].ratio_name, sizeof(r[0].ratio_name), "time x");
-	snprintf(r[0].goal, sizeof(r[0].goal), count >= 1000000 ? "<= 100 ns" : "-");
-	r[0].pass = best <= 100.0;
-	r[1] = (struct bench_result){ 0 };
-	snprintf(r[1].suite, sizeof(r[1].suite), "lookup");
-	snprintf(r[1].name, sizeof(r[1].name), "coh_lookup, %zu live, in address order", count);
-	r[1].value = best_seq;
-	snprintf(r[1].unit, sizeof(r[1].unit), "ns");
-	snprintf(r[1].goal, sizeof(r[1].goal), count >= 1000000 ? "<= 100 ns" : "-");
-	r[1].pass = best_seq <= 100.0;
+	char name[96];
+	const char *goal = count >= 1000000 ? "<= 100 ns" : "-";
+	snprintf(name, sizeof(name), "coh_lookup, %zu live, random interior", count);
+	bench_set(&r[0], "lookup", name, best, "ns", "sorted-array bsearch", floor_ns, goal, best <= 100.0);
+	snprintf(name, sizeof(name), "coh_lookup, %zu live, in address order", count);
+	bench_set(&r[1], "lookup", name, best_seq, "ns", NULL, 0, goal, best_seq <= 100.0);
 out:
 	for (size_t i = 0; i < made; i++)
 		coh_free(ctx, ptrs[i]);

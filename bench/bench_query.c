@@ -54,24 +54,6 @@ static double raw_pagemap(char *p, size_t npages, size_t ps)
 	return (double)npages / dt * 1e3;
 }
 
-static void fill(struct bench_result *r, const char *name, double v, const char *bname, double b,
-		 const char *goal, bool pass)
-{
-	memset(r, 0, sizeof(*r));
-	snprintf(r->suite, sizeof(r->suite), "query");
-	snprintf(r->name, sizeof(r->name), "%s", name);
-	r->value = v;
-	snprintf(r->unit, sizeof(r->unit), "Mpages/s");
-	if (bname) {
-		snprintf(r->baseline_name, sizeof(r->baseline_name), "%s", bname);
-		r->baseline = b;
-		r->ratio = v / b;
-		snprintf(r->ratio_name, sizeof(r->ratio_name), "speed x");
-	}
-	snprintf(r->goal, sizeof(r->goal), "%s", goal);
-	r->pass = pass;
-}
-
 int bench_query(const struct bench_opts *o, struct bench_result *out, int max)
 {
 	coh_context *ctx;
@@ -118,12 +100,13 @@ int bench_query(const struct bench_opts *o, struct bench_result *out, int max)
 	if (o->quick)
 		snprintf(name, sizeof(name), "coh_query 64 MiB resident (%d extent%s)", next, next == 1 ? "" : "s");
 	if (n < max) {
-		fill(&out[n++], name, best, "move_pages x1", mp1, ">= 25 and >= 10x", best >= 25 && best / mp1 >= 10);
+		bench_set(&out[n++], "query", name, best, "Mpages/s", "move_pages x1", mp1, ">= 25 and >= 10x",
+			  best >= 25 && best / mp1 >= 10);
 	}
 	if (n < max)
-		fill(&out[n++], "  reference: move_pages batched 4096", mpb, NULL, 0, "-", true);
+		bench_set(&out[n++], "query", "  reference: move_pages batched 4096", mpb, "Mpages/s", NULL, 0, "-", true);
 	if (n < max)
-		fill(&out[n++], "  reference: pread /proc/self/pagemap", pm, NULL, 0, "-", true);
+		bench_set(&out[n++], "query", "  reference: pread /proc/self/pagemap", pm, "Mpages/s", NULL, 0, "-", true);
 
 	/* Worst case for extents: every other page released, so nothing merges. */
 	for (size_t i = 0; i < npages; i += 2)
@@ -138,7 +121,8 @@ int bench_query(const struct bench_opts *o, struct bench_result *out, int max)
 	double mp1s = raw_move_pages(p, npages, ps, 1);
 	snprintf(name, sizeof(name), "coh_query, every other page populated (%d ext.)", next);
 	if (n < max)
-		fill(&out[n++], name, best, "move_pages x1", mp1s, ">= 10x move_pages", best / mp1s >= 10);
+		bench_set(&out[n++], "query", name, best, "Mpages/s", "move_pages x1", mp1s, ">= 10x move_pages",
+			  best / mp1s >= 10);
 out:
 	if (p)
 		coh_free(ctx, p);

@@ -101,36 +101,18 @@ static bool pin_emit(struct coh_pin_extent *out, size_t *n, size_t max, uintptr_
 
 int coh_pin_query(coh_context *ctx, const void *addr, size_t len, struct coh_pin_extent *out, size_t max)
 {
-	int e;
-	if (!ctx)
-		return -EINVAL;
-	if (!out)
-		return -EFAULT;
-	if (max == 0 || max > INT32_MAX)
-		return -EINVAL;
-	if ((e = coh_check_range(addr, len)))
+	uintptr_t start, end;
+	int e = coh_query_args(ctx, addr, len, out, max, &start, &end);
+	if (e)
 		return e;
-	if (ctx->replay)
-		return -EROFS;
 	if (max > 65536)
-		max = 65536;   /* bounds the work buffer; the cursor covers the rest */
-	size_t ps = ctx->page_size;
-	uintptr_t start = (uintptr_t)addr & ~(ps - 1);
-	uintptr_t end = (((uintptr_t)addr + len - 1) | (ps - 1)) + 1;
-	if (end == 0)
-		return -EOVERFLOW;
-
-	struct coh_extent *ext = calloc(max, sizeof(*ext));
-	if (!ext)
-		return -ENOMEM;
+		max = 65536;
+	struct coh_extent *ext = NULL;
 	struct coh_vma *v = NULL;
 	size_t nv = 0;
-	int n = coh_query_engine(ctx, 0, start, end, ext, max);
-	if (n < 0) {
-		e = n;
-		goto out;
-	}
-	coh_query_refine(ctx, ext, n);
+	int n = coh_query_own(ctx, start, end, max, &ext);
+	if (n < 0)
+		return n;
 	if ((e = coh_maps_read(ctx, 0, start, end, &v, &nv)))
 		goto out;
 	size_t no = 0, vi = 0;

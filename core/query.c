@@ -475,13 +475,13 @@ void coh_query_refine(coh_context *ctx, struct coh_extent *ext, int n)
 	}
 }
 
-int coh_query_pid(coh_context *ctx, pid_t pid, const void *addr, size_t len, struct coh_extent *ext,
-		  size_t max)
+int coh_query_args(const coh_context *ctx, const void *addr, size_t len, const void *out, size_t max,
+		   uintptr_t *start, uintptr_t *end)
 {
 	int e;
-	if (!ctx || pid < 0)
+	if (!ctx)
 		return -EINVAL;
-	if (!ext)
+	if (!out)
 		return -EFAULT;
 	if (max == 0 || max > INT32_MAX)
 		return -EINVAL;
@@ -489,14 +489,40 @@ int coh_query_pid(coh_context *ctx, pid_t pid, const void *addr, size_t len, str
 		return e;
 	if (ctx->replay)
 		return -EROFS;   /* a recorded machine has no live process to inspect */
+	size_t ps = ctx->page_size;
+	*start = (uintptr_t)addr & ~(ps - 1);
+	*end = (((uintptr_t)addr + len - 1) | (ps - 1)) + 1;
+	return *end == 0 ? -EOVERFLOW : 0;
+}
+
+int coh_query_own(coh_context *ctx, uintptr_t start, uintptr_t end, size_t max, struct coh_extent **out)
+{
+	if (max > 65536)
+		max = 65536;   /* bounds the work buffer; the caller's cursor covers the rest */
+	struct coh_extent *ext = calloc(max, sizeof(*ext));
+	if (!ext)
+		return -ENOMEM;
+	int n = coh_query_engine(ctx, 0, start, end, ext, max);
+	if (n < 0) {
+		free(ext);
+		return n;
+	}
+	coh_query_refine(ctx, ext, n);
+	*out = ext;
+	return n;
+}
+
+int coh_query_pid(coh_context *ctx, pid_t pid, const void *addr, size_t len, struct coh_extent *ext,
+		  size_t max)
+{
+	uintptr_t start, end;
+	if (pid < 0)
+		return -EINVAL;
+	int e = coh_query_args(ctx, addr, len, ext, max, &start, &end);
+	if (e)
+		return e;
 	if (pid == getpid())
 		pid = 0;
-	size_t ps = ctx->page_size;
-	uintptr_t start = (uintptr_t)addr & ~(ps - 1);
-	uintptr_t last = (uintptr_t)addr + len - 1;
-	uintptr_t end = (last | (ps - 1)) + 1;
-	if (end == 0)
-		return -EOVERFLOW;
 	int n = coh_query_engine(ctx, pid, start, end, ext, max);
 	if (n > 0 && pid == 0)
 		coh_query_refine(ctx, ext, n);

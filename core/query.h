@@ -36,6 +36,12 @@ struct coh_q {
 int coh_maps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		  struct coh_vma **out, size_t *count);
 int coh_vma_classify(const struct coh_vma *m);
+/* Checks a query's arguments and widens [addr, addr+len) to whole pages. */
+int coh_query_args(const coh_context *ctx, const void *addr, size_t len, const void *out, size_t max,
+		   uintptr_t *start, uintptr_t *end);
+/* Residency of the caller's [start, end) into a fresh buffer of at most max
+ * (capped) extents, refined by the owning backends: count, or -errno. */
+int coh_query_own(coh_context *ctx, uintptr_t start, uintptr_t end, size_t max, struct coh_extent **out);
 void coh_query_refine(coh_context *ctx, struct coh_extent *ext, int n);
 int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		     struct coh_extent *ext, size_t max);

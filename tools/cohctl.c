@@ -224,64 +224,51 @@ static bool root_has_entries(const char *path, const char *prefix)
 static char *kconfig;   /* whole kernel config text, NULL when not found */
 static char kconfig_src[256];
 
+/* The running kernel's config: /proc/config.gz, else /boot/config-$(uname -r).
+ * zlib reads plain files transparently, so one loop serves both. */
 static void load_kconfig(void)
 {
-	int fd = root_open("/proc/config.gz");
-	size_t cap = 1 << 20, len = 0;
-	char *buf = malloc(cap);
-	if (!buf)
-		return;
-	if (fd >= 0) {
-		gzFile g = gzdopen(fd, "rb");
-		int n;
-		while (g && (n = gzread(g, buf + len, (unsigned)(cap - len - 1))) > 0) {
-			len += (size_t)n;
-			if (cap - len < 4096) {
-				char *nb = realloc(buf, cap * 2);
-				if (!nb)
-					break;
-				buf = nb;
-				cap *= 2;
-			}
-		}
-		if (g)
-			gzclose(g);
-		snprintf(kconfig_src, sizeof(kconfig_src), "/proc/config.gz");
-	} else {
-		char rel[128] = "", path[200];
+	char rel[128] = "", path[200] = "/proc/config.gz";
+	int fd = root_open(path);
+	if (fd < 0) {
 		int rf = root_open("/proc/sys/kernel/osrelease");
 		if (rf >= 0) {
 			ssize_t n = read(rf, rel, sizeof(rel) - 1);
 			close(rf);
-			if (n > 0) {
-				rel[n] = '\0';
-				rel[strcspn(rel, "\n")] = '\0';
-			}
+			rel[n > 0 ? n : 0] = '\0';
+			rel[strcspn(rel, "\n")] = '\0';
 		}
 		snprintf(path, sizeof(path), "/boot/config-%s", rel);
 		fd = root_open(path);
-		if (fd >= 0) {
-			ssize_t n;
-			while ((n = read(fd, buf + len, cap - len - 1)) > 0) {
-				len += (size_t)n;
-				if (cap - len < 4096) {
-					char *nb = realloc(buf, cap * 2);
-					if (!nb)
-						break;
-					buf = nb;
-					cap *= 2;
-				}
-			}
-			close(fd);
-			snprintf(kconfig_src, sizeof(kconfig_src), "%s", path);
+	}
+	if (fd < 0)
+		return;
+	gzFile g = gzdopen(fd, "rb");
+	if (!g) {
+		close(fd);
+		return;
+	}
+	size_t cap = 1 << 20, len = 0;
+	char *buf = malloc(cap);
+	int n;
+	while (buf && (n = gzread(g, buf + len, (unsigned)(cap - len - 1))) > 0) {
+		len += (size_t)n;
+		if (cap - len < 4096) {
+			char *nb = realloc(buf, cap * 2);
+			if (!nb)
+				break;
+			buf = nb;
+			cap *= 2;
 		}
 	}
-	if (len == 0) {
+	gzclose(g);
+	if (!buf || len == 0) {
 		free(buf);
 		return;
 	}
 	buf[len] = '\0';
 	kconfig = buf;
+	snprintf(kconfig_src, sizeof(kconfig_src), "%s", path);
 }
 
 /* 'y', 'm', 'n' (not set) or '?' (no config to read) */

@@ -3,7 +3,9 @@
 # tree against it: with pkg-config, and with the CMake package.  Also checks
 # that the shared library exports exactly the symbol map, with a SONAME.
 set -euo pipefail
-build=$1 src=$2
+build=$1 src=$2 san=${3:-}
+# a sanitizer build of the library needs the same runtime in the consumer
+sanflags=${san:+-fsanitize=$san}
 prefix=$(mktemp -d /tmp/coh-install-XXXXXX)
 trap 'rm -rf "$prefix"' EXIT
 cmake --install "$build" --prefix "$prefix" >/dev/null
@@ -18,7 +20,7 @@ mkdir -p "$out"
 cp "$src/examples/quickstart.c" "$out/main.c"
 export PKG_CONFIG_PATH=$libdir/pkgconfig
 flags=$(pkg-config --cflags --libs libcoherent)
-(cd "$out" && cc -std=c11 -Wall -Wextra -Werror main.c $flags -o consumer)
+(cd "$out" && cc -std=c11 -Wall -Wextra -Werror $sanflags main.c $flags -o consumer)
 LD_LIBRARY_PATH=$libdir COH_BACKENDS=host "$out/consumer" >/dev/null
 echo "pkg-config consumer: built with '$flags' and ran"
 
@@ -31,7 +33,7 @@ find_package(libcoherent 0.1 REQUIRED)
 add_executable(consumer ../main.c)
 target_link_libraries(consumer PRIVATE libcoherent::coherent)
 CM
-cmake -S "$out/cm" -B "$out/cm/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake -S "$out/cm" -B "$out/cm/build" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_C_FLAGS="$sanflags" >/dev/null
 cmake --build "$out/cm/build" >/dev/null
 LD_LIBRARY_PATH=$libdir COH_BACKENDS=host "$out/cm/build/consumer" >/dev/null
 echo "CMake package consumer: built and ran"
