@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -401,19 +402,19 @@ out:
 
 struct busy {
 	coh_target *t;
-	volatile int stop;
-	int errors;
+	atomic_int stop;
+	atomic_int errors;
 };
 
 static void *busy_thread(void *arg)
 {
 	struct busy *b = arg;
-	while (!b->stop) {
+	while (!atomic_load(&b->stop)) {
 		void *q;
 		if (coh_alloc(b->t, ps, 0, 0, &q) == 0) {
 			memset(q, 1, ps);
 			if (coh_free(ctx, q))
-				b->errors++;
+				atomic_fetch_add(&b->errors, 1);
 		}
 	}
 	return NULL;
@@ -427,6 +428,8 @@ static void check_fork_threads(coh_target *t)
 		return;
 	}
 	struct busy b = { .t = t };
+	atomic_init(&b.stop, 0);
+	atomic_init(&b.errors, 0);
 	pthread_t th[3];
 	for (int i = 0; i < 3; i++)
 		pthread_create(&th[i], NULL, busy_thread, &b);
@@ -445,11 +448,12 @@ static void check_fork_threads(coh_target *t)
 		waitpid(pid, &st, 0);
 		bad += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	}
-	b.stop = 1;
+	atomic_store(&b.stop, 1);
 	for (int i = 0; i < 3; i++)
 		pthread_join(th[i], NULL);
-	if (bad || b.errors)
-		report(t, name, FAIL, "%d of 10 children failed, %d parent errors", bad, b.errors);
+	int errors = atomic_load(&b.errors);
+	if (bad || errors)
+		report(t, name, FAIL, "%d of 10 children failed, %d parent errors", bad, errors);
 	else
 		report(t, name, PASS, "10 forks while 3 threads allocate and free");
 }
