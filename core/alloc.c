@@ -265,6 +265,28 @@ int coh_lookup(coh_context *ctx, const void *addr, struct coh_alloc_info *info)
 	return e;
 }
 
+struct foreach_arg {
+	const struct coh_backend_ops *ops;
+	int (*fn)(const struct coh_alloc_rec *, void *);
+	void *arg;
+};
+
+static int foreach_one(struct coh_rec *r, void *arg)
+{
+	struct foreach_arg *a = arg;
+	return r->pub.target->slot->ops == a->ops ? a->fn(&r->pub, a->arg) : 0;
+}
+
+int coh_rec_foreach(coh_context *ctx, const struct coh_backend_ops *ops,
+		    int (*fn)(const struct coh_alloc_rec *rec, void *arg), void *arg)
+{
+	struct foreach_arg a = { ops, fn, arg };
+	pthread_rwlock_rdlock(&ctx->amap.lock);
+	int e = coh_amap_walk(&ctx->amap, foreach_one, &a);
+	pthread_rwlock_unlock(&ctx->amap.lock);
+	return e;
+}
+
 int coh_alloc_count(coh_context *ctx)
 {
 	if (!ctx)

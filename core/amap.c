@@ -94,6 +94,17 @@ const struct coh_amap_val *coh_amap_find_val(const struct coh_amap *m, uintptr_t
 	return &l->vals[si];
 }
 
+int coh_amap_walk(const struct coh_amap *m, int (*fn)(struct coh_rec *r, void *arg), void *arg)
+{
+	for (size_t i = 0; i < m->nleaves; i++)
+		for (unsigned j = 0; j < m->leaves[i]->n; j++) {
+			int e = fn(m->leaves[i]->recs[j], arg);
+			if (e)
+				return e;
+		}
+	return 0;
+}
+
 void coh_amap_set_policy(struct coh_amap *m, uintptr_t start, int policy)
 {
 	long li, si;

@@ -83,6 +83,11 @@ struct coh_alloc_rec {
 };
 
 /* For backends. */
+/* Calls fn for each record owned by this backend, under the map's read lock
+ * (fn must not call back into the allocation map).  Stops at fn's first
+ * non-zero result and returns it. */
+int coh_rec_foreach(coh_context *ctx, const struct coh_backend_ops *ops,
+		    int (*fn)(const struct coh_alloc_rec *rec, void *arg), void *arg);
 int coh_target_add(coh_context *ctx, const struct coh_target_desc *desc);
 void *coh_target_priv(const coh_target *t);
 void *coh_target_backend_priv(const coh_target *t);

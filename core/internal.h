@@ -42,6 +42,7 @@ struct coh_rec *coh_amap_find(const struct coh_amap *m, uintptr_t addr);   /* re
 const struct coh_amap_val *coh_amap_find_val(const struct coh_amap *m, uintptr_t addr,
 					     uintptr_t *start); /* read */
 void coh_amap_set_policy(struct coh_amap *m, uintptr_t start, int policy);  /* write */
+int coh_amap_walk(const struct coh_amap *m, int (*fn)(struct coh_rec *r, void *arg), void *arg); /* read */
 int coh_amap_insert(struct coh_amap *m, struct coh_rec *r);                 /* write; -EEXIST on overlap */
 struct coh_rec *coh_amap_remove(struct coh_amap *m, uintptr_t start);       /* write */
 bool coh_amap_overlaps(const struct coh_amap *m, uintptr_t start, size_t len); /* read */

@@ -42,6 +42,12 @@ struct pm_scan_arg {
 #define PM_PRESENT (1ULL << 63)
 #define PM_SWAPPED (1ULL << 62)
 #define PM_FILE (1ULL << 61)
+#define PM_EXCLUSIVE (1ULL << 56)
+
+/* Internal kind of the pread path: a present anonymous page that is not
+ * exclusively mapped is either shared after fork or the shared zero page;
+ * move_pages tells them apart (-EFAULT for the zero page). */
+#define KIND_MAYBE_ZERO 100
 
 /* ---------- output with merging ---------- */
 
@@ -136,6 +142,28 @@ int coh_maps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t 
 	*out = v;
 	*count = n;
 	return 0;
+}
+
+int coh_range_anon_private(const coh_context *ctx, const void *addr, size_t len)
+{
+	struct coh_vma *v = NULL;
+	size_t n = 0;
+	uintptr_t a = (uintptr_t)addr, end = a + len;
+	int e = coh_maps_read(ctx, 0, a, end, &v, &n);
+	if (e)
+		return e;
+	uintptr_t cur = a;
+	for (size_t i = 0; i < n && !e; i++) {
+		if (v[i].start > cur)
+			e = -EFAULT;            /* hole: nothing mapped there */
+		else if (v[i].backing != COH_VMA_ANON)
+			e = -EOPNOTSUPP;        /* file, shared or device memory */
+		cur = v[i].end;
+	}
+	if (!e && cur < end)
+		e = -EFAULT;
+	free(v);
+	return e;
 }
 
 int coh_vma_classify(const struct coh_vma *m)
@@ -236,6 +264,8 @@ static bool resolve_nodes(struct coh_q *q, uintptr_t a, size_t len, int kind)
 
 static bool emit_run(struct coh_q *q, uintptr_t a, size_t len, int kind)
 {
+	if (kind == KIND_MAYBE_ZERO)
+		return resolve_nodes(q, a, len, COH_MEM_SYSTEM);
 	bool present = kind == COH_MEM_SYSTEM || kind == COH_MEM_SYSTEM_THP || kind == COH_MEM_FILE;
 	if (!present)
 		return q_emit(q, a, len, kind, -1);
@@ -326,9 +356,10 @@ static int scan_pread(struct coh_q *q, uintptr_t a, uintptr_t b)
 		for (size_t i = 0; i < n; i++) {
 			uint64_t e = buf[i];
 			int kind;
-			if (e & PM_PRESENT)
-				kind = (e & PM_FILE) || q->vma_backing == COH_VMA_SHMEM ? COH_MEM_FILE
-											  : COH_MEM_SYSTEM;
+			if ((e & PM_PRESENT) && ((e & PM_FILE) || q->vma_backing == COH_VMA_SHMEM))
+				kind = COH_MEM_FILE;
+			else if (e & PM_PRESENT)
+				kind = e & PM_EXCLUSIVE ? COH_MEM_SYSTEM : KIND_MAYBE_ZERO;
 			else if (e & PM_SWAPPED)
 				kind = swapped_kind(q);
 			else
@@ -367,11 +398,13 @@ int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end
 	int e = coh_maps_read(ctx, pid, start, end, &v, &nv);
 	if (e)
 		return e;
-	int *node_of = nv ? calloc(nv, sizeof(int)) : NULL;
+	int *node_of = nv ? malloc(nv * sizeof(int)) : NULL;
 	if (nv && !node_of) {
 		free(v);
 		return -ENOMEM;
 	}
+	for (size_t i = 0; i < nv; i++)
+		node_of[i] = -2;   /* unknown: resolved page by page unless numa_maps tells */
 	bool zone_device = false;
 	for (int i = 0; i < ctx->ntargets; i++)
 		if (ctx->targets[i]->d.kind == COH_KIND_DEVICE_COHERENT ||
@@ -400,7 +433,11 @@ int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end
 
 	uintptr_t cur = start;
 	for (size_t i = 0; i <= nv && !q.full; i++) {
-		uintptr_t vs = i < nv ? (v[i].start > start ? v[i].start : start) : end;
+		/* /proc/PID/maps is read in pieces: while other threads map and unmap,
+		 * two lines may overlap.  Tile the range from the cursor on. */
+		if (i < nv && v[i].end <= cur)
+			continue;
+		uintptr_t vs = i < nv ? (v[i].start > cur ? v[i].start : cur) : end;
 		if (vs > cur && !q_emit(&q, cur, vs - cur, COH_MEM_UNMAPPED, -1))
 			break;
 		if (i == nv)

@@ -36,6 +36,9 @@ struct coh_q {
 int coh_maps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		  struct coh_vma **out, size_t *count);
 int coh_vma_classify(const struct coh_vma *m);
+/* 0 when [addr, addr+len) is all private anonymous memory; -EFAULT for a
+ * hole, -EOPNOTSUPP for file, shared or device mappings. */
+int coh_range_anon_private(const coh_context *ctx, const void *addr, size_t len);
 /* Checks a query's arguments and widens [addr, addr+len) to whole pages. */
 int coh_query_args(const coh_context *ctx, const void *addr, size_t len, const void *out, size_t max,
 		   uintptr_t *start, uintptr_t *end);

@@ -308,24 +308,7 @@ static int host_free(coh_target *t, void *ptr, size_t size)
 static int host_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
 {
 	(void)flags;
-	struct coh_vma *v = NULL;
-	size_t n = 0;
-	uintptr_t a = (uintptr_t)addr, end = a + len;
-	int e = coh_maps_read(coh_target_context(t), 0, a, end, &v, &n);
-	if (e)
-		return e;
-	uintptr_t cur = a;
-	for (size_t i = 0; i < n && !e; i++) {
-		if (v[i].start > cur)
-			e = -EFAULT;            /* hole: nothing mapped there */
-		else if (v[i].backing != COH_VMA_ANON)
-			e = -EOPNOTSUPP;        /* file, shared or device memory */
-		cur = v[i].end;
-	}
-	if (!e && cur < end)
-		e = -EFAULT;
-	free(v);
-	return e;
+	return coh_range_anon_private(coh_target_context(t), addr, len);
 }
 
 static int host_release(coh_target *t, const struct coh_alloc_rec *rec)

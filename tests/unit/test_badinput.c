@@ -239,8 +239,10 @@ START_TEST(table)
 			      coh_strerror(got), rows[i].expect, coh_strerror(rows[i].expect));
 		snapshot(&c1, e1, &n1, &s1, &p1);
 		ck_assert_msg(c0 == c1, "%s: allocation count changed", rows[i].what);
-		ck_assert_msg(n0 == n1 && !memcmp(e0, e1, sizeof(e0[0]) * (size_t)n0), "%s: residency changed",
-			      rows[i].what);
+		ck_assert_msg(n0 == n1 && !memcmp(e0, e1, sizeof(e0[0]) * (size_t)n0),
+			      "%s: residency changed: %d extents (%s node %d +%zu), then %d (%s node %d +%zu)", rows[i].what,
+			      n0, coh_mem_kind_name(e0[0].kind), e0[0].node, e0[0].length, n1,
+			      coh_mem_kind_name(e1[0].kind), e1[0].node, e1[0].length);
 		ck_assert_msg(s0 == s1, "%s: contents changed", rows[i].what);
 		ck_assert_msg(p0 == p1, "%s: fork policy changed", rows[i].what);
 	}

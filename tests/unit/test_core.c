@@ -50,23 +50,25 @@ static int ctx_targets(const char *filter)
 
 START_TEST(backend_filter)
 {
-	ck_assert_int_ge(ctx_targets("host"), 1);
-	ck_assert_int_eq(ctx_targets("^host"), 0);
+	int all = ctx_targets(""), host = ctx_targets("host");
+	ck_assert_int_ge(host, 1);
+	ck_assert_int_eq(ctx_targets("^host"), all - host);
 	ck_assert_int_eq(ctx_targets("nosuch"), 0);
 	ck_assert_int_ge(ctx_targets("^nvidia,amd"), 1);
 	ck_assert_int_ge(ctx_targets("cxl,host"), 1);
 	/* the environment variable applies when the option is NULL */
 	setenv("COH_BACKENDS", "^host", 1);
-	ck_assert_int_eq(ctx_targets(NULL), 0);
+	ck_assert_int_eq(ctx_targets(NULL), all - host);
 	setenv("COH_BACKENDS", "host", 1);
 	ck_assert_int_ge(ctx_targets(NULL), 1);
 	unsetenv("COH_BACKENDS");
 	coh_context *ctx;
 	struct coh_context_options o = { .size = sizeof(o), .backends = "^host", .log_level = -1 };
 	ck_assert_int_eq(coh_context_create(&o, &ctx), 0);
-	char buf[64];
-	ck_assert_int_eq(coh_context_backends(ctx, buf, sizeof(buf)), 0);
-	ck_assert_str_eq(buf, "");
+	char buf[64], wrapped[80];
+	ck_assert_int_lt(coh_context_backends(ctx, buf, sizeof(buf)), (int)sizeof(buf));
+	snprintf(wrapped, sizeof(wrapped), ",%s,", buf);
+	ck_assert_ptr_null(strstr(wrapped, ",host,"));
 	coh_context_unref(ctx);
 	o.backends = "host";
 	ck_assert_int_eq(coh_context_create(&o, &ctx), 0);

@@ -1,0 +1,416 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hmmtest backend: the Linux test_hmm driver's emulated devices as targets.
+ * /dev/hmm_dmirror0 and 1 are DEVICE_PRIVATE memory, 2 and 3 DEVICE_COHERENT
+ * (present only when the driver got its spm_addr parameters).  Memory is
+ * ordinary private anonymous memory migrated into the device with
+ * HMM_DMIRROR_MIGRATE_TO_DEV; the driver's per-page snapshot is the
+ * authoritative residency.  Device handles stay open for the context's life:
+ * closing any handle of a dmirror device evicts all of that device's pages.
+ *
+ * Fork COPY: the kernel's own fork would cost the parent its device pages
+ * (device-private: any access by either process faults the shared page back
+ * to system memory; device-coherent: the parent's first write after fork gets
+ * a system copy).  So for COPY ranges the prepare hook copies the data out
+ * through the device (no CPU fault), marks the range MADV_DONTFORK, and the
+ * child hook maps fresh memory at the same address and fills it from that
+ * copy; the parent hook restores the range.  The parent's pages never move.
+ * Writes other threads make between prepare and fork may not reach the child.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <numaif.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "hmm_uapi.h"
+#include "internal.h"
+#include "query.h"
+
+#define HMM_NDEV 4
+#define HMM_BATCH 256   /* pages per ioctl: the migrate ioctls copy data out to a buffer */
+
+const struct coh_backend_ops coh_hmmtest_backend;
+
+struct staged {
+	uintptr_t start;
+	size_t len;
+	void *copy;
+};
+
+struct hmm_backend {
+	int fd[HMM_NDEV];
+	pid_t pid;            /* the process whose mm the handles mirror */
+	struct staged *stage; /* fork COPY ranges between prepare and parent/child */
+	size_t nstage, capstage;
+};
+
+struct hmm_target {
+	int minor;
+	int fd;
+};
+
+static int dmirror(int fd, unsigned long req, uintptr_t addr, size_t npages, void *ptr, uint64_t *cpages)
+{
+	struct hmm_dmirror_cmd cmd = { .addr = addr, .ptr = (uintptr_t)ptr, .npages = npages };
+	int e = coh_sys_ioctl(fd, req, &cmd);
+	if (cpages)
+		*cpages = cmd.cpages;
+	return e < 0 ? e : 0;
+}
+
+/* Runs a data-moving ioctl over [addr, addr+len) in batches. */
+static int dmirror_range(int fd, unsigned long req, uintptr_t addr, size_t len, size_t ps, uint64_t *moved)
+{
+	size_t np = len / ps;
+	void *buf = malloc(HMM_BATCH * ps);
+	if (!buf)
+		return -ENOMEM;
+	uint64_t total = 0;
+	int e = 0;
+	for (size_t done = 0; done < np && !e; done += HMM_BATCH) {
+		size_t c = np - done < HMM_BATCH ? np - done : HMM_BATCH;
+		uint64_t cp = 0;
+		e = dmirror(fd, req, addr + done * ps, c, buf, &cp);
+		total += cp;
+	}
+	free(buf);
+	if (moved)
+		*moved = total;
+	return e;
+}
+
+/* Snapshot bytes of [addr, addr+len) as this device sees them. */
+static int snapshot(int fd, uintptr_t addr, size_t len, size_t ps, unsigned char *out)
+{
+	size_t np = len / ps;
+	for (size_t done = 0; done < np; done += 4096) {
+		size_t c = np - done < 4096 ? np - done : 4096;
+		int e = dmirror(fd, HMM_DMIRROR_SNAPSHOT, addr + done * ps, c, out + done, NULL);
+		if (e)
+			return e;
+	}
+	return 0;
+}
+
+static bool is_private(int minor)
+{
+	return minor < 2;
+}
+
+static int own_fd(const coh_target *t)
+{
+	const struct hmm_backend *hb = coh_target_backend_priv(t);
+	const struct hmm_target *ht = coh_target_priv(t);
+	/* a forked child inherits handles that mirror its parent's mm */
+	return hb->pid == getpid() ? ht->fd : -ECHILD;
+}
+
+/* ---------------- discovery ---------------- */
+
+static int hmm_discover(coh_context *ctx, void **priv)
+{
+	struct hmm_backend *hb = calloc(1, sizeof(*hb));
+	if (!hb)
+		return -ENOMEM;
+	*priv = hb;
+	hb->pid = getpid();
+	for (int i = 0; i < HMM_NDEV; i++)
+		hb->fd[i] = -1;
+	int added = 0;
+	for (int i = 0; i < HMM_NDEV; i++) {
+		char path[32];
+		snprintf(path, sizeof(path), "/dev/hmm_dmirror%d", i);
+		if (!coh_fs_exists(ctx, path))
+			continue;
+		int fd = -1;
+		if (!ctx->replay) {
+			fd = coh_fs_open(ctx, path, O_RDWR);
+			if (fd < 0) {
+				coh_warn(ctx, "hmmtest: %s: %s", path, strerror(-fd));
+				continue;
+			}
+		}
+		struct hmm_target *ht = calloc(1, sizeof(*ht));
+		if (!ht) {
+			if (fd >= 0)
+				close(fd);
+			return -ENOMEM;
+		}
+		ht->minor = i;
+		ht->fd = fd;
+		hb->fd[i] = fd;
+		struct coh_target_desc d = { 0 };
+		d.kind = is_private(i) ? COH_KIND_DEVICE_PRIVATE : COH_KIND_DEVICE_COHERENT;
+		snprintf(d.name, sizeof(d.name), "hmmtest:dmirror%d", i);
+		snprintf(d.vendor, sizeof(d.vendor), "Linux test_hmm");
+		snprintf(d.model, sizeof(d.model), "emulated %s device memory",
+			 is_private(i) ? "device-private" : "device-coherent");
+		d.numa_node = -1;
+		d.total_bytes = 256u << 20;   /* one chunk; the private emulation adds chunks on demand */
+		d.caps = COH_CAP_ALLOC | COH_CAP_ADOPT | COH_CAP_MIGRATE | COH_CAP_MIGRATE_ASYNC | COH_CAP_QUERY |
+			 COH_CAP_PIN_QUERY | COH_CAP_FORK_COPY | COH_CAP_FORK_EXCLUDE | COH_CAP_FORK_ZERO |
+			 COH_CAP_FORK_KERNEL;
+		d.priv = ht;
+		int e = coh_target_add(ctx, &d);
+		if (e) {
+			free(ht);
+			if (fd >= 0)
+				close(fd);
+			hb->fd[i] = -1;
+			return e;
+		}
+		added++;
+	}
+	return added;
+}
+
+static void hmm_fini(coh_context *ctx, void *priv)
+{
+	(void)ctx;
+	struct hmm_backend *hb = priv;
+	for (int i = 0; i < HMM_NDEV; i++)
+		if (hb->fd[i] >= 0)
+			close(hb->fd[i]);
+	free(hb->stage);
+	free(hb);
+}
+
+static void hmm_target_fini(coh_target *t, void *priv)
+{
+	(void)t;
+	free(priv);
+}
+
+/* ---------------- memory ---------------- */
+
+/* Every page of the range in this device (snapshot says "local"). */
+static int all_local(int fd, int minor, uintptr_t addr, size_t len, size_t ps)
+{
+	size_t np = len / ps;
+	unsigned char *s = malloc(np);
+	if (!s)
+		return -ENOMEM;
+	int e = snapshot(fd, addr, len, ps, s);
+	unsigned want = is_private(minor) ? HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL : HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL;
+	for (size_t i = 0; i < np && !e; i++)
+		if ((s[i] & 0xf0) != want)
+			e = -EBUSY;   /* pinned or otherwise unmovable pages stayed where they were */
+	free(s);
+	return e;
+}
+
+static int to_device(coh_target *t, uintptr_t addr, size_t len)
+{
+	const struct hmm_backend *hb = coh_target_backend_priv(t);
+	const struct hmm_target *ht = coh_target_priv(t);
+	size_t ps = coh_target_context(t)->page_size;
+	int fd = own_fd(t);
+	if (fd < 0)
+		return fd;
+	/* pages on another emulated device come home first */
+	for (int i = 0; i < HMM_NDEV; i++)
+		if (hb->fd[i] >= 0 && i != ht->minor)
+			dmirror_range(hb->fd[i], HMM_DMIRROR_MIGRATE_TO_SYS, addr, len, ps, NULL);
+	int e = dmirror_range(fd, HMM_DMIRROR_MIGRATE_TO_DEV, addr, len, ps, NULL);
+	if (e == -ENOENT)
+		e = 0;   /* nothing left to collect (already here, or pinned): the snapshot decides */
+	return e ? e : all_local(fd, ht->minor, addr, len, ps);
+}
+
+static int hmm_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out)
+{
+	coh_context *ctx = coh_target_context(t);
+	if (flags & COH_ALLOC_HUGE)
+		return -EOPNOTSUPP;
+	size_t extra = align > ctx->page_size ? align - ctx->page_size : 0;
+	void *p;
+	int e = coh_sys_mmap(NULL, size + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &p);
+	if (e)
+		return e;
+	uintptr_t a = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
+	if (a > (uintptr_t)p)
+		coh_sys_munmap(p, a - (uintptr_t)p);
+	if ((uintptr_t)p + size + extra > a + size)
+		coh_sys_munmap((void *)(a + size), (uintptr_t)p + size + extra - (a + size));
+	/* device pages are allocated now: holes migrate as zero-filled pages */
+	coh_sys_madvise((void *)a, size, MADV_NOHUGEPAGE);
+	e = to_device(t, a, size);
+	if (e) {
+		coh_sys_munmap((void *)a, size);
+		return e == -EBUSY ? -ENOMEM : e;
+	}
+	*out = (void *)a;
+	return 0;
+}
+
+static int hmm_free(coh_target *t, void *ptr, size_t size)
+{
+	(void)t;
+	return coh_sys_munmap(ptr, size);   /* the driver's page_free returns the device pages */
+}
+
+static int hmm_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
+{
+	(void)flags;
+	return coh_range_anon_private(coh_target_context(t), addr, len);
+}
+
+static int hmm_release(coh_target *t, const struct coh_alloc_rec *rec)
+{
+	(void)t;
+	(void)rec;
+	return 0;   /* the pages stay where they are; the caller keeps the memory */
+}
+
+static int hmm_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *addr, size_t len, unsigned flags)
+{
+	(void)flags;
+	coh_target *owner = rec->target;
+	const struct hmm_backend *hb = coh_target_backend_priv(owner);
+	size_t ps = coh_target_context(owner)->page_size;
+	if (hb->pid != getpid())
+		return -ECHILD;
+	if (coh_target_backend(dst) == coh_hmmtest_backend.name)
+		return to_device(dst, (uintptr_t)addr, len);
+	int node = coh_target_numa_node(dst);
+	if (node < 0 || node >= 1024)
+		return -EOPNOTSUPP;
+	/* to a NUMA node: out of every emulated device, then a kernel move */
+	for (int i = 0; i < HMM_NDEV; i++)
+		if (hb->fd[i] >= 0) {
+			int e = dmirror_range(hb->fd[i], HMM_DMIRROR_MIGRATE_TO_SYS, (uintptr_t)addr, len, ps, NULL);
+			if (e)
+				return e;
+		}
+	unsigned long mask[1024 / (8 * sizeof(unsigned long))] = { 0 };
+	mask[node / (8 * sizeof(unsigned long))] |= 1UL << (node % (8 * sizeof(unsigned long)));
+	int e = coh_sys_mbind(addr, len, MPOL_BIND, mask, 1025, MPOL_MF_MOVE | MPOL_MF_STRICT);
+	return e == -EIO ? -EBUSY : e;
+}
+
+/* The snapshot names the device: device pages of this backend get their target. */
+static int hmm_query_refine(const struct coh_alloc_rec *rec, struct coh_extent *ext, size_t n)
+{
+	/* ask the device the pages last went to */
+	coh_target *dev = rec->home && coh_target_backend(rec->home) == coh_hmmtest_backend.name ? rec->home
+												  : rec->target;
+	int fd = own_fd(dev);
+	if (fd < 0)
+		return fd;
+	for (size_t i = 0; i < n; i++) {
+		if (ext[i].kind != COH_MEM_DEVICE_PRIVATE && ext[i].kind != COH_MEM_DEVICE_COHERENT)
+			continue;
+		unsigned char s;
+		if (dmirror(fd, HMM_DMIRROR_SNAPSHOT, ext[i].start, 1, &s, NULL))
+			continue;
+		unsigned loc = s & 0xf0;
+		if (loc == HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL || loc == HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL)
+			ext[i].target = dev;
+	}
+	return 0;
+}
+
+/* ---------------- fork ---------------- */
+
+static int stage_one(const struct coh_alloc_rec *rec, void *arg)
+{
+	struct hmm_backend *hb = arg;
+	if (rec->fork_policy != COH_FORK_COPY)
+		return 0;
+	if (hb->nstage == hb->capstage) {
+		size_t cap = hb->capstage ? hb->capstage * 2 : 8;
+		struct staged *ns = realloc(hb->stage, cap * sizeof(*ns));
+		if (!ns)
+			return 0;   /* out of memory: this range forks the kernel's way */
+		hb->stage = ns;
+		hb->capstage = cap;
+	}
+	coh_target *dev = rec->home && coh_target_backend(rec->home) == coh_hmmtest_backend.name ? rec->home
+												  : rec->target;
+	const struct hmm_target *ht = coh_target_priv(dev);
+	size_t ps = coh_target_context(dev)->page_size;
+	void *copy;
+	if (coh_sys_mmap(NULL, rec->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &copy))
+		return 0;
+	int e = 0;
+	if (!is_private(ht->minor)) {
+		/* the CPU reads device-coherent memory in place */
+		memcpy(copy, (void *)rec->start, rec->length);
+	} else {
+		/* The CPU cannot read device-private memory without faulting it back,
+		 * and the driver's READ of device-private pages is not safe in 6.1
+		 * (it maps the device page).  So: out to system memory and straight
+		 * back in; MIGRATE_TO_DEV hands the data it moved to `ptr`. */
+		size_t np = rec->length / ps;
+		e = dmirror_range(ht->fd, HMM_DMIRROR_MIGRATE_TO_SYS, rec->start, rec->length, ps, NULL);
+		for (size_t done = 0; done < np && !e; done += HMM_BATCH) {
+			size_t c = np - done < HMM_BATCH ? np - done : HMM_BATCH;
+			e = dmirror(ht->fd, HMM_DMIRROR_MIGRATE_TO_DEV, rec->start + done * ps, c, (char *)copy + done * ps,
+				    NULL);
+		}
+	}
+	if (e || coh_sys_madvise((void *)rec->start, rec->length, MADV_DONTFORK)) {
+		coh_sys_munmap(copy, rec->length);
+		return 0;   /* this range forks the kernel's way */
+	}
+	hb->stage[hb->nstage++] = (struct staged){ rec->start, rec->length, copy };
+	return 0;
+}
+
+static void hmm_atfork_prepare(coh_context *ctx, void *priv)
+{
+	struct hmm_backend *hb = priv;
+	hb->nstage = 0;
+	if (hb->pid != getpid())
+		return;
+	coh_rec_foreach(ctx, &coh_hmmtest_backend, stage_one, hb);
+}
+
+static void hmm_atfork_parent(coh_context *ctx, void *priv)
+{
+	(void)ctx;
+	struct hmm_backend *hb = priv;
+	for (size_t i = 0; i < hb->nstage; i++) {
+		coh_sys_madvise((void *)hb->stage[i].start, hb->stage[i].len, MADV_DOFORK);
+		coh_sys_munmap(hb->stage[i].copy, hb->stage[i].len);
+	}
+	hb->nstage = 0;
+}
+
+/* Async-signal-safe: mmap and a byte copy. */
+static void hmm_atfork_child(coh_context *ctx, void *priv)
+{
+	(void)ctx;
+	struct hmm_backend *hb = priv;
+	for (size_t i = 0; i < hb->nstage; i++) {
+		struct staged *s = &hb->stage[i];
+		void *p;
+		if (coh_sys_mmap((void *)s->start, s->len, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0, &p) == 0)
+			memcpy(p, s->copy, s->len);
+		coh_sys_munmap(s->copy, s->len);
+	}
+	hb->nstage = 0;
+}
+
+const struct coh_backend_ops coh_hmmtest_backend = {
+	.abi = COH_BACKEND_ABI,
+	.size = sizeof(struct coh_backend_ops),
+	.name = "hmmtest",
+	.discover = hmm_discover,
+	.fini = hmm_fini,
+	.target_fini = hmm_target_fini,
+	.alloc = hmm_alloc,
+	.free = hmm_free,
+	.adopt = hmm_adopt,
+	.release = hmm_release,
+	.migrate = hmm_migrate,
+	.query_refine = hmm_query_refine,
+	.atfork_prepare = hmm_atfork_prepare,
+	.atfork_parent = hmm_atfork_parent,
+	.atfork_child = hmm_atfork_child,
+};

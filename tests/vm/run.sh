@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The VM suite: boots the project's test kernel under QEMU (TCG) with three
+# NUMA nodes (1 and 2 memory-only), reserved ranges for test_hmm's
+# DEVICE_COHERENT devices and a pmem range, runs the project's tests there
+# and reports one line per target and a total.
+#   tests/vm/run.sh BUILD_DIR      (BUILD_DIR: a normal build of the project)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:?usage: run.sh BUILD_DIR}" && pwd)
+timeout_s=${COH_VM_TIMEOUT:-1200}
+work=$(mktemp -d /tmp/coh-vm-XXXXXX)
+qpid=
+cleanup() {
+  if [[ -n $qpid ]] && kill -0 "$qpid" 2>/dev/null; then
+    kill "$qpid" 2>/dev/null || true
+    sleep 1
+    kill -9 "$qpid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+kernel=$("$here/build-kernel.sh")
+
+# ---- initramfs: busybox, the test programs and the libraries they load ----
+root=$work/root
+mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp,etc}
+cp /bin/busybox "$root/bin/busybox"
+install -m 0755 "$here/init.sh" "$root/init"
+copy_with_libs() {
+  local bin=$1
+  cp "$bin" "$root/bin/"
+  ldd "$bin" 2>/dev/null | awk '/=> \// {print $3} /^\s*\/.*ld-linux/ {print $1}' | while read -r lib; do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
+}
+progs=(tools/cohctl tests/conformance/coh-conformance tests/unit/test_host tests/unit/test_pin
+       tests/unit/test_badinput tests/unit/test_amap tests/unit/test_core)
+for p in "${progs[@]}"; do
+  [[ -x $build/$p ]] || { echo "vm: $build/$p missing: build the project first" >&2; exit 1; }
+  copy_with_libs "$build/$p"
+done
+mkdir -p "$root/lib64"
+[[ -e $root/lib64/ld-linux-x86-64.so.2 ]] || cp -L /lib64/ld-linux-x86-64.so.2 "$root/lib64/"
+cat >"$root/tests.list" <<'LIST'
+cohctl-devices cohctl devices
+cohctl-check cohctl check
+conformance coh-conformance
+test_host CK_DEFAULT_TIMEOUT=300 test_host
+test_pin CK_DEFAULT_TIMEOUT=300 test_pin
+test_badinput test_badinput
+test_amap CK_DEFAULT_TIMEOUT=300 test_amap
+test_core test_core
+LIST
+(cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1) >"$work/initramfs.cpio.gz"
+
+# ---- boot ----
+log=${COH_VM_LOG:-$work/console.log}
+cmdline='console=ttyS0 panic=-1 loglevel=4 memmap=256M$0x40000000 memmap=256M$0x50000000'
+cmdline+=' test_hmm.spm_addr_dev0=0x40000000 test_hmm.spm_addr_dev1=0x50000000 memmap=256M!0x90000000 hugepages=16'
+echo "vm: booting $(basename "$(dirname "$kernel")") under QEMU (TCG), console in $log" >&2
+start=$(date +%s)
+qemu-system-x86_64 -accel tcg -nographic -no-reboot -m 4G -smp 2 \
+  -object memory-backend-ram,id=m0,size=2G -object memory-backend-ram,id=m1,size=1G \
+  -object memory-backend-ram,id=m2,size=1G \
+  -numa node,nodeid=0,cpus=0-1,memdev=m0 -numa node,nodeid=1,memdev=m1 -numa node,nodeid=2,memdev=m2 \
+  -kernel "$kernel" -initrd "$work/initramfs.cpio.gz" -append "$cmdline" \
+  </dev/null >"$log" 2>&1 &
+qpid=$!
+while kill -0 "$qpid" 2>/dev/null; do
+  if (( $(date +%s) - start > timeout_s )); then
+    echo "vm: timeout after ${timeout_s}s; last console lines:" >&2
+    tail -30 "$log" >&2
+    exit 1
+  fi
+  if grep -qE 'Kernel panic|Oops:|BUG:' "$log" 2>/dev/null; then
+    sleep 2   # let the trace finish printing
+    echo "vm: the guest kernel crashed; the test running then and the trace:" >&2
+    tr -d '\r' <"$log" | grep '^COH-VM-BEGIN' | tail -1 >&2
+    tr -d '\r' <"$log" | grep -E -A30 'Kernel panic|Oops:|BUG:' | head -60 >&2
+    exit 1
+  fi
+  sleep 1
+done
+wait "$qpid" || true
+qpid=
+echo "vm: guest ran $(( $(date +%s) - start ))s" >&2
+tr -d '\r' <"$log" >"$work/clean.log"
+grep -q '^COH-VM-DONE' "$work/clean.log" || { echo "vm: the guest did not finish its tests" >&2; tail -40 "$work/clean.log" >&2; exit 1; }
+
+# ---- results ----
+passed=0 failed=0 skipped=0
+grep '^COH-VM-KERNEL' "$work/clean.log" >&2 || true
+# per-target lines of the conformance suite
+while read -r line; do
+  echo "$line"
+  set -- $(sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped/\1 \2 \3/' <<<"$line")
+  passed=$((passed + $1)); failed=$((failed + $2)); skipped=$((skipped + $3))
+done < <(awk '/^COH-VM-BEGIN conformance/{on=1;next} /^COH-VM-END conformance/{on=0} on && /^[a-z]+:[a-z0-9]+: [0-9]+ passed/' "$work/clean.log")
+# every other test program: one result each
+while read -r name rc; do
+  [[ $name == conformance ]] && { [[ $rc == 0 ]] || echo "conformance exited $rc"; continue; }
+  if [[ $rc == 0 ]]; then
+    echo "$name: 1 passed, 0 failed, 0 skipped"; passed=$((passed + 1))
+  elif [[ $rc == 77 ]]; then
+    echo "$name: 0 passed, 0 failed, 1 skipped"; skipped=$((skipped + 1))
+  else
+    echo "$name: 0 passed, 1 failed, 0 skipped (exit $rc)"; failed=$((failed + 1))
+    awk -v n="$name" '$0=="COH-VM-BEGIN " n {on=1;next} /^COH-VM-END/{on=0} on' "$work/clean.log" | tail -40 >&2
+  fi
+done < <(sed -n 's/^COH-VM-END \([^ ]*\) rc=\([0-9]*\)$/\1 \2/p' "$work/clean.log")
+for bad in $(sed -n 's/^COH-VM-DMESG \(.*\)$/\1/p' "$work/clean.log"); do
+  echo "kernel log after $bad: BUG/WARNING/Oops"; failed=$((failed + 1))
+done
+[[ -n ${COH_VM_KEEP_LOG:-} ]] && cp "$work/clean.log" "$COH_VM_KEEP_LOG"
+echo "$passed passed, $failed failed, $skipped skipped"
+((failed == 0))
