@@ -21,6 +21,7 @@
 #include <zlib.h>
 
 #include "bench.h"
+#include "kconfig_reqs.h"
 #include "coherent.h"
 
 static const char *opt_fsroot, *opt_backends;
@@ -357,35 +358,24 @@ static int cmd_check(int argc, char **argv)
 	}
 
 	static const char *const names[] = { "host", "hmmtest", "nvidia", "cxl", "amd" };
-	struct req reqs[5][10];
+	struct req reqs[5][16];
 	int nreq[5] = { 0 };
 	memset(reqs, 0, sizeof(reqs));
-	/* host */
-	req_kconf(&reqs[0][nreq[0]++], "CONFIG_NUMA", false, false);
-	req_kconf(&reqs[0][nreq[0]++], "CONFIG_MIGRATION", false, false);
-	req_kconf(&reqs[0][nreq[0]++], "CONFIG_PROC_PAGE_MONITOR", true, false);
+	/* kernel options: kernel/configs/<backend>.config, compiled in */
+	for (size_t k = 0; k < sizeof(kreqs) / sizeof(kreqs[0]); k++)
+		for (int b = 0; b < 5; b++)
+			if (!strcmp(kreqs[k].backend, names[b]) && nreq[b] < 16)
+				req_kconf(&reqs[b][nreq[b]++], kreqs[k].symbol, kreqs[k].required, kreqs[k].module_ok);
+	/* what the running system must show */
 	req_path(&reqs[0][nreq[0]++], "NUMA nodes in sysfs", "/sys/devices/system/node/node0", false);
 	req_path(&reqs[0][nreq[0]++], "pagemap", "/proc/self/pagemap", true);
-	/* hmmtest */
-	req_kconf(&reqs[1][nreq[1]++], "CONFIG_DEVICE_PRIVATE", true, false);
-	req_kconf(&reqs[1][nreq[1]++], "CONFIG_TEST_HMM", true, true);
 	req_path(&reqs[1][nreq[1]++], "test_hmm device", "/dev/hmm_dmirror0", true);
-	/* nvidia */
+	req_path(&reqs[1][nreq[1]++], "test_hmm coherent device", "/dev/hmm_dmirror2", false);
 	req_path(&reqs[2][nreq[2]++], "UVM device", "/dev/nvidia-uvm", true);
 	req_path(&reqs[2][nreq[2]++], "NVIDIA driver", "/proc/driver/nvidia/version", true);
 	req_lib(&reqs[2][nreq[2]++], "libcuda.so.1", replay);
-	req_kconf(&reqs[2][nreq[2]++], "CONFIG_DEVICE_PRIVATE", false, false);
-	req_kconf(&reqs[2][nreq[2]++], "CONFIG_HMM_MIRROR", false, false);
-	/* cxl */
-	req_kconf(&reqs[3][nreq[3]++], "CONFIG_CXL_BUS", false, true);
-	req_kconf(&reqs[3][nreq[3]++], "CONFIG_DEV_DAX", true, true);
-	req_kconf(&reqs[3][nreq[3]++], "CONFIG_DEV_DAX_KMEM", false, true);
 	req_dir(&reqs[3][nreq[3]++], "device-dax devices", "/sys/bus/dax/devices", "dax", true);
 	req_dir(&reqs[3][nreq[3]++], "CXL memory devices", "/sys/bus/cxl/devices", "mem", false);
-	/* amd */
-	req_kconf(&reqs[4][nreq[4]++], "CONFIG_HSA_AMD", true, true);
-	req_kconf(&reqs[4][nreq[4]++], "CONFIG_HSA_AMD_SVM", true, false);
-	req_kconf(&reqs[4][nreq[4]++], "CONFIG_DEVICE_PRIVATE", true, false);
 	req_path(&reqs[4][nreq[4]++], "KFD device", "/dev/kfd", true);
 	req_dir(&reqs[4][nreq[4]++], "KFD topology", "/sys/class/kfd/kfd/topology/nodes", "", true);
 

@@ -249,6 +249,9 @@ static void check_pins(coh_target *t)
 	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE, (void **)&p);
 	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
 	fill(p, len, 4);
+	/* the CPU's writes may have pulled the pages out (device-private): put them back */
+	if (coh_target_caps(t) & COH_CAP_MIGRATE)
+		CHECK(coh_migrate(ctx, p, len, t, 0) == 0, "migrate back to the target");
 	struct coh_pin_extent pe[4];
 	int n = coh_pin_query(ctx, p, len, pe, 4);
 	CHECK(n == 1, "expected one pin extent, got %d", n);
@@ -275,10 +278,25 @@ static void check_pins(coh_target *t)
 			CHECK(moved == (predicted == COH_PIN_AFTER_MIGRATE), "pages %s, pin-query said %s",
 			      moved ? "moved" : "stayed", coh_pin_answer_name(predicted));
 		}
+		/* a migration into a device while pinned must not claim success */
+		bool refused = false;
+		if (!is_host_kind(coh_target_kind(t)) && (coh_target_caps(t) & COH_CAP_MIGRATE)) {
+			e = coh_migrate(ctx, p, len, t, 0);
+			CHECK(e != 0, "migrating pinned pages into %s reported success", coh_target_name(t));
+			refused = true;
+		}
 		longpin_drop(&lp);
 		CHECK(same(p, len, 4), "data changed by the pin");
+		if (predicted == COH_PIN_AFTER_MIGRATE) {
+			struct coh_extent x[4];
+			int nx = coh_query(ctx, p, len, x, 4);
+			CHECK(nx == 1 && x[0].kind == COH_MEM_SYSTEM, "after the pin the pages are %s, not system memory",
+			      coh_mem_kind_name(x[0].kind));
+		}
+		if (refused)
+			report(t, "pin-migrate", PASS, "migrating pinned pages refused: %s", coh_strerror(e));
 	}
-	report(t, name, PASS, "predicted %s%s", coh_pin_answer_name(predicted),
+	report(t, name, PASS, "%s: predicted %s%s", coh_mem_kind_name(pe[0].kind), coh_pin_answer_name(predicted),
 	       have_pfn ? ", frames compared" : ", frames hidden (not root)");
 out:
 	free(before);
@@ -422,6 +440,91 @@ out:
 		coh_free(ctx, p);
 }
 
+/* ---- the seed's complaint, measured: does the parent keep its device pages? ---- */
+
+/* Percentage of the range's bytes that are of the given kind. */
+static int percent_of_kind(void *p, size_t len, int kind)
+{
+	struct coh_extent x[64];
+	int n = coh_query(ctx, p, len, x, 64);
+	size_t got = 0;
+	for (int i = 0; i < n; i++)
+		if (x[i].kind == kind)
+			got += x[i].length;
+	return (int)(got * 100 / len);
+}
+
+/* Fork; on device-coherent memory the parent writes every page first (it
+ * writes in place there), then the child checks its copy and writes too.  On
+ * device-private memory any CPU access by the parent would fault its pages
+ * back whatever fork did, so only the child touches.  Returns the percentage
+ * of the parent's pages still on the device, or -1 when the child saw wrong
+ * data. */
+static int fork_and_write(coh_target *t, int policy)
+{
+	size_t len = 32 * ps;
+	unsigned char *p;
+	if (coh_alloc(t, len, 0, COH_ALLOC_NOHUGE | COH_ALLOC_FORK(policy), (void **)&p))
+		return -2;
+	fill(p, len, 8);
+	coh_migrate(ctx, p, len, t, 0);
+	int kind = coh_target_kind(t) == COH_KIND_DEVICE_PRIVATE ? COH_MEM_DEVICE_PRIVATE : COH_MEM_DEVICE_COHERENT;
+	int go[2];
+	if (pipe(go)) {
+		coh_free(ctx, p);
+		return -2;
+	}
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		char c;
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(3);
+		if (!same(p, len, 8))
+			_exit(1);
+		memset(p, 0x11, len);
+		_exit(0);
+	}
+	close(go[0]);
+	if (kind == COH_MEM_DEVICE_COHERENT)
+		for (size_t i = 0; i < len; i += ps)   /* the parent writes first, same values */
+			p[i] = (unsigned char)(i * 31 + 8);
+	if (write(go[1], "g", 1) != 1)
+		kill(pid, SIGKILL);
+	close(go[1]);
+	int st;
+	waitpid(pid, &st, 0);
+	/* count before the parent reads anything back */
+	int pct = WIFEXITED(st) && WEXITSTATUS(st) == 0 ? percent_of_kind(p, len, kind) : -1;
+	if (pct >= 0 && !same(p, len, 8))
+		pct = -1;
+	coh_free(ctx, p);
+	return pct;
+}
+
+static void check_fork_residency(coh_target *t)
+{
+	const char *name = "fork-residency";
+	int tk = coh_target_kind(t);
+	if (tk != COH_KIND_DEVICE_PRIVATE && tk != COH_KIND_DEVICE_COHERENT) {
+		report(t, name, SKIP, "not device memory");
+		return;
+	}
+	if (!(coh_target_caps(t) & COH_CAP_FORK_COPY) || !(coh_target_caps(t) & COH_CAP_MIGRATE)) {
+		report(t, name, SKIP, "no COPY policy or no migration here");
+		return;
+	}
+	int kern = fork_and_write(t, COH_FORK_KERNEL);
+	int copy = fork_and_write(t, COH_FORK_COPY);
+	if (copy == 100 && kern >= 0)
+		report(t, name, PASS, "parent's pages still on the device after fork and %s: kernel %d %%, COPY %d %%",
+		       tk == COH_KIND_DEVICE_COHERENT ? "writes by both" : "the child's writes", kern, copy);
+	else
+		report(t, name, FAIL, "parent's pages still on the device: kernel %d %%, COPY %d %% (want 100; -1: "
+		       "child saw wrong data)", kern, copy);
+}
+
 /* ---- a busy multi-threaded parent forks ---- */
 
 struct busy {
@@ -543,6 +646,7 @@ int main(void)
 		check_short_pin(t);
 		for (int pol = COH_FORK_COPY; pol <= COH_FORK_KERNEL; pol++)
 			check_fork(t, pol);
+		check_fork_residency(t);
 		check_fork_threads(t);
 		check_bad_input(t);
 		printf("%s: %d passed, %d failed, %d skipped\n", coh_target_name(t), t_pass, t_fail, t_skip);

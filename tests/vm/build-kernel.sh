@@ -13,13 +13,14 @@ tarball=/usr/src/linux-source-6.1.tar.xz
 ver=$(dpkg-query -W -f='${Version}' linux-source-6.1)
 key=$( (echo "$ver"; cat "$frag") | sha256sum | cut -c1-16)
 out=$cache/kernel-$key
+src=$cache/linux-source-$ver
 if [[ -f $out/bzImage ]]; then
+  [[ -f $src/Makefile ]] && echo "$src" >"$out/source"
   echo "build-kernel: cached $out/bzImage (linux-source $ver)" >&2
   echo "$out/bzImage"
   exit 0
 fi
 mkdir -p "$cache"
-src=$cache/linux-source-$ver
 if [[ ! -f $src/Makefile ]]; then
   echo "build-kernel: extracting $tarball" >&2
   rm -rf "$src.tmp" && mkdir -p "$src.tmp"
@@ -54,6 +55,7 @@ make -s -C "$src" ARCH=x86_64 O="$obj" -j"$(nproc)" bzImage >"$obj/build.log" 2>
 mkdir -p "$out"
 cp "$obj/arch/x86/boot/bzImage" "$out/bzImage"
 cp "$obj/.config" "$out/config"
+echo "$src" >"$out/source"
 rm -rf "$obj"
 echo "build-kernel: built in $(( $(date +%s) - start )) s" >&2
 echo "$out/bzImage"
