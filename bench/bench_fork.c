@@ -15,7 +15,7 @@
 /* Median fork+exit+wait time in ms. */
 static double time_fork(int reps)
 {
-	double t[16];
+	double t[32];
 	for (int i = 0; i < reps; i++) {
 		double t0 = bench_now_ns();
 		pid_t pid = fork();
@@ -39,7 +39,7 @@ int bench_fork(const struct bench_opts *o, struct bench_result *out, int max)
 		return e;
 	coh_target *t = coh_target_find(ctx, "host:node0");
 	size_t len = o->quick ? (64u << 20) : (1u << 30);
-	int reps = o->quick ? 3 : 7, n = 0;
+	int reps = o->quick ? 3 : 15, n = 0;
 	const char *sz = o->quick ? "64 MiB" : "1 GiB";
 	char name[96];
 	for (int huge = 0; huge <= 1 && n < max; huge++) {

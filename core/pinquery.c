@@ -42,7 +42,8 @@ static struct verdict judge(const coh_context *ctx, const struct coh_vma *vma, i
 					 "device-coherent: short pins stay, long-term pins migrate it to system memory" };
 	case COH_MEM_DEVICE_DAX:
 		return (struct verdict){ COH_PIN_IN_PLACE, vma->write ? COH_PIN_IN_PLACE : COH_PIN_NEVER,
-					 "device-dax: pinnable, never moves" };
+					 "device-dax: pinnable, never moves (io_uring fixed buffers refuse file-backed "
+					 "memory on Linux 6.1)" };
 	case COH_MEM_SWAPPED:
 		return (struct verdict){ COH_PIN_AFTER_MIGRATE, COH_PIN_AFTER_MIGRATE,
 					 "swapped out: a pin swaps it in to system memory" };

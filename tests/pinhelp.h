@@ -16,8 +16,15 @@ int longpin_take(struct longpin *p, void *addr, size_t len);
 void longpin_drop(struct longpin *p);
 int longpin_available(void);
 
+/* A long-term pin through the kernel's gup_test (debugfs, CONFIG_GUP_TEST):
+ * pin_user_pages(FOLL_LONGTERM | FOLL_WRITE) and unpin.  0, -errno, or
+ * -ENOSYS when gup_test is absent. */
+int longpin_gup(void *addr, size_t len);
+
 /* A file for O_DIRECT in the current folder (-EOPNOTSUPP if the fs refuses O_DIRECT). */
 int directio_open(char *path, size_t pathlen);
+/* Closes it, removing the file when directio_open created one. */
+void directio_close(int fd, const char *path);
 /* O_DIRECT write of [addr, addr+len) to the file (reads the memory): bytes or -errno. */
 long directio_from(int fd, const void *addr, size_t len);
 /* O_DIRECT read from the file into [addr, addr+len) (writes the memory): bytes or -errno. */

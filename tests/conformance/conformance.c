@@ -339,10 +339,8 @@ static void check_short_pin(coh_target *t)
 		CHECK(r == (long)len && same(p, len, 5), "O_DIRECT read back differs (%ld)", r);
 	report(t, name, PASS, "predicted %s", coh_pin_answer_name(pe[0].short_term));
 out:
-	if (fd >= 0) {
-		close(fd);
-		unlink(path);
-	}
+	if (fd >= 0)
+		directio_close(fd, path);
 	if (p)
 		coh_free(ctx, p);
 }

@@ -92,8 +92,7 @@ static void check_short(void *p, size_t len, int predicted, int writable)
 	if (writable && r == (long)len)
 		ck_assert_int_eq(memcmp(p, blk, len), 0);
 	free(blk);
-	close(fd);
-	unlink(path);
+	directio_close(fd, path);
 }
 
 START_TEST(system_populated)

@@ -11,6 +11,8 @@ mount -t debugfs none /sys/kernel/debug
 mount -t tmpfs tmp /tmp
 echo madvise > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null
 cd /tmp
+# tmpfs refuses O_DIRECT: short-term pins go through the ram disk instead
+[ -b /dev/ram0 ] && export COH_TEST_DIRECTIO_DEV=/dev/ram0
 echo "COH-VM-KERNEL $(uname -r) nodes $(cat /sys/devices/system/node/online)"
 dmesg -c >/dev/null
 while read -r name cmd; do

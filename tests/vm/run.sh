@@ -27,6 +27,7 @@ root=$work/root
 mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp,etc}
 cp /bin/busybox "$root/bin/busybox"
 install -m 0755 "$here/init.sh" "$root/init"
+install -m 0755 "$here/../devdax/setup.sh" "$root/bin/devdax-setup.sh"
 copy_with_libs() {
   local bin=$1
   cp "$bin" "$root/bin/"
@@ -42,7 +43,8 @@ copy_with_libs() {
   done
 }
 progs=(tools/cohctl tests/conformance/coh-conformance tests/unit/test_host tests/unit/test_pin
-       tests/unit/test_badinput tests/unit/test_amap tests/unit/test_core)
+       tests/unit/test_badinput tests/unit/test_amap tests/unit/test_core tests/devdax/test_devdax
+       tests/hmmtest/test_hmm_residency)
 for p in "${progs[@]}"; do
   [[ -x $build/$p ]] || { echo "vm: $build/$p missing: build the project first" >&2; exit 1; }
   copy_with_libs "$build/$p"
@@ -65,11 +67,14 @@ cohctl-check-hmmtest cohctl check | grep -q '^hmmtest  ready'
 cohctl-check-amd-missing cohctl check | grep -q '^amd      missing'
 hmm-tests [ -x /bin/hmm-tests ] && hmm-tests
 conformance coh-conformance
+test_hmm_residency test_hmm_residency
 test_host CK_DEFAULT_TIMEOUT=300 test_host
 test_pin CK_DEFAULT_TIMEOUT=300 test_pin
 test_badinput test_badinput
 test_amap CK_DEFAULT_TIMEOUT=300 test_amap
 test_core test_core
+devdax-setup devdax-setup.sh
+test_devdax test_devdax
 LIST
 (cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1) >"$work/initramfs.cpio.gz"
 
