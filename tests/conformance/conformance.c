@@ -324,6 +324,8 @@ static void check_short_pin(coh_target *t)
 	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE, (void **)&p);
 	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
 	fill(p, len, 5);
+	if (coh_target_caps(t) & COH_CAP_MIGRATE)
+		CHECK(coh_migrate(ctx, p, len, t, 0) == 0, "migrate back to the target");
 	struct coh_pin_extent pe[4];
 	int n = coh_pin_query(ctx, p, len, pe, 4);
 	CHECK(n == 1, "expected one pin extent, got %d", n);
@@ -333,11 +335,22 @@ static void check_short_pin(coh_target *t)
 	else if (pe[0].short_term != COH_PIN_UNKNOWN)
 		CHECK(r == (long)len, "O_DIRECT failed (%ld), pin-query said %s", r,
 		      coh_pin_answer_name(pe[0].short_term));
+	{
+		/* in place: the pages are where they were; after-migrate: system memory now */
+		struct coh_extent x[4];
+		int nx = coh_query(ctx, p, len, x, 4);
+		if (pe[0].short_term == COH_PIN_IN_PLACE)
+			CHECK(nx == 1 && x[0].kind == pe[0].kind, "after a short pin the pages are %s, were %s",
+			      coh_mem_kind_name(x[0].kind), coh_mem_kind_name(pe[0].kind));
+		else if (pe[0].short_term == COH_PIN_AFTER_MIGRATE)
+			CHECK(nx == 1 && x[0].kind == COH_MEM_SYSTEM, "after a short pin the pages are %s, not system",
+			      coh_mem_kind_name(x[0].kind));
+	}
 	memset(p, 0, len);
 	r = directio_into(fd, p, len);        /* device writes the memory */
 	if (pe[0].short_term == COH_PIN_IN_PLACE || pe[0].short_term == COH_PIN_AFTER_MIGRATE)
 		CHECK(r == (long)len && same(p, len, 5), "O_DIRECT read back differs (%ld)", r);
-	report(t, name, PASS, "predicted %s", coh_pin_answer_name(pe[0].short_term));
+	report(t, name, PASS, "%s: predicted %s", coh_mem_kind_name(pe[0].kind), coh_pin_answer_name(pe[0].short_term));
 out:
 	if (fd >= 0)
 		directio_close(fd, path);

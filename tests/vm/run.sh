@@ -44,7 +44,7 @@ copy_with_libs() {
 }
 progs=(tools/cohctl tests/conformance/coh-conformance tests/unit/test_host tests/unit/test_pin
        tests/unit/test_badinput tests/unit/test_amap tests/unit/test_core tests/devdax/test_devdax
-       tests/hmmtest/test_hmm_residency)
+       tests/hmmtest/test_hmm_residency tests/hmmtest/test_seed_fork)
 for p in "${progs[@]}"; do
   [[ -x $build/$p ]] || { echo "vm: $build/$p missing: build the project first" >&2; exit 1; }
   copy_with_libs "$build/$p"
@@ -68,6 +68,7 @@ cohctl-check-amd-missing cohctl check | grep -q '^amd      missing'
 hmm-tests [ -x /bin/hmm-tests ] && hmm-tests
 conformance coh-conformance
 test_hmm_residency test_hmm_residency
+test_seed_fork test_seed_fork
 test_host CK_DEFAULT_TIMEOUT=300 test_host
 test_pin CK_DEFAULT_TIMEOUT=300 test_pin
 test_badinput test_badinput
