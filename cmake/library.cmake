@@ -24,6 +24,17 @@ target_link_libraries(coherent_static PUBLIC ${COH_LINK_LIBS} Threads::Threads)
 target_include_directories(coherent_static PUBLIC
   ${PROJECT_SOURCE_DIR}/include ${PROJECT_BINARY_DIR}/include ${PROJECT_SOURCE_DIR}/core)
 
+# What the programs link: the shared library, or everything static.
+add_library(coh_program_lib INTERFACE)
+if(COH_STATIC_PROGRAMS)
+  if(COH_WITH_LIBPCI)
+    message(FATAL_ERROR "COH_STATIC_PROGRAMS needs -DCOH_WITH_LIBPCI=OFF: there is no static libpci")
+  endif()
+  target_link_libraries(coh_program_lib INTERFACE coherent_static -static)
+else()
+  target_link_libraries(coh_program_lib INTERFACE coherent)
+endif()
+
 # ---- install: library, headers, pkg-config, CMake package ----
 install(TARGETS coherent EXPORT libcoherentTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}

@@ -3,7 +3,7 @@
 # NUMA nodes (1 and 2 memory-only), reserved ranges for test_hmm's
 # DEVICE_COHERENT devices and a pmem range, runs the project's tests there
 # and reports one line per target and a total.
-#   tests/vm/run.sh BUILD_DIR      (BUILD_DIR: a normal build of the project)
+#   tests/vm/run.sh BUILD_DIR      (the static test programs are built in BUILD_DIR/vm-static)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:?usage: run.sh BUILD_DIR}" && pwd)
@@ -22,32 +22,32 @@ trap cleanup EXIT INT TERM
 
 kernel=$("$here/build-kernel.sh")
 
+# ---- the test programs, linked statically (a build of its own) ----
+static=$build/vm-static
+echo "vm: building the test programs statically in $static" >&2
+cmake -S "$here/../.." -B "$static" -DCOH_STATIC_PROGRAMS=ON -DCOH_WITH_LIBPCI=OFF -DCOH_BUILD_EXAMPLES=OFF \
+      -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$static" -j"$(nproc)" --target cohctl coh-conformance test_host test_pin test_badinput \
+      test_amap test_core test_devdax test_hmm_residency test_seed_fork >"$work/static-build.log" 2>&1 || {
+  tail -30 "$work/static-build.log" >&2
+  exit 1
+}
+
 # ---- initramfs: busybox, the test programs and the libraries they load ----
 root=$work/root
 mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp,etc}
 cp /bin/busybox "$root/bin/busybox"
 install -m 0755 "$here/init.sh" "$root/init"
 install -m 0755 "$here/../devdax/setup.sh" "$root/bin/devdax-setup.sh"
-copy_with_libs() {
-  local bin=$1
-  cp "$bin" "$root/bin/"
-  ldd "$bin" 2>/dev/null | awk '/=> \// {print $3} /^\s*\/.*ld-linux/ {print $1}' | while read -r lib; do
-    # the guest mounts a tmpfs on /tmp and may hide a build folder's path:
-    # libraries from outside the system folders go to one the loader searches
-    case $lib in
-      /lib/*|/lib64/*|/usr/lib/*) dest=$lib ;;
-      *) dest=/lib/x86_64-linux-gnu/$(basename "$lib") ;;
-    esac
-    mkdir -p "$root$(dirname "$dest")"
-    cp -L "$lib" "$root$dest"
-  done
-}
 progs=(tools/cohctl tests/conformance/coh-conformance tests/unit/test_host tests/unit/test_pin
        tests/unit/test_badinput tests/unit/test_amap tests/unit/test_core tests/devdax/test_devdax
        tests/hmmtest/test_hmm_residency tests/hmmtest/test_seed_fork)
 for p in "${progs[@]}"; do
-  [[ -x $build/$p ]] || { echo "vm: $build/$p missing: build the project first" >&2; exit 1; }
-  copy_with_libs "$build/$p"
+  if ldd "$static/$p" >/dev/null 2>&1; then
+    echo "vm: $p is not static" >&2
+    exit 1
+  fi
+  cp "$static/$p" "$root/bin/"
 done
 # the kernel's own test_hmm selftest, from the same source, checks the VM itself
 src=$(cat "$(dirname "$kernel")/source" 2>/dev/null || true)
@@ -57,8 +57,6 @@ if [[ -n $src && -f $src/tools/testing/selftests/vm/hmm-tests.c ]]; then
 else
   echo "vm: kernel source not found: the hmm-tests selftest is left out" >&2
 fi
-mkdir -p "$root/lib64"
-[[ -e $root/lib64/ld-linux-x86-64.so.2 ]] || cp -L /lib64/ld-linux-x86-64.so.2 "$root/lib64/"
 cat >"$root/tests.list" <<'LIST'
 cohctl-devices cohctl devices
 cohctl-check cohctl check
