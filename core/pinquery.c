@@ -82,21 +82,28 @@ static struct verdict judge(const coh_context *ctx, const struct coh_vma *vma, i
 	return (struct verdict){ COH_PIN_IN_PLACE, COH_PIN_IN_PLACE, "ordinary system memory" };
 }
 
-static bool pin_emit(struct coh_pin_extent *out, size_t *n, size_t max, uintptr_t a, size_t len,
-		     const struct coh_extent *x, struct verdict v)
+struct pin_out {
+	const coh_context *ctx;
+	struct coh_pin_extent *out;
+	size_t n, max;
+};
+
+static bool pin_piece(void *arg, uintptr_t a, size_t len, const struct coh_extent *x, const struct coh_vma *m)
 {
-	if (*n > 0) {
-		struct coh_pin_extent *p = &out[*n - 1];
-		if (p->start + p->length == a && p->kind == x->kind && p->node == x->node &&
-		    p->short_term == v.s && p->long_term == v.l && p->reason == v.why) {
+	struct pin_out *o = arg;
+	struct verdict v = judge(o->ctx, m, x->kind, x->target);
+	if (o->n > 0) {
+		struct coh_pin_extent *p = &o->out[o->n - 1];
+		if (p->start + p->length == a && p->kind == x->kind && p->node == x->node && p->short_term == v.s &&
+		    p->long_term == v.l && p->reason == v.why) {
 			p->length += len;
 			return true;
 		}
 	}
-	if (*n == max)
+	if (o->n == o->max)
 		return false;
-	out[(*n)++] = (struct coh_pin_extent){ .start = a, .length = len, .kind = x->kind, .node = x->node,
-					       .short_term = v.s, .long_term = v.l, .reason = v.why };
+	o->out[o->n++] = (struct coh_pin_extent){ .start = a, .length = len, .kind = x->kind, .node = x->node,
+						  .short_term = v.s, .long_term = v.l, .reason = v.why };
 	return true;
 }
 
@@ -114,25 +121,11 @@ int coh_pin_query(coh_context *ctx, const void *addr, size_t len, struct coh_pin
 	int n = coh_query_own(ctx, start, end, max, &ext);
 	if (n < 0)
 		return n;
-	if ((e = coh_maps_read(ctx, 0, start, end, &v, &nv)))
-		goto out;
-	size_t no = 0, vi = 0;
-	for (int i = 0; i < n; i++) {
-		uintptr_t a = ext[i].start, b = a + ext[i].length;
-		while (a < b) {
-			while (vi < nv && v[vi].end <= a)
-				vi++;
-			const struct coh_vma *m = vi < nv && v[vi].start <= a ? &v[vi] : NULL;
-			uintptr_t pe = m ? (v[vi].end < b ? v[vi].end : b) : (vi < nv && v[vi].start < b ? v[vi].start : b);
-			struct verdict vd = judge(ctx, m, ext[i].kind, ext[i].target);
-			if (!pin_emit(out, &no, max, a, pe - a, &ext[i], vd))
-				goto done;
-			a = pe;
-		}
+	if ((e = coh_maps_read(ctx, 0, start, end, &v, &nv)) == 0) {
+		struct pin_out o = { ctx, out, 0, max };
+		coh_split_by_vma(ext, n, v, nv, pin_piece, &o);
+		e = (int)o.n;
 	}
-done:
-	e = (int)no;
-out:
 	free(v);
 	free(ext);
 	return e;

@@ -77,14 +77,14 @@ static bool q_emit(struct coh_q *q, uintptr_t start, size_t len, int kind, int n
 
 /* ---------- /proc/PID/maps ---------- */
 
-int coh_maps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
-		  struct coh_vma **out, size_t *count)
+static int maps_parse(const coh_context *ctx, pid_t pid, const char *file, uintptr_t start, uintptr_t end,
+		      struct coh_vma **out, size_t *count)
 {
 	char path[64];
 	if (pid)
-		snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+		snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
 	else
-		snprintf(path, sizeof(path), "/proc/self/maps");
+		snprintf(path, sizeof(path), "/proc/self/%s", file);
 	int fd = coh_fs_open(ctx, path, O_RDONLY);
 	if (fd < 0)
 		return fd;
@@ -97,12 +97,21 @@ int coh_maps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t 
 	size_t n = 0, cap = 0;
 	char line[4352];
 	int err = 0;
+	bool in_range = false;   /* smaps: the last header line was one of ours */
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long a, b;
 		char perms[8];
 		int off = 0;
-		if (sscanf(line, "%lx-%lx %7s %*s %*s %*s%n", &a, &b, perms, &off) < 3)
+		if (sscanf(line, "%lx-%lx %7s %*s %*s %*s%n", &a, &b, perms, &off) < 3) {
+			if (in_range && !strncmp(line, "VmFlags:", 8)) {
+				v[n - 1].dontcopy = strstr(line, " dc") != NULL;
+				v[n - 1].wipeonfork = strstr(line, " wf") != NULL;
+				if (strstr(line, " sh"))
+					v[n - 1].shared = true;
+			}
 			continue;
+		}
+		in_range = false;
 		if (b <= start)
 			continue;
 		if (a >= end)
@@ -133,6 +142,7 @@ int coh_maps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t 
 		memcpy(m->path, p, l);
 		m->path[l] = '\0';
 		m->backing = coh_vma_classify(m);
+		in_range = true;
 	}
 	fclose(f);
 	if (err) {
@@ -142,6 +152,38 @@ int coh_maps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t 
 	*out = v;
 	*count = n;
 	return 0;
+}
+
+int coh_maps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
+		  struct coh_vma **out, size_t *count)
+{
+	return maps_parse(ctx, pid, "maps", start, end, out, count);
+}
+
+int coh_smaps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
+		   struct coh_vma **out, size_t *count)
+{
+	return maps_parse(ctx, pid, "smaps", start, end, out, count);
+}
+
+void coh_split_by_vma(const struct coh_extent *ext, int n, const struct coh_vma *v, size_t nv,
+		      bool (*fn)(void *arg, uintptr_t a, size_t len, const struct coh_extent *x,
+				 const struct coh_vma *m),
+		      void *arg)
+{
+	size_t vi = 0;
+	for (int i = 0; i < n; i++) {
+		uintptr_t a = ext[i].start, b = a + ext[i].length;
+		while (a < b) {
+			while (vi < nv && v[vi].end <= a)
+				vi++;
+			const struct coh_vma *m = vi < nv && v[vi].start <= a ? &v[vi] : NULL;
+			uintptr_t pe = m ? (m->end < b ? m->end : b) : (vi < nv && v[vi].start < b ? v[vi].start : b);
+			if (!fn(arg, a, pe - a, &ext[i], m))
+				return;
+			a = pe;
+		}
+	}
 }
 
 int coh_range_anon_private(const coh_context *ctx, const void *addr, size_t len)

@@ -17,6 +17,7 @@ enum coh_vma_backing {
 struct coh_vma {
 	uintptr_t start, end;
 	bool read, write, shared;
+	bool dontcopy, wipeonfork;   /* VmFlags "dc", "wf" (read from smaps only) */
 	int backing;       /* enum coh_vma_backing */
 	char path[256];
 };
@@ -35,6 +36,15 @@ struct coh_q {
 
 int coh_maps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		  struct coh_vma **out, size_t *count);
+/* The same from /proc/PID/smaps, with the VmFlags facts filled in. */
+int coh_smaps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
+		   struct coh_vma **out, size_t *count);
+/* Cuts extents at mapping boundaries and calls fn for each piece with the
+ * mapping holding it (NULL in a hole), in address order, until fn says stop. */
+void coh_split_by_vma(const struct coh_extent *ext, int n, const struct coh_vma *v, size_t nv,
+		      bool (*fn)(void *arg, uintptr_t a, size_t len, const struct coh_extent *x,
+				 const struct coh_vma *m),
+		      void *arg);
 int coh_vma_classify(const struct coh_vma *m);
 /* 0 when [addr, addr+len) is all private anonymous memory; -EFAULT for a
  * hole, -EOPNOTSUPP for file, shared or device mappings. */
