@@ -32,7 +32,11 @@ static int check_flags(unsigned flags)
 
 void coh_rec_put(struct coh_rec *r)
 {
-	if (r && atomic_fetch_sub(&r->refs, 1) == 1)
+	if (!r || atomic_fetch_sub(&r->refs, 1) != 1)
+		return;
+	/* keep one record for the next allocation: alloc+free loops skip malloc */
+	struct coh_rec *none = NULL;
+	if (!r->pub.target || !atomic_compare_exchange_strong(&r->pub.target->ctx->spare_rec, &none, r))
 		free(r);
 }
 
@@ -57,8 +61,8 @@ int coh_rec_get(coh_context *ctx, const void *addr, size_t len, struct coh_rec *
 
 static struct coh_rec *rec_new(coh_target *t, void *p, size_t len, unsigned flags, int adopted)
 {
-	struct coh_rec *r = malloc(sizeof(*r));
-	if (!r)
+	struct coh_rec *r = atomic_exchange(&t->ctx->spare_rec, NULL);
+	if (!r && !(r = malloc(sizeof(*r))))
 		return NULL;
 	memset(&r->pub, 0, sizeof(r->pub));
 	r->pub.start = (uintptr_t)p;
@@ -136,6 +140,24 @@ int coh_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **o
 	return 0;
 }
 
+static int free_check(const struct coh_rec *r)
+{
+	if (r->pub.adopted)
+		return -EINVAL;   /* adopted memory is released, not freed */
+	if (atomic_load(&((struct coh_rec *)r)->refs) > 1)
+		return -EBUSY;    /* a migration or advice is using it: free it after that */
+	return 0;
+}
+
+static int release_check(const struct coh_rec *r)
+{
+	if (!r->pub.adopted)
+		return -EINVAL;
+	if (atomic_load(&((struct coh_rec *)r)->refs) > 1)
+		return -EBUSY;
+	return 0;
+}
+
 int coh_free(coh_context *ctx, void *ptr)
 {
 	if (!ctx)
@@ -144,17 +166,9 @@ int coh_free(coh_context *ctx, void *ptr)
 		return -EFAULT;
 	if (ctx->replay)
 		return -EROFS;
+	struct coh_rec *r = NULL;
 	pthread_rwlock_wrlock(&ctx->amap.lock);
-	struct coh_rec *r = coh_amap_find(&ctx->amap, (uintptr_t)ptr);
-	int e = 0;
-	if (!r || r->pub.start != (uintptr_t)ptr)
-		e = -ENOENT;
-	else if (r->pub.adopted)
-		e = -EINVAL;
-	else if (atomic_load(&r->refs) > 1)
-		e = -EBUSY;   /* a migration or advice is using it: free it after that */
-	else
-		coh_amap_remove(&ctx->amap, r->pub.start);
+	int e = coh_amap_take(&ctx->amap, (uintptr_t)ptr, free_check, &r);
 	pthread_rwlock_unlock(&ctx->amap.lock);
 	if (e)
 		return e;
@@ -219,17 +233,9 @@ int coh_release(coh_context *ctx, void *addr)
 		return -EFAULT;
 	if (ctx->replay)
 		return -EROFS;
+	struct coh_rec *r = NULL;
 	pthread_rwlock_wrlock(&ctx->amap.lock);
-	struct coh_rec *r = coh_amap_find(&ctx->amap, (uintptr_t)addr);
-	int e = 0;
-	if (!r || r->pub.start != (uintptr_t)addr)
-		e = -ENOENT;
-	else if (!r->pub.adopted)
-		e = -EINVAL;
-	else if (atomic_load(&r->refs) > 1)
-		e = -EBUSY;
-	else
-		coh_amap_remove(&ctx->amap, r->pub.start);
+	int e = coh_amap_take(&ctx->amap, (uintptr_t)addr, release_check, &r);
 	pthread_rwlock_unlock(&ctx->amap.lock);
 	if (e)
 		return e;
@@ -247,22 +253,17 @@ int coh_lookup(coh_context *ctx, const void *addr, struct coh_alloc_info *info)
 		return -EINVAL;
 	if (!addr)
 		return -EFAULT;
-	int e = 0;
-	pthread_rwlock_rdlock(&ctx->amap.lock);
-	uintptr_t start;
-	const struct coh_amap_val *v = coh_amap_find_val(&ctx->amap, (uintptr_t)addr, &start);
-	if (v) {
-		info->base = (void *)start;
-		info->length = v->length;
-		info->target = v->target;
-		info->flags = v->flags;
-		info->fork_policy = v->fork_policy;
-		info->adopted = v->adopted;
-	} else {
-		e = -ENOENT;
-	}
-	pthread_rwlock_unlock(&ctx->amap.lock);
-	return e;
+	/* lock-free: the page table mirrors the map (core/ptab.c) */
+	struct coh_ptab_hit h;
+	if (!coh_ptab_get(&ctx->amap.ptab, (uintptr_t)addr, &h))
+		return -ENOENT;
+	info->base = (void *)h.start;
+	info->length = h.length;
+	info->target = h.tindex >= 0 && h.tindex < ctx->ntargets ? ctx->targets[h.tindex] : NULL;
+	info->flags = h.flags;
+	info->fork_policy = h.fork_policy;
+	info->adopted = h.adopted;
+	return 0;
 }
 
 struct foreach_arg {

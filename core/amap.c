@@ -28,7 +28,12 @@ struct amap_leaf {
 int coh_amap_init(struct coh_amap *m)
 {
 	memset(m, 0, sizeof(*m));
+	int e = coh_ptab_init(&m->ptab);
+	if (e)
+		return e;
 	int r = pthread_rwlock_init(&m->lock, NULL);
+	if (r)
+		coh_ptab_destroy(&m->ptab);
 	return -r;
 }
 
@@ -43,6 +48,7 @@ void coh_amap_destroy(struct coh_amap *m, void (*drop)(struct coh_rec *, void *)
 	free(m->spare);
 	free(m->leaves);
 	free(m->firsts);
+	coh_ptab_destroy(&m->ptab);
 	pthread_rwlock_destroy(&m->lock);
 	memset(m, 0, sizeof(*m));
 }
@@ -108,8 +114,12 @@ int coh_amap_walk(const struct coh_amap *m, int (*fn)(struct coh_rec *r, void *a
 void coh_amap_set_policy(struct coh_amap *m, uintptr_t start, int policy)
 {
 	long li, si;
-	if (locate(m, start, &li, &si) && si >= 0 && m->leaves[li]->keys[si] == start)
-		m->leaves[li]->vals[si].fork_policy = (int16_t)policy;
+	if (locate(m, start, &li, &si) && si >= 0 && m->leaves[li]->keys[si] == start) {
+		struct coh_amap_val *v = &m->leaves[li]->vals[si];
+		v->fork_policy = (int16_t)policy;
+		/* the nodes exist already: rewriting the entries cannot fail */
+		coh_ptab_set(&m->ptab, start, v, coh_target_index(v->target));
+	}
 }
 
 static void val_of(struct coh_amap_val *v, const struct coh_rec *r)
@@ -186,7 +196,7 @@ static void top_remove(struct coh_amap *m, size_t at)
 	m->nleaves--;
 }
 
-int coh_amap_insert(struct coh_amap *m, struct coh_rec *r)
+static int amap_insert(struct coh_amap *m, struct coh_rec *r)
 {
 	uintptr_t key = r->pub.start;
 	if (r->pub.length == 0 || key + r->pub.length < key)
@@ -260,14 +270,35 @@ int coh_amap_insert(struct coh_amap *m, struct coh_rec *r)
 	return 0;
 }
 
-struct coh_rec *coh_amap_remove(struct coh_amap *m, uintptr_t start)
+static struct coh_rec *remove_at(struct coh_amap *m, long li, long si);
+
+static struct coh_rec *amap_remove(struct coh_amap *m, uintptr_t start)
 {
 	long li, si;
-	if (!locate(m, start, &li, &si) || si < 0)
+	if (!locate(m, start, &li, &si) || si < 0 || m->leaves[li]->keys[si] != start)
 		return NULL;
+	return remove_at(m, li, si);
+}
+
+int coh_amap_take(struct coh_amap *m, uintptr_t start, int (*check)(const struct coh_rec *r),
+		  struct coh_rec **out)
+{
+	long li, si;
+	if (!locate(m, start, &li, &si) || si < 0 || m->leaves[li]->keys[si] != start)
+		return -ENOENT;
+	struct coh_rec *r = m->leaves[li]->recs[si];
+	int e = check(r);
+	if (e)
+		return e;
+	remove_at(m, li, si);
+	coh_ptab_clear(&m->ptab, r->pub.start, r->pub.length);
+	*out = r;
+	return 0;
+}
+
+static struct coh_rec *remove_at(struct coh_amap *m, long li, long si)
+{
 	struct amap_leaf *leaf = m->leaves[li];
-	if (leaf->keys[si] != start)
-		return NULL;
 	struct coh_rec *r = leaf->recs[si];
 	leaf->n--;
 	memmove(&leaf->keys[si], &leaf->keys[si + 1], (leaf->n - (size_t)si) * sizeof(uintptr_t));
@@ -291,5 +322,26 @@ struct coh_rec *coh_amap_remove(struct coh_amap *m, uintptr_t start)
 		}
 	}
 	m->count--;
+	return r;
+}
+
+int coh_amap_insert(struct coh_amap *m, struct coh_rec *r)
+{
+	int e = amap_insert(m, r);
+	if (e)
+		return e;
+	struct coh_amap_val v;
+	val_of(&v, r);
+	e = coh_ptab_set(&m->ptab, r->pub.start, &v, r->pub.target ? coh_target_index(r->pub.target) : -1);
+	if (e)
+		amap_remove(m, r->pub.start);
+	return e;
+}
+
+struct coh_rec *coh_amap_remove(struct coh_amap *m, uintptr_t start)
+{
+	struct coh_rec *r = amap_remove(m, start);
+	if (r)
+		coh_ptab_clear(&m->ptab, r->pub.start, r->pub.length);
 	return r;
 }

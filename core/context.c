@@ -107,6 +107,7 @@ static void context_free(coh_context *ctx)
 {
 	coh_fork_unregister(ctx);
 	coh_amap_destroy(&ctx->amap, drop_rec, ctx);
+	free(atomic_load(&ctx->spare_rec));
 	free_targets(ctx);
 	for (int i = ctx->nslots - 1; i >= 0; i--)
 		ctx->slots[i].ops->fini(ctx, ctx->slots[i].priv);

@@ -13,6 +13,30 @@
 
 #define COH_PAGE_SIZE_MIN 4096u
 
+/* ---- lookup table (ptab.c): page -> allocation, read without a lock ---- */
+struct pt_mid;
+struct pt_chunk;
+struct coh_ptab {
+	_Atomic uint64_t seq;            /* odd while a writer stores */
+	_Atomic(struct pt_mid *) *top;
+	struct pt_chunk *chunks;         /* huge-page chunks the leaves come from */
+};
+struct coh_ptab_hit {
+	uintptr_t start;
+	size_t length;
+	int tindex;                      /* index of the target in the context */
+	unsigned flags;
+	int fork_policy;
+	int adopted;
+};
+struct coh_amap_val;
+int coh_ptab_init(struct coh_ptab *t);
+void coh_ptab_destroy(struct coh_ptab *t);
+/* Writers hold the allocation map's write lock. */
+int coh_ptab_set(struct coh_ptab *t, uintptr_t start, const struct coh_amap_val *v, int tindex);
+void coh_ptab_clear(struct coh_ptab *t, uintptr_t start, size_t length);
+bool coh_ptab_get(const struct coh_ptab *t, uintptr_t addr, struct coh_ptab_hit *hit);
+
 /* ---- allocation map (amap.c) ---- */
 struct amap_leaf;
 struct coh_amap {
@@ -22,6 +46,7 @@ struct coh_amap {
 	size_t nleaves, cap;
 	size_t count;
 	struct amap_leaf *spare;  /* one emptied leaf, kept for reuse */
+	struct coh_ptab ptab;     /* the same records, for lock-free lookups */
 };
 struct coh_rec {
 	struct coh_alloc_rec pub;
@@ -45,6 +70,10 @@ void coh_amap_set_policy(struct coh_amap *m, uintptr_t start, int policy);  /* w
 int coh_amap_walk(const struct coh_amap *m, int (*fn)(struct coh_rec *r, void *arg), void *arg); /* read */
 int coh_amap_insert(struct coh_amap *m, struct coh_rec *r);                 /* write; -EEXIST on overlap */
 struct coh_rec *coh_amap_remove(struct coh_amap *m, uintptr_t start);       /* write */
+/* Removes the record that starts at start when check(r) says 0; else check's
+ * error, or -ENOENT.  One search instead of a find and a remove.  (write) */
+int coh_amap_take(struct coh_amap *m, uintptr_t start, int (*check)(const struct coh_rec *r),
+		  struct coh_rec **out);
 bool coh_amap_overlaps(const struct coh_amap *m, uintptr_t start, size_t len); /* read */
 
 /* ---- context ---- */
@@ -81,6 +110,7 @@ struct coh_context {
 	int ntargets, tcap;
 
 	struct coh_amap amap;
+	_Atomic(struct coh_rec *) spare_rec;  /* one freed record, reused by the next allocation */
 	struct coh_context *fork_next;  /* fork registry list */
 };
 

@@ -83,6 +83,15 @@ START_TEST(amap_model)
 				ck_assert_ptr_eq(coh_amap_find(&m, qb), model[q]);
 				ck_assert_ptr_eq(coh_amap_find(&m, qb + SLOT / 2 - 1), model[q]);
 				ck_assert_ptr_null(coh_amap_find(&m, qb + SLOT / 2));
+				/* the lock-free page table agrees */
+				struct coh_ptab_hit h;
+				bool hit = coh_ptab_get(&m.ptab, qb + SLOT / 2 - 1, &h);
+				ck_assert_int_eq(hit, model[q] != NULL);
+				if (hit) {
+					ck_assert_uint_eq(h.start, qb);
+					ck_assert_uint_eq(h.length, SLOT / 2);
+				}
+				ck_assert(!coh_ptab_get(&m.ptab, qb + SLOT / 2, &h));
 			}
 		}
 	}
@@ -122,6 +131,50 @@ START_TEST(amap_descending)
 }
 END_TEST
 
+/* Large and odd-sized ranges: whole 8 MiB blocks, whole 64 KiB granules and
+ * ragged pages, checked page by page through the page table. */
+START_TEST(ptab_shapes)
+{
+	struct coh_amap m;
+	ck_assert_int_eq(coh_amap_init(&m), 0);
+	static const struct { uintptr_t start; size_t len; } shapes[] = {
+		{ 0x7f0000001000ull, 0x1000 },                    /* one page */
+		{ 0x7f0000011000ull, 0x3f000 },                   /* ragged head, granules, ragged tail */
+		{ 0x7f0000400000ull + 0x3000, (24u << 20) + 0x5000 }, /* spans whole 8 MiB blocks */
+		{ 0x7f0010000000ull, 8u << 20 },                  /* exactly one block */
+	};
+	struct coh_rec *r[4];
+	for (int i = 0; i < 4; i++) {
+		r[i] = mk(shapes[i].start, shapes[i].len);
+		ck_assert_int_eq(coh_amap_insert(&m, r[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		struct coh_ptab_hit h;
+		for (uintptr_t a = shapes[i].start - 0x1000; a < shapes[i].start + shapes[i].len + 0x1000; a += 0x1000) {
+			bool in = a >= shapes[i].start && a < shapes[i].start + shapes[i].len;
+			bool other = false;
+			for (int j = 0; j < 4; j++)
+				other |= j != i && a >= shapes[j].start && a < shapes[j].start + shapes[j].len;
+			if (other)
+				continue;
+			ck_assert_int_eq(coh_ptab_get(&m.ptab, a + 7, &h), in);
+			if (in) {
+				ck_assert_uint_eq(h.start, shapes[i].start);
+				ck_assert_uint_eq(h.length, shapes[i].len);
+			}
+		}
+	}
+	for (int i = 0; i < 4; i++) {
+		ck_assert_ptr_eq(coh_amap_remove(&m, shapes[i].start), r[i]);
+		struct coh_ptab_hit h;
+		for (uintptr_t a = shapes[i].start; a < shapes[i].start + shapes[i].len; a += 0x1000)
+			ck_assert(!coh_ptab_get(&m.ptab, a, &h));
+		free(r[i]);
+	}
+	coh_amap_destroy(&m, NULL, NULL);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("amap");
@@ -130,6 +183,7 @@ int main(void)
 	tcase_add_test(tc, amap_basic);
 	tcase_add_test(tc, amap_model);
 	tcase_add_test(tc, amap_descending);
+	tcase_add_test(tc, ptab_shapes);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The lookup table: page number -> what coh_lookup() reports, read without a
+ * lock.  Three levels over 36-bit page numbers: a top array (13 bits) of
+ * middle nodes (12 bits: 32 GiB each) of leaves (11 bits: 8 MiB each, one
+ * 16-byte entry per page).  A middle node also holds one "block" entry per
+ * 8 MiB, and a leaf one "granule" entry per 64 KiB: an allocation is written
+ * once per whole aligned block or granule it covers and page by page only at
+ * its ragged ends, so large allocations stay cheap to add and remove.
+ *
+ * Writers hold the allocation map's write lock and bump a sequence counter
+ * around their stores (odd while writing); readers retry when the counter
+ * moved.  Nodes are never freed before the context is, so a reader never
+ * touches freed memory.  Leaves come from 2 MiB huge-page chunks so that a
+ * million live allocations stay within a few TLB entries.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+#define PT_PAGE_SHIFT 12
+#define LEAF_BITS 11
+#define MID_BITS 12
+#define TOP_BITS 13
+#define LEAF_N (1u << LEAF_BITS)
+#define MID_N (1u << MID_BITS)
+#define TOP_N (1u << TOP_BITS)
+#define GRAN_BITS 4               /* 16 pages = 64 KiB */
+#define GRAN_N (LEAF_N >> GRAN_BITS)
+#define CHUNK (2u << 20)
+
+struct pt_ent {
+	_Atomic uint64_t w0;   /* base page | (target index + 1) << 36 | flags << 48; 0 = empty */
+	_Atomic uint64_t w1;   /* length in pages | fork policy << 56 | adopted << 60 */
+};
+
+struct pt_leaf {
+	struct pt_ent e[LEAF_N];
+	struct pt_ent g[GRAN_N];
+};
+
+struct pt_mid {
+	_Atomic(struct pt_leaf *) leaf[MID_N];
+	struct pt_ent block[MID_N];
+};
+
+struct pt_chunk {
+	struct pt_chunk *next;
+	size_t used;
+};
+
+static inline void ent_load(const struct pt_ent *e, uint64_t *w0, uint64_t *w1)
+{
+	*w0 = atomic_load_explicit(&((struct pt_ent *)e)->w0, memory_order_relaxed);
+	*w1 = atomic_load_explicit(&((struct pt_ent *)e)->w1, memory_order_relaxed);
+}
+
+static inline void ent_store(struct pt_ent *e, uint64_t w0, uint64_t w1)
+{
+	atomic_store_explicit(&e->w0, w0, memory_order_relaxed);
+	atomic_store_explicit(&e->w1, w1, memory_order_relaxed);
+}
+
+int coh_ptab_init(struct coh_ptab *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->top = calloc(TOP_N, sizeof(*t->top));
+	return t->top ? 0 : -ENOMEM;
+}
+
+void coh_ptab_destroy(struct coh_ptab *t)
+{
+	for (unsigned i = 0; t->top && i < TOP_N; i++)
+		free(atomic_load_explicit(&t->top[i], memory_order_relaxed));
+	free(t->top);
+	struct pt_chunk *c = t->chunks;
+	while (c) {
+		struct pt_chunk *n = c->next;
+		munmap(c, CHUNK);
+		c = n;
+	}
+	memset(t, 0, sizeof(*t));
+}
+
+/* Leaves are carved from 2 MiB chunks (the chunk header takes the first leaf's room). */
+static struct pt_leaf *leaf_alloc(struct coh_ptab *t)
+{
+	struct pt_chunk *c = t->chunks;
+	size_t sz = sizeof(struct pt_leaf);
+	if (!c || c->used + sz > CHUNK) {
+		void *p = mmap(NULL, CHUNK * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return NULL;
+		uintptr_t a = ((uintptr_t)p + CHUNK - 1) & ~(uintptr_t)(CHUNK - 1);
+		if (a > (uintptr_t)p)
+			munmap(p, a - (uintptr_t)p);
+		if ((uintptr_t)p + 2 * CHUNK > a + CHUNK)
+			munmap((void *)(a + CHUNK), (uintptr_t)p + 2 * CHUNK - (a + CHUNK));
+		madvise((void *)a, CHUNK, MADV_HUGEPAGE);
+		c = (struct pt_chunk *)a;
+		c->next = t->chunks;
+		c->used = sz;   /* the header sits in the first leaf's slot */
+		t->chunks = c;
+	}
+	struct pt_leaf *l = (struct pt_leaf *)((char *)c + c->used);
+	c->used += sz;
+	return l;   /* fresh anonymous memory: all zero */
+}
+
+static struct pt_mid *mid_get(struct coh_ptab *t, uint64_t pn, bool create)
+{
+	unsigned ti = (unsigned)(pn >> (LEAF_BITS + MID_BITS)) & (TOP_N - 1);
+	struct pt_mid *m = atomic_load_explicit(&t->top[ti], memory_order_acquire);
+	if (!m && create) {
+		m = calloc(1, sizeof(*m));
+		if (m)
+			atomic_store_explicit(&t->top[ti], m, memory_order_release);
+	}
+	return m;
+}
+
+static struct pt_leaf *leaf_get(struct coh_ptab *t, struct pt_mid *m, uint64_t pn, bool create)
+{
+	unsigned mi = (unsigned)(pn >> LEAF_BITS) & (MID_N - 1);
+	struct pt_leaf *l = atomic_load_explicit(&m->leaf[mi], memory_order_acquire);
+	if (!l && create) {
+		l = leaf_alloc(t);
+		if (l)
+			atomic_store_explicit(&m->leaf[mi], l, memory_order_release);
+	}
+	return l;
+}
+
+static void encode(const struct coh_amap_val *v, uintptr_t start, int tindex, uint64_t *w0, uint64_t *w1)
+{
+	*w0 = ((uint64_t)start >> PT_PAGE_SHIFT) | ((uint64_t)(tindex + 1) << 36) | ((uint64_t)(v->flags & 0xffff) << 48);
+	*w1 = ((uint64_t)v->length >> PT_PAGE_SHIFT) | ((uint64_t)(v->fork_policy & 0xf) << 56) |
+	      ((uint64_t)(v->adopted & 1) << 60);
+}
+
+/* Prepares every node the range needs, so that the stores cannot fail. */
+static int prepare(struct coh_ptab *t, uint64_t pn0, uint64_t pn1)
+{
+	for (uint64_t pn = pn0; pn < pn1;) {
+		uint64_t block_end = (pn | (LEAF_N - 1)) + 1;
+		struct pt_mid *m = mid_get(t, pn, true);
+		if (!m)
+			return -ENOMEM;
+		bool whole = (pn & (LEAF_N - 1)) == 0 && block_end <= pn1;
+		if (!whole && !leaf_get(t, m, pn, true))
+			return -ENOMEM;
+		pn = block_end;
+	}
+	return 0;
+}
+
+/* Pages [p, e) of one leaf: ragged head page by page, whole granules, ragged tail. */
+static void fill_leaf(struct pt_leaf *l, uint64_t p, uint64_t e, uint64_t w0, uint64_t w1)
+{
+	const uint64_t gmask = (1u << GRAN_BITS) - 1;
+	uint64_t head = (p + gmask) & ~gmask;
+	if (head > e)
+		head = e;
+	for (; p < head; p++)
+		ent_store(&l->e[p & (LEAF_N - 1)], w0, w1);
+	for (; p + gmask < e; p += gmask + 1)
+		ent_store(&l->g[(p & (LEAF_N - 1)) >> GRAN_BITS], w0, w1);
+	for (; p < e; p++)
+		ent_store(&l->e[p & (LEAF_N - 1)], w0, w1);
+}
+
+static void fill(struct coh_ptab *t, uint64_t pn0, uint64_t pn1, uint64_t w0, uint64_t w1)
+{
+	for (uint64_t pn = pn0; pn < pn1;) {
+		uint64_t block_end = (pn | (LEAF_N - 1)) + 1;
+		struct pt_mid *m = mid_get(t, pn, false);
+		bool whole = (pn & (LEAF_N - 1)) == 0 && block_end <= pn1;
+		if (whole) {
+			ent_store(&m->block[(pn >> LEAF_BITS) & (MID_N - 1)], w0, w1);
+		} else {
+			fill_leaf(leaf_get(t, m, pn, false), pn, block_end < pn1 ? block_end : pn1, w0, w1);
+		}
+		pn = block_end;
+	}
+}
+
+/* Writers are serialised by the map's lock: the counter needs no RMW. */
+static uint64_t write_begin(struct coh_ptab *t)
+{
+	uint64_t s = atomic_load_explicit(&t->seq, memory_order_relaxed);
+	atomic_store_explicit(&t->seq, s + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	return s;
+}
+
+static void write_end(struct coh_ptab *t, uint64_t s)
+{
+	atomic_store_explicit(&t->seq, s + 2, memory_order_release);
+}
+
+/* The leaf when [pn0, pn1) lies inside one leaf and covers no whole block. */
+static struct pt_leaf *one_leaf(struct coh_ptab *t, uint64_t pn0, uint64_t pn1, bool create)
+{
+	if ((pn0 >> LEAF_BITS) != ((pn1 - 1) >> LEAF_BITS) || pn1 - pn0 == LEAF_N)
+		return NULL;
+	struct pt_mid *m = mid_get(t, pn0, create);
+	return m ? leaf_get(t, m, pn0, create) : NULL;
+}
+
+static void store_range(struct coh_ptab *t, uint64_t pn0, uint64_t pn1, uint64_t w0, uint64_t w1,
+			struct pt_leaf *l)
+{
+	uint64_t s = write_begin(t);
+	if (l)
+		fill_leaf(l, pn0, pn1, w0, w1);
+	else
+		fill(t, pn0, pn1, w0, w1);
+	write_end(t, s);
+}
+
+int coh_ptab_set(struct coh_ptab *t, uintptr_t start, const struct coh_amap_val *v, int tindex)
+{
+	uint64_t pn0 = start >> PT_PAGE_SHIFT, pn1 = (start + v->length) >> PT_PAGE_SHIFT;
+	struct pt_leaf *l = one_leaf(t, pn0, pn1, true);   /* the common, small case */
+	if (!l) {
+		int e = prepare(t, pn0, pn1);
+		if (e)
+			return e;
+	}
+	uint64_t w0, w1;
+	encode(v, start, tindex, &w0, &w1);
+	store_range(t, pn0, pn1, w0, w1, l);
+	return 0;
+}
+
+void coh_ptab_clear(struct coh_ptab *t, uintptr_t start, size_t length)
+{
+	uint64_t pn0 = start >> PT_PAGE_SHIFT, pn1 = (start + length) >> PT_PAGE_SHIFT;
+	store_range(t, pn0, pn1, 0, 0, one_leaf(t, pn0, pn1, false));
+}
+
+bool coh_ptab_get(const struct coh_ptab *t, uintptr_t addr, struct coh_ptab_hit *hit)
+{
+	uint64_t pn = addr >> PT_PAGE_SHIFT;
+	unsigned ti = (unsigned)(pn >> (LEAF_BITS + MID_BITS)) & (TOP_N - 1);
+	unsigned mi = (unsigned)(pn >> LEAF_BITS) & (MID_N - 1);
+	_Atomic uint64_t *seq = (_Atomic uint64_t *)&t->seq;
+	for (;;) {
+		uint64_t s1 = atomic_load_explicit(seq, memory_order_acquire), w0 = 0, w1 = 0;
+		if (s1 & 1)
+			continue;   /* a writer is in the middle of it */
+		if ((addr >> 48) == 0) {
+			struct pt_mid *m = atomic_load_explicit(&t->top[ti], memory_order_acquire);
+			if (m) {
+				ent_load(&m->block[mi], &w0, &w1);
+				if (!w0) {
+					struct pt_leaf *l = atomic_load_explicit(&m->leaf[mi], memory_order_acquire);
+					if (l) {
+						ent_load(&l->e[pn & (LEAF_N - 1)], &w0, &w1);
+						if (!w0)
+							ent_load(&l->g[(pn & (LEAF_N - 1)) >> GRAN_BITS], &w0, &w1);
+					}
+				}
+			}
+		}
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(seq, memory_order_relaxed) != s1)
+			continue;
+		if (!w0)
+			return false;
+		hit->start = (uintptr_t)(w0 & ((1ull << 36) - 1)) << PT_PAGE_SHIFT;
+		hit->tindex = (int)((w0 >> 36) & 0xfff) - 1;
+		hit->flags = (unsigned)(w0 >> 48);
+		hit->length = (size_t)(w1 & ((1ull << 56) - 1)) << PT_PAGE_SHIFT;
+		hit->fork_policy = (int)((w1 >> 56) & 0xf);
+		hit->adopted = (int)((w1 >> 60) & 1);
+		return true;
+	}
+}
