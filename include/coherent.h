@@ -15,9 +15,10 @@
  * Thread safety: a coh_context and everything reachable from it may be used
  * from any number of threads at once, except that coh_context_unref() of the
  * last reference must not race other calls on that context.  Targets are
- * immutable after coh_context_create().  The allocation map is guarded by a
- * reader/writer lock: coh_lookup() and coh_query() run concurrently with each
- * other; coh_alloc()/coh_free()/coh_adopt()/coh_release() serialise on it.
+ * immutable after coh_context_create().  coh_lookup() takes no lock (a page
+ * table read under a sequence counter); the allocation map is guarded by a
+ * reader/writer lock: queries and migrations share it, and
+ * coh_alloc()/coh_free()/coh_adopt()/coh_release() serialise on it briefly.
  * A coh_migration handle may be waited on by one thread at a time.
  * The library never prints to stdout and never aborts; diagnostics go to the
  * log callback (default: stderr, level from COH_LOG, off unless set).
@@ -213,7 +214,7 @@ struct coh_alloc_info {
 	int fork_policy;      /* enum coh_fork_policy */
 	int adopted;          /* 1 for coh_adopt() ranges */
 };
-/* Which allocation contains addr: 0 and *info, or -ENOENT.  O(log n). */
+/* Which allocation contains addr: 0 and *info, or -ENOENT.  O(1), lock-free. */
 COH_API int coh_lookup(coh_context *ctx, const void *addr, struct coh_alloc_info *info);
 /* Number of live allocations and adopted ranges. */
 COH_API int coh_alloc_count(coh_context *ctx);
