@@ -221,17 +221,39 @@ static void store_range(struct coh_ptab *t, uint64_t pn0, uint64_t pn1, uint64_t
 	write_end(t, s);
 }
 
+/* The common case, kept tight: a few pages inside a leaf that exists already.
+ * The writer holds the map's lock, so its own loads need no ordering. */
+static inline bool small_store(struct coh_ptab *t, uint64_t pn0, uint64_t pn1, uint64_t w0, uint64_t w1)
+{
+	if (pn1 - pn0 > 8 || (pn0 >> LEAF_BITS) != ((pn1 - 1) >> LEAF_BITS))
+		return false;
+	struct pt_mid *m = atomic_load_explicit(&t->top[(pn0 >> (LEAF_BITS + MID_BITS)) & (TOP_N - 1)],
+						memory_order_relaxed);
+	if (!m)
+		return false;
+	struct pt_leaf *l = atomic_load_explicit(&m->leaf[(pn0 >> LEAF_BITS) & (MID_N - 1)], memory_order_relaxed);
+	if (!l)
+		return false;
+	uint64_t s = write_begin(t);
+	for (uint64_t p = pn0; p < pn1; p++)
+		ent_store(&l->e[p & (LEAF_N - 1)], w0, w1);
+	write_end(t, s);
+	return true;
+}
+
 int coh_ptab_set(struct coh_ptab *t, uintptr_t start, const struct coh_amap_val *v, int tindex)
 {
 	uint64_t pn0 = start >> PT_PAGE_SHIFT, pn1 = (start + v->length) >> PT_PAGE_SHIFT;
+	uint64_t w0, w1;
+	encode(v, start, tindex, &w0, &w1);
+	if (small_store(t, pn0, pn1, w0, w1))
+		return 0;
 	struct pt_leaf *l = one_leaf(t, pn0, pn1, true);   /* the common, small case */
 	if (!l) {
 		int e = prepare(t, pn0, pn1);
 		if (e)
 			return e;
 	}
-	uint64_t w0, w1;
-	encode(v, start, tindex, &w0, &w1);
 	store_range(t, pn0, pn1, w0, w1, l);
 	return 0;
 }
@@ -239,7 +261,8 @@ int coh_ptab_set(struct coh_ptab *t, uintptr_t start, const struct coh_amap_val 
 void coh_ptab_clear(struct coh_ptab *t, uintptr_t start, size_t length)
 {
 	uint64_t pn0 = start >> PT_PAGE_SHIFT, pn1 = (start + length) >> PT_PAGE_SHIFT;
-	store_range(t, pn0, pn1, 0, 0, one_leaf(t, pn0, pn1, false));
+	if (!small_store(t, pn0, pn1, 0, 0))
+		store_range(t, pn0, pn1, 0, 0, one_leaf(t, pn0, pn1, false));
 }
 
 bool coh_ptab_get(const struct coh_ptab *t, uintptr_t addr, struct coh_ptab_hit *hit)
