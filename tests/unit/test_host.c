@@ -714,6 +714,55 @@ START_TEST(threads_and_fork)
 }
 END_TEST
 
+/* Lock-free lookups racing a writer that swaps two layouts over the same
+ * pages: every answer is one of the two layouts, never a torn mix. */
+struct racer {
+	coh_context *ctx;
+	char *p;
+	atomic_int stop;
+	long hits, torn;
+};
+
+static void *lookup_racer(void *arg)
+{
+	struct racer *r = arg;
+	struct coh_alloc_info info = { .size = sizeof(info) };
+	while (!atomic_load(&r->stop)) {
+		if (coh_lookup(r->ctx, r->p + 2 * ps + 5, &info) == 0) {
+			r->hits++;
+			bool a = info.base == r->p && info.length == 4 * ps;
+			bool b = info.base == r->p + ps && info.length == 2 * ps;
+			if (!a && !b)
+				r->torn++;
+		}
+	}
+	return NULL;
+}
+
+START_TEST(lookup_consistent_under_writes)
+{
+	coh_context *ctx = t_ctx();
+	coh_target *t = t_node0(ctx);
+	char *p = mmap(NULL, 4 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	struct racer r = { .ctx = ctx, .p = p };
+	atomic_init(&r.stop, 0);
+	pthread_t th;
+	ck_assert_int_eq(pthread_create(&th, NULL, lookup_racer, &r), 0);
+	for (int i = 0; i < 2000; i++) {
+		char *base = i % 2 ? p + ps : p;
+		size_t len = i % 2 ? 2 * ps : 4 * ps;
+		ck_assert_int_eq(coh_adopt(t, base, len, COH_ALLOC_FORK(COH_FORK_KERNEL)), 0);
+		ck_assert_int_eq(coh_release(ctx, base), 0);
+	}
+	atomic_store(&r.stop, 1);
+	pthread_join(th, NULL);
+	ck_assert_msg(r.torn == 0, "%ld of %ld lookups saw a torn entry", r.torn, r.hits);
+	munmap(p, 4 * ps);
+	coh_context_unref(ctx);
+}
+END_TEST
+
 START_TEST(busy_while_in_use)
 {
 	coh_context *ctx = t_ctx();
@@ -762,6 +811,7 @@ int main(void)
 	tcase_add_test(tc, fork_query_views);
 	tcase_add_test(tc, vfork_and_spawn_untouched);
 	tcase_add_test(tc, threads_and_fork);
+	tcase_add_test(tc, lookup_consistent_under_writes);
 	tcase_add_test(tc, busy_while_in_use);
 	tcase_add_test(tc, unref_frees_live);
 	suite_add_tcase(s, tc);
