@@ -92,6 +92,19 @@ int coh_fs_read_u64(const coh_context *ctx, const char *path, uint64_t *v)
 	return 0;
 }
 
+int coh_fs_readlink(const coh_context *ctx, const char *path, char *buf, size_t len)
+{
+	while (*path == '/')
+		path++;
+	if (len == 0)
+		return -EINVAL;
+	ssize_t n = readlinkat(ctx->rootfd, path, buf, len - 1);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	return (int)n;
+}
+
 bool coh_fs_exists(const coh_context *ctx, const char *path)
 {
 	int fd = coh_fs_open(ctx, path, O_PATH);

@@ -135,6 +135,8 @@ int coh_fs_readf(const coh_context *ctx, char *buf, size_t len, const char *fmt,
 	__attribute__((format(printf, 4, 5)));
 int coh_fs_read_u64(const coh_context *ctx, const char *path, uint64_t *v);
 bool coh_fs_exists(const coh_context *ctx, const char *path);
+/* The text of a symbolic link (not followed): length or -errno. */
+int coh_fs_readlink(const coh_context *ctx, const char *path, char *buf, size_t len);
 DIR *coh_fs_opendir(const coh_context *ctx, const char *path);
 /* Parses a kernel list like "0-3,8,10-11" into a bitmap of max bits; count or -EINVAL. */
 int coh_parse_list(const char *s, uint8_t *bits, int max);

@@ -172,8 +172,11 @@ static int cmd_devices(int argc, char **argv)
 			else
 				snprintf(tier, sizeof(tier), "-");
 			caps_string(coh_target_caps(t), caps, sizeof(caps));
-			printf("%-16s %-8s %-16s %5d %12s %12s %4s  %s\n", coh_target_name(t), coh_target_backend(t),
-			       coh_target_kind_name(coh_target_kind(t)), coh_target_numa_node(t), tb, fb, tier, caps);
+			char node[16] = "-";
+			if (coh_target_numa_node(t) >= 0)
+				snprintf(node, sizeof(node), "%d", coh_target_numa_node(t));
+			printf("%-16s %-8s %-16s %5s %12s %12s %4s  %s\n", coh_target_name(t), coh_target_backend(t),
+			       coh_target_kind_name(coh_target_kind(t)), node, tb, fb, tier, caps);
 			if (coh_target_pci_address(t))
 				printf("%-16s pci %s %s\n", "", coh_target_pci_address(t),
 				       coh_target_pci_name(t) ? coh_target_pci_name(t) : "");

@@ -648,8 +648,11 @@ int main(void)
 	coh_target *t;
 	coh_target_foreach(ctx, t) {
 		t_pass = t_fail = t_skip = 0;
-		printf("%s (%s, %s, node %d)\n", coh_target_name(t), coh_target_backend(t),
-		       coh_target_kind_name(coh_target_kind(t)), coh_target_numa_node(t));
+		char node[24] = "no NUMA node";
+		if (coh_target_numa_node(t) >= 0)
+			snprintf(node, sizeof(node), "node %d", coh_target_numa_node(t));
+		printf("%s (%s, %s, %s)\n", coh_target_name(t), coh_target_backend(t),
+		       coh_target_kind_name(coh_target_kind(t)), node);
 		check_alloc(t);
 		check_query_moves_nothing(t);
 		check_migrate(t);

@@ -26,6 +26,7 @@ kernel=$("$here/build-kernel.sh")
 static=$build/vm-static
 echo "vm: building the test programs statically in $static" >&2
 cmake -S "$here/../.." -B "$static" -DCOH_STATIC_PROGRAMS=ON -DCOH_WITH_LIBPCI=OFF -DCOH_BUILD_EXAMPLES=OFF \
+      -DCOH_BACKEND_HOST=ON -DCOH_BACKEND_HMMTEST=ON -DCOH_BACKEND_CXL=ON \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$static" -j"$(nproc)" --target cohctl coh-conformance test_host test_pin test_badinput \
       test_amap test_core test_devdax test_hmm_residency test_seed_fork >"$work/static-build.log" 2>&1 || {
@@ -58,6 +59,7 @@ else
   echo "vm: kernel source not found: the hmm-tests selftest is left out" >&2
 fi
 cat >"$root/tests.list" <<'LIST'
+devdax-setup devdax-setup.sh
 cohctl-devices cohctl devices
 cohctl-check cohctl check
 cohctl-check-host cohctl check | grep -q '^host     ready'
@@ -72,7 +74,6 @@ test_pin CK_DEFAULT_TIMEOUT=300 test_pin
 test_badinput test_badinput
 test_amap CK_DEFAULT_TIMEOUT=300 test_amap
 test_core test_core
-devdax-setup devdax-setup.sh
 test_devdax test_devdax
 LIST
 (cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1) >"$work/initramfs.cpio.gz"
@@ -119,7 +120,7 @@ while read -r line; do
   echo "$line"
   set -- $(sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped/\1 \2 \3/' <<<"$line")
   passed=$((passed + $1)); failed=$((failed + $2)); skipped=$((skipped + $3))
-done < <(awk '/^COH-VM-BEGIN conformance/{on=1;next} /^COH-VM-END conformance/{on=0} on && /^[a-z]+:[a-z0-9]+: [0-9]+ passed/' "$work/clean.log")
+done < <(awk '/^COH-VM-BEGIN conformance/{on=1;next} /^COH-VM-END conformance/{on=0} on && /^[a-z]+:[a-z0-9.]+: [0-9]+ passed/' "$work/clean.log")
 # every other test program: one result each
 while read -r name rc; do
   if [[ $name == conformance ]]; then
