@@ -56,6 +56,15 @@ static void report(const coh_target *t, const char *check, int verdict, const ch
 		}                                              \
 	} while (0)
 
+/* Checks that are not about fork use COPY, or the first policy the target offers. */
+static unsigned pol_flags(const coh_target *t)
+{
+	for (int p = COH_FORK_COPY; p <= COH_FORK_KERNEL; p++)
+		if (coh_target_caps(t) & (COH_CAP_FORK_COPY << p))
+			return COH_ALLOC_FORK(p);
+	return 0;
+}
+
 static bool is_host_kind(int tkind)
 {
 	return tkind == COH_KIND_HOST_NODE || tkind == COH_KIND_CPULESS_NODE;
@@ -119,7 +128,7 @@ static void check_alloc(coh_target *t)
 		       coh_strerror(e));
 		return;
 	}
-	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE, (void **)&p);
+	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE | pol_flags(t), (void **)&p);
 	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
 	struct coh_extent ext[8];
 	int n = coh_query(ctx, p, len, ext, 8);
@@ -164,7 +173,7 @@ static void check_query_moves_nothing(coh_target *t)
 		return;
 	}
 	size_t len = 32 * ps;
-	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE, (void **)&p);
+	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE | pol_flags(t), (void **)&p);
 	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
 	fill(p, len / 2, 2);
 	struct coh_extent a[8], b[8];
@@ -194,7 +203,7 @@ static void check_migrate(coh_target *t)
 		return;
 	}
 	size_t len = 64 * ps;
-	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE, (void **)&p);
+	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE | pol_flags(t), (void **)&p);
 	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
 	fill(p, len, 3);
 	int moved = 0;
@@ -246,7 +255,7 @@ static void check_pins(coh_target *t)
 		return;
 	}
 	size_t len = 32 * ps, np = 32;
-	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE, (void **)&p);
+	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE | pol_flags(t), (void **)&p);
 	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
 	fill(p, len, 4);
 	/* the CPU's writes may have pulled the pages out (device-private): put them back */
@@ -261,6 +270,22 @@ static void check_pins(coh_target *t)
 	int have_pfn = pfns_of(p, np, before) == 0;
 	struct longpin lp;
 	e = longpin_take(&lp, p, len);
+	if (e == -EOPNOTSUPP && pe[0].kind == COH_MEM_DEVICE_DAX) {
+		/* io_uring takes no file-backed buffers (6.1): ask the mm itself */
+		int g = longpin_gup(p, len);
+		if (g == -ENOSYS) {
+			report(t, name, SKIP, "io_uring refuses file-backed memory and gup_test is absent");
+			goto out;
+		}
+		CHECK((g == 0) == (predicted != COH_PIN_NEVER), "gup_test long-term pin: %s, pin-query said %s",
+		      coh_strerror(g), coh_pin_answer_name(predicted));
+		pfns_of(p, np, after);
+		if (have_pfn)
+			CHECK(!memcmp(before, after, np * 8), "device-dax frames moved under a pin");
+		report(t, name, PASS, "%s: predicted %s, checked through gup_test (io_uring refuses file-backed memory)",
+		       coh_mem_kind_name(pe[0].kind), coh_pin_answer_name(predicted));
+		goto out;
+	}
 	if (predicted == COH_PIN_NEVER) {
 		CHECK(e < 0, "pinned, but pin-query said never (%s)", pe[0].reason);
 	} else if (predicted == COH_PIN_UNKNOWN) {
@@ -321,7 +346,7 @@ static void check_short_pin(coh_target *t)
 		return;
 	}
 	size_t len = 16 * ps;
-	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE, (void **)&p);
+	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE | pol_flags(t), (void **)&p);
 	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
 	fill(p, len, 5);
 	if (coh_target_caps(t) & COH_CAP_MIGRATE)
@@ -549,7 +574,7 @@ static void *busy_thread(void *arg)
 	struct busy *b = arg;
 	while (!atomic_load(&b->stop)) {
 		void *q;
-		if (coh_alloc(b->t, ps, 0, 0, &q) == 0) {
+		if (coh_alloc(b->t, ps, 0, pol_flags(b->t), &q) == 0) {
 			memset(q, 1, ps);
 			if (coh_free(ctx, q))
 				atomic_fetch_add(&b->errors, 1);
@@ -566,7 +591,7 @@ static void check_fork_threads(coh_target *t)
 		return;
 	}
 	void *mine = NULL;
-	if (coh_alloc(t, ps, 0, 0, &mine)) {
+	if (coh_alloc(t, ps, 0, pol_flags(t), &mine)) {
 		report(t, name, FAIL, "alloc in the parent");
 		return;
 	}
@@ -587,7 +612,7 @@ static void check_fork_threads(coh_target *t)
 			if (coh_lookup(ctx, mine, &info) || info.base != mine)
 				_exit(1);
 			/* device handles belong to the parent: -ECHILD is the documented answer */
-			int e = coh_alloc(t, ps, 0, 0, &q);
+			int e = coh_alloc(t, ps, 0, pol_flags(t), &q);
 			if (e == -ECHILD)
 				_exit(0);
 			if (e || coh_lookup(ctx, q, &info) || coh_free(ctx, q))
@@ -620,9 +645,10 @@ static void check_bad_input(coh_target *t)
 	CHECK(coh_alloc(t, ps, 3, 0, &q) == -EINVAL || !(coh_target_caps(t) & COH_CAP_ALLOC), "bad alignment accepted");
 	CHECK(coh_free(ctx, (void *)0x1000) == -ENOENT, "unknown pointer not refused");
 	if (coh_target_caps(t) & COH_CAP_ALLOC) {
-		CHECK(coh_alloc(t, 4 * ps, 0, 0, (void **)&p) == 0, "alloc");
+		CHECK(coh_alloc(t, 4 * ps, 0, pol_flags(t), (void **)&p) == 0, "alloc");
 		CHECK(coh_migrate(ctx, p + 1, ps, t, 0) == -EINVAL, "unaligned migrate accepted");
-		CHECK(coh_migrate(ctx, p, 8 * ps, t, 0) == -EINVAL, "migrate past the end accepted");
+		int want = coh_target_caps(t) & COH_CAP_MIGRATE ? -EINVAL : -EOPNOTSUPP;
+		CHECK(coh_migrate(ctx, p, 8 * ps, t, 0) == want, "migrate past the end accepted");
 		CHECK(coh_fork_policy_set(ctx, p, ps, COH_FORK_ZERO) == -EINVAL, "partial fork policy accepted");
 		CHECK(coh_free(ctx, p + ps) == -ENOENT, "interior free accepted");
 	}
