@@ -18,9 +18,8 @@
 #include "query.h"
 
 struct fork_out {
-	coh_context *ctx;
+	struct coh_piece_out h;
 	struct coh_fork_extent *out;
-	size_t n, max;
 };
 
 static bool fork_piece(void *arg, uintptr_t a, size_t len, const struct coh_extent *ext, const struct coh_vma *m)
@@ -28,7 +27,7 @@ static bool fork_piece(void *arg, uintptr_t a, size_t len, const struct coh_exte
 	struct fork_out *o = arg;
 	struct coh_fork_extent x = { .start = a, .length = len, .policy = -1, .parent_keeps = 1 };
 	struct coh_rec *r;
-	if (coh_rec_get(o->ctx, (void *)a, 1, &r) == 0) {
+	if (coh_rec_get(o->h.ctx, (void *)a, 1, &r) == 0) {
 		x.policy = r->pub.fork_policy;
 		coh_rec_put(r);
 	}
@@ -59,43 +58,25 @@ static bool fork_piece(void *arg, uintptr_t a, size_t len, const struct coh_exte
 		x.child_view = COH_CHILD_COPY;
 		x.reason = "private mapping: copy-on-write, the parent keeps its pages";
 	}
-	if (o->n > 0) {
-		struct coh_fork_extent *p = &o->out[o->n - 1];
+	if (o->h.n > 0) {
+		struct coh_fork_extent *p = &o->out[o->h.n - 1];
 		if (p->start + p->length == x.start && p->policy == x.policy && p->child_view == x.child_view &&
 		    p->parent_keeps == x.parent_keeps && p->reason == x.reason) {
 			p->length += x.length;
 			return true;
 		}
 	}
-	if (o->n == o->max)
+	if (o->h.n == o->h.max)
 		return false;
-	o->out[o->n++] = x;
+	o->out[o->h.n++] = x;
 	return true;
 }
 
 int coh_fork_query(coh_context *ctx, const void *addr, size_t len, struct coh_fork_extent *out, size_t max)
 {
-	uintptr_t start, end;
-	int e = coh_query_args(ctx, addr, len, out, max, &start, &end);
-	if (e)
-		return e;
-	if (max > 65536)
-		max = 65536;
-	struct coh_extent *ext = NULL;
-	struct coh_vma *v = NULL;
-	size_t nv = 0;
-	int n = coh_query_own(ctx, start, end, max, &ext);
-	if (n < 0)
-		return n;
 	/* smaps: the kernel's VmFlags decide what the child gets */
-	if ((e = coh_smaps_read(ctx, 0, start, end, &v, &nv)) == 0) {
-		struct fork_out o = { ctx, out, 0, max };
-		coh_split_by_vma(ext, n, v, nv, fork_piece, &o);
-		e = (int)o.n;
-	}
-	free(v);
-	free(ext);
-	return e;
+	struct fork_out o = { .out = out };
+	return coh_query_by_mapping(ctx, addr, len, out, max, true, fork_piece, &o.h);
 }
 
 const char *coh_child_view_name(int view)

@@ -83,52 +83,33 @@ static struct verdict judge(const coh_context *ctx, const struct coh_vma *vma, i
 }
 
 struct pin_out {
-	const coh_context *ctx;
+	struct coh_piece_out h;
 	struct coh_pin_extent *out;
-	size_t n, max;
 };
 
 static bool pin_piece(void *arg, uintptr_t a, size_t len, const struct coh_extent *x, const struct coh_vma *m)
 {
 	struct pin_out *o = arg;
-	struct verdict v = judge(o->ctx, m, x->kind, x->target);
-	if (o->n > 0) {
-		struct coh_pin_extent *p = &o->out[o->n - 1];
+	struct verdict v = judge(o->h.ctx, m, x->kind, x->target);
+	if (o->h.n > 0) {
+		struct coh_pin_extent *p = &o->out[o->h.n - 1];
 		if (p->start + p->length == a && p->kind == x->kind && p->node == x->node && p->short_term == v.s &&
 		    p->long_term == v.l && p->reason == v.why) {
 			p->length += len;
 			return true;
 		}
 	}
-	if (o->n == o->max)
+	if (o->h.n == o->h.max)
 		return false;
-	o->out[o->n++] = (struct coh_pin_extent){ .start = a, .length = len, .kind = x->kind, .node = x->node,
+	o->out[o->h.n++] = (struct coh_pin_extent){ .start = a, .length = len, .kind = x->kind, .node = x->node,
 						  .short_term = v.s, .long_term = v.l, .reason = v.why };
 	return true;
 }
 
 int coh_pin_query(coh_context *ctx, const void *addr, size_t len, struct coh_pin_extent *out, size_t max)
 {
-	uintptr_t start, end;
-	int e = coh_query_args(ctx, addr, len, out, max, &start, &end);
-	if (e)
-		return e;
-	if (max > 65536)
-		max = 65536;
-	struct coh_extent *ext = NULL;
-	struct coh_vma *v = NULL;
-	size_t nv = 0;
-	int n = coh_query_own(ctx, start, end, max, &ext);
-	if (n < 0)
-		return n;
-	if ((e = coh_maps_read(ctx, 0, start, end, &v, &nv)) == 0) {
-		struct pin_out o = { ctx, out, 0, max };
-		coh_split_by_vma(ext, n, v, nv, pin_piece, &o);
-		e = (int)o.n;
-	}
-	free(v);
-	free(ext);
-	return e;
+	struct pin_out o = { .out = out };
+	return coh_query_by_mapping(ctx, addr, len, out, max, false, pin_piece, &o.h);
 }
 
 const char *coh_pin_answer_name(int answer)

@@ -186,6 +186,32 @@ void coh_split_by_vma(const struct coh_extent *ext, int n, const struct coh_vma 
 	}
 }
 
+int coh_query_by_mapping(coh_context *ctx, const void *addr, size_t len, const void *user_out, size_t max,
+			 bool vmflags, coh_piece_fn fn, struct coh_piece_out *out)
+{
+	uintptr_t start, end;
+	int e = coh_query_args(ctx, addr, len, user_out, max, &start, &end);
+	if (e)
+		return e;
+	out->ctx = ctx;
+	out->n = 0;
+	out->max = max > 65536 ? 65536 : max;
+	struct coh_extent *ext = NULL;
+	struct coh_vma *v = NULL;
+	size_t nv = 0;
+	int n = coh_query_own(ctx, start, end, out->max, &ext);
+	if (n < 0)
+		return n;
+	e = vmflags ? coh_smaps_read(ctx, 0, start, end, &v, &nv) : coh_maps_read(ctx, 0, start, end, &v, &nv);
+	if (e == 0) {
+		coh_split_by_vma(ext, n, v, nv, fn, out);
+		e = (int)out->n;
+	}
+	free(v);
+	free(ext);
+	return e;
+}
+
 int coh_range_anon_private(const coh_context *ctx, const void *addr, size_t len)
 {
 	struct coh_vma *v = NULL;

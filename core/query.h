@@ -39,6 +39,19 @@ int coh_maps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t 
 /* The same from /proc/PID/smaps, with the VmFlags facts filled in. */
 int coh_smaps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		   struct coh_vma **out, size_t *count);
+/* What the callers of coh_query_by_mapping() collect into: this header first. */
+struct coh_piece_out {
+	coh_context *ctx;
+	size_t n, max;
+};
+typedef bool (*coh_piece_fn)(void *out, uintptr_t a, size_t len, const struct coh_extent *x,
+			     const struct coh_vma *m);
+/* The shared body of pin-query and fork-query: checks the arguments, queries
+ * residency, reads the mappings (smaps with VmFlags when asked) and calls fn
+ * for each piece cut at mapping boundaries.  Count collected, or -errno. */
+int coh_query_by_mapping(coh_context *ctx, const void *addr, size_t len, const void *user_out, size_t max,
+			 bool vmflags, coh_piece_fn fn, struct coh_piece_out *out);
+
 /* Cuts extents at mapping boundaries and calls fn for each piece with the
  * mapping holding it (NULL in a hole), in address order, until fn says stop. */
 void coh_split_by_vma(const struct coh_extent *ext, int n, const struct coh_vma *v, size_t nv,
