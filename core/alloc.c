@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Allocate, free, adopt, release and look up: the allocation map's users. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -275,7 +276,7 @@ struct foreach_arg {
 static int foreach_one(struct coh_rec *r, void *arg)
 {
 	struct foreach_arg *a = arg;
-	return r->pub.target->slot->ops == a->ops ? a->fn(&r->pub, a->arg) : 0;
+	return r->pub.target->slot->orig == a->ops ? a->fn(&r->pub, a->arg) : 0;
 }
 
 int coh_rec_foreach(coh_context *ctx, const struct coh_backend_ops *ops,
@@ -286,6 +287,18 @@ int coh_rec_foreach(coh_context *ctx, const struct coh_backend_ops *ops,
 	int e = coh_amap_walk(&ctx->amap, foreach_one, &a);
 	pthread_rwlock_unlock(&ctx->amap.lock);
 	return e;
+}
+
+const struct coh_alloc_rec *coh_alloc_rec_get(coh_context *ctx, const void *addr)
+{
+	struct coh_rec *r;
+	return coh_rec_get(ctx, addr, 1, &r) ? NULL : &r->pub;
+}
+
+void coh_alloc_rec_put(const struct coh_alloc_rec *rec)
+{
+	if (rec)
+		coh_rec_put((struct coh_rec *)((uintptr_t)rec - offsetof(struct coh_rec, pub)));
 }
 
 int coh_alloc_count(coh_context *ctx)

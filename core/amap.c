@@ -100,6 +100,24 @@ const struct coh_amap_val *coh_amap_find_val(const struct coh_amap *m, uintptr_t
 	return &l->vals[si];
 }
 
+bool coh_amap_next_start(const struct coh_amap *m, uintptr_t addr, uintptr_t *start)
+{
+	long li = 0, si = -1;
+	if (m->nleaves == 0)
+		return false;
+	if (!locate(m, addr, &li, &si))
+		li = 0, si = -1;   /* addr lies before every key */
+	if (si + 1 < (long)m->leaves[li]->n) {
+		*start = m->leaves[li]->keys[si + 1];
+		return true;
+	}
+	if ((size_t)li + 1 < m->nleaves) {
+		*start = m->leaves[li + 1]->keys[0];
+		return true;
+	}
+	return false;
+}
+
 int coh_amap_walk(const struct coh_amap *m, int (*fn)(struct coh_rec *r, void *arg), void *arg)
 {
 	for (size_t i = 0; i < m->nleaves; i++)

@@ -57,13 +57,35 @@ struct coh_backend_ops {
 		      coh_target *t);
 	/* Refine extents the core's kernel query produced (vendor-managed ranges). */
 	int (*query_refine)(const struct coh_alloc_rec *rec, struct coh_extent *ext, size_t n);
-	/* Apply a fork policy to a range this backend owns. */
+	/* Apply a fork policy to a range this backend owns: 0 done, -errno
+	 * refused, 1 "apply the kernel's own controls" (madvise) for this range. */
 	int (*fork_policy)(const struct coh_alloc_rec *rec, int policy);
 	/* Fork hooks, called from the core's single pthread_atfork registry.
 	 * child must be async-signal-safe. */
 	void (*atfork_prepare)(coh_context *ctx, void *backend_priv);
 	void (*atfork_parent)(coh_context *ctx, void *backend_priv);
 	void (*atfork_child)(coh_context *ctx, void *backend_priv);
+
+	/* Replace one extent of the kernel's residency (which lies inside rec)
+	 * with what the backend knows better, split as it needs: writes at most
+	 * max extents covering a prefix of *in, in address order, and returns
+	 * their number (>= 1), or -errno to keep *in as it is.  Runs after
+	 * query_refine. */
+	int (*query_resolve)(const struct coh_alloc_rec *rec, const struct coh_extent *in,
+			     struct coh_extent *out, size_t max);
+	/* What a child forked now sees of rec, where the backend's fork hooks
+	 * decide it rather than the mapping's VmFlags: 0 and the answers, or
+	 * non-zero to let the core read the kernel's flags. */
+	int (*fork_view)(const struct coh_alloc_rec *rec, int *child_view, int *parent_keeps,
+			 const char **reason);
+	/* Native asynchronous migration (e.g. a driver stream and event) instead
+	 * of the core's worker thread: start returns a token; poll gives 0 when
+	 * done, -EINPROGRESS (timeout_ms 0) or -ETIMEDOUT while running, else the
+	 * error; done releases the token after completion. */
+	int (*migrate_start)(coh_target *dst, const struct coh_alloc_rec *rec, void *addr, size_t len,
+			     unsigned flags, void **token);
+	int (*migrate_poll)(void *token, int timeout_ms);
+	void (*migrate_done)(void *token);
 };
 
 /* The core's record of one allocation or adopted range. */
@@ -89,8 +111,16 @@ struct coh_alloc_rec {
 int coh_rec_foreach(coh_context *ctx, const struct coh_backend_ops *ops,
 		    int (*fn)(const struct coh_alloc_rec *rec, void *arg), void *arg);
 int coh_target_add(coh_context *ctx, const struct coh_target_desc *desc);
+/* During discover: one line on what the backend found or why it has no
+ * targets (no driver, no device); coh_backend_status() reports it, and it is
+ * logged at COH_LOG_INFO. */
+void coh_backend_note(coh_context *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void *coh_target_priv(const coh_target *t);
 void *coh_target_backend_priv(const coh_target *t);
 int coh_backend_validate(const struct coh_backend_ops *ops);
+/* The record holding addr with a reference (drop it with coh_alloc_rec_put),
+ * or NULL.  For backends that keep per-address state. */
+const struct coh_alloc_rec *coh_alloc_rec_get(coh_context *ctx, const void *addr);
+void coh_alloc_rec_put(const struct coh_alloc_rec *rec);
 
 #endif

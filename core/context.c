@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Context: options, backend filter, registration and discovery. */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,8 @@ int coh_backend_validate(const struct coh_backend_ops *ops)
 	if (!!ops->alloc != !!ops->free)
 		return -EINVAL;
 	if (!!ops->adopt != !!ops->release)
+		return -EINVAL;
+	if (!!ops->migrate_start != !!ops->migrate_poll || !!ops->migrate_start != !!ops->migrate_done)
 		return -EINVAL;
 	return 0;
 }
@@ -199,7 +202,11 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 		if (ctx->nslots == (int)(sizeof(ctx->slots) / sizeof(ctx->slots[0])))
 			break;
 		struct coh_backend_slot *slot = &ctx->slots[ctx->nslots++];
-		slot->ops = ops;
+		memset(&slot->table, 0, sizeof(slot->table));
+		memcpy(&slot->table, ops, ops->size);   /* validated: size <= sizeof */
+		slot->orig = ops;
+		slot->ops = &slot->table;
+		ops = slot->ops;
 		int before = ctx->ntargets;
 		int r = ops->discover(ctx, &slot->priv);
 		if (r < 0) {
@@ -266,6 +273,36 @@ int coh_context_get_log_level(const coh_context *ctx)
 int coh_context_is_replay(const coh_context *ctx)
 {
 	return ctx ? ctx->replay : -EINVAL;
+}
+
+void coh_backend_note(coh_context *ctx, const char *fmt, ...)
+{
+	if (!ctx || ctx->nslots == 0)
+		return;
+	struct coh_backend_slot *slot = &ctx->slots[ctx->nslots - 1];   /* the one discovering */
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(slot->note, sizeof(slot->note), fmt, ap);
+	va_end(ap);
+	coh_info(ctx, "backend %s: %s", slot->ops->name, slot->note);
+}
+
+int coh_backend_status(const coh_context *ctx, const char *backend, char *buf, size_t len)
+{
+	if (!ctx || !backend || (!buf && len))
+		return -EINVAL;
+	for (int i = 0; i < ctx->nslots; i++) {
+		const struct coh_backend_slot *slot = &ctx->slots[i];
+		if (strcmp(slot->ops->name, backend))
+			continue;
+		if (len)
+			snprintf(buf, len, "%s", slot->note);
+		int n = 0;
+		for (int t = 0; t < ctx->ntargets; t++)
+			n += ctx->targets[t]->slot == slot;
+		return n;
+	}
+	return -ENOENT;
 }
 
 int coh_context_backends(const coh_context *ctx, char *buf, size_t len)

@@ -127,8 +127,12 @@ int coh_fork_apply(coh_context *ctx, struct coh_rec *r, int policy)
 	const struct coh_backend_ops *ops = r->pub.target->slot->ops;
 	if (!(r->pub.target->d.caps & (COH_CAP_FORK_COPY << policy)))
 		return -EOPNOTSUPP;
-	if (ops->fork_policy)
-		return ops->fork_policy(&r->pub, policy);
+	if (ops->fork_policy) {
+		int e = ops->fork_policy(&r->pub, policy);
+		if (e <= 0)
+			return e;
+		/* > 0: this range forks by the kernel's own controls */
+	}
 	return fork_madvise(ctx, r, policy);
 }
 

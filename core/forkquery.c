@@ -27,12 +27,18 @@ static bool fork_piece(void *arg, uintptr_t a, size_t len, const struct coh_exte
 	struct fork_out *o = arg;
 	struct coh_fork_extent x = { .start = a, .length = len, .policy = -1, .parent_keeps = 1 };
 	struct coh_rec *r;
+	bool decided = false;
 	if (coh_rec_get(o->h.ctx, (void *)a, 1, &r) == 0) {
 		x.policy = r->pub.fork_policy;
+		const struct coh_backend_ops *ops = r->pub.target->slot->ops;
+		/* the backend's fork hooks, not the VMA flags, decide these ranges */
+		decided = ops->fork_view && ops->fork_view(&r->pub, &x.child_view, &x.parent_keeps, &x.reason) == 0;
 		coh_rec_put(r);
 	}
 	int kind = ext->kind;
-	if (!m || kind == COH_MEM_UNMAPPED) {
+	if (decided) {
+		/* answered by the backend */
+	} else if (!m || kind == COH_MEM_UNMAPPED) {
 		x.child_view = COH_CHILD_ABSENT;
 		x.parent_keeps = -1;
 		x.reason = "no mapping";

@@ -67,6 +67,8 @@ struct coh_rec *coh_amap_find(const struct coh_amap *m, uintptr_t addr);   /* re
 const struct coh_amap_val *coh_amap_find_val(const struct coh_amap *m, uintptr_t addr,
 					     uintptr_t *start); /* read */
 void coh_amap_set_policy(struct coh_amap *m, uintptr_t start, int policy);  /* write */
+/* Start of the first record beginning after addr; false when none. (read) */
+bool coh_amap_next_start(const struct coh_amap *m, uintptr_t addr, uintptr_t *start);
 int coh_amap_walk(const struct coh_amap *m, int (*fn)(struct coh_rec *r, void *arg), void *arg); /* read */
 int coh_amap_insert(struct coh_amap *m, struct coh_rec *r);                 /* write; -EEXIST on overlap */
 struct coh_rec *coh_amap_remove(struct coh_amap *m, uintptr_t start);       /* write */
@@ -78,8 +80,13 @@ bool coh_amap_overlaps(const struct coh_amap *m, uintptr_t start, size_t len); /
 
 /* ---- context ---- */
 struct coh_backend_slot {
-	const struct coh_backend_ops *ops;
+	/* The backend's table copied at full size, fields past its own `size`
+	 * zeroed: every optional op can be read without a size check. */
+	const struct coh_backend_ops *ops;      /* = &table */
+	const struct coh_backend_ops *orig;     /* the backend's own table */
+	struct coh_backend_ops table;
 	void *priv;
+	char note[192];           /* what discovery found, or why nothing (coh_backend_note) */
 };
 
 struct coh_target {

@@ -17,6 +17,9 @@ struct coh_migration {
 	coh_target *dst;
 	unsigned flags;
 	pthread_t thread;
+	/* native: the owning backend's own asynchronous migration */
+	const struct coh_backend_ops *native;
+	void *token;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool done;
@@ -51,18 +54,22 @@ static int migrate_prepare(coh_context *ctx, void *addr, size_t len, coh_target 
 	return 0;
 }
 
+static void migrate_landed(struct coh_rec *r, coh_target *dst)
+{
+	coh_context *ctx = dst->ctx;
+	pthread_rwlock_wrlock(&ctx->amap.lock);
+	r->pub.home = dst;
+	r->pub.placed = 1;
+	pthread_rwlock_unlock(&ctx->amap.lock);
+}
+
 static int migrate_run(struct coh_rec *r, void *addr, size_t len, coh_target *dst, unsigned flags)
 {
 	/* The backend that owns the memory moves it, whatever the destination. */
 	const struct coh_backend_ops *ops = r->pub.target->slot->ops;
 	int e = ops->migrate(dst, &r->pub, addr, len, flags);
-	if (e == 0) {
-		coh_context *ctx = dst->ctx;
-		pthread_rwlock_wrlock(&ctx->amap.lock);
-		r->pub.home = dst;
-		r->pub.placed = 1;
-		pthread_rwlock_unlock(&ctx->amap.lock);
-	}
+	if (e == 0)
+		migrate_landed(r, dst);
 	return e;
 }
 
@@ -117,6 +124,20 @@ int coh_migrate_async(coh_context *ctx, void *addr, size_t len, coh_target *dst,
 	m->dst = dst;
 	m->flags = flags;
 	pthread_mutex_init(&m->lock, NULL);
+	const struct coh_backend_ops *ops = r->pub.target->slot->ops;
+	if (ops->migrate_start) {
+		e = ops->migrate_start(dst, &r->pub, addr, len, flags, &m->token);
+		if (e) {
+			pthread_mutex_destroy(&m->lock);
+			coh_rec_put(r);
+			coh_context_unref(ctx);
+			free(m);
+			return e;
+		}
+		m->native = ops;
+		*out = m;
+		return 0;
+	}
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -135,10 +156,37 @@ int coh_migrate_async(coh_context *ctx, void *addr, size_t len, coh_target *dst,
 	return 0;
 }
 
+/* Native migrations: asks the backend; the first completion records the placement. */
+static int native_poll(coh_migration *m, int timeout_ms)
+{
+	pthread_mutex_lock(&m->lock);
+	if (m->done) {
+		int e = m->result;
+		pthread_mutex_unlock(&m->lock);
+		return e;
+	}
+	pthread_mutex_unlock(&m->lock);
+	int e = m->native->migrate_poll(m->token, timeout_ms);
+	if (e == -EINPROGRESS || e == -ETIMEDOUT)
+		return e;
+	pthread_mutex_lock(&m->lock);
+	if (!m->done) {
+		m->done = true;
+		m->result = e;
+		if (e == 0)
+			migrate_landed(m->rec, m->dst);
+	}
+	e = m->result;
+	pthread_mutex_unlock(&m->lock);
+	return e;
+}
+
 int coh_migration_test(coh_migration *m)
 {
 	if (!m)
 		return -EINVAL;
+	if (m->native)
+		return native_poll(m, 0);
 	pthread_mutex_lock(&m->lock);
 	int e = m->done ? m->result : -EINPROGRESS;
 	pthread_mutex_unlock(&m->lock);
@@ -149,6 +197,8 @@ int coh_migration_wait(coh_migration *m, int timeout_ms)
 {
 	if (!m)
 		return -EINVAL;
+	if (m->native)
+		return native_poll(m, timeout_ms);
 	struct timespec until;
 	if (timeout_ms >= 0) {
 		clock_gettime(CLOCK_MONOTONIC, &until);
@@ -173,6 +223,15 @@ void coh_migration_free(coh_migration *m)
 {
 	if (!m)
 		return;
+	if (m->native) {
+		native_poll(m, -1);
+		m->native->migrate_done(m->token);
+		pthread_mutex_destroy(&m->lock);
+		coh_rec_put(m->rec);
+		coh_context_unref(m->ctx);
+		free(m);
+		return;
+	}
 	pthread_join(m->thread, NULL);
 	pthread_cond_destroy(&m->cond);
 	pthread_mutex_destroy(&m->lock);

@@ -23,17 +23,27 @@ struct verdict {
 	const char *why;
 };
 
-static struct verdict judge(const coh_context *ctx, const struct coh_vma *vma, int kind, coh_target *t)
+static struct verdict judge(const coh_context *ctx, const struct coh_vma *vma, int kind, int node, coh_target *t)
 {
 	bool movable = t && t->d.zone_movable;
 	if (!vma || kind == COH_MEM_UNMAPPED)
 		return (struct verdict){ COH_PIN_NEVER, COH_PIN_NEVER, "no mapping: a pin fails with EFAULT" };
+	if (kind == COH_MEM_VENDOR_MANAGED) {
+		/* Measured on an H200 (driver 580, Linux 6.18): O_DIRECT into managed
+		 * memory works (GUP faults GPU-resident pages to the host through
+		 * the driver, then pins them); io_uring's long-term pin and
+		 * cuMemHostRegister refuse it. */
+		if (node >= 0)
+			return (struct verdict){ COH_PIN_IN_PLACE, COH_PIN_NEVER,
+						 "driver-managed memory on the host: short pins work in place, "
+						 "long-term pins and host registration are refused" };
+		return (struct verdict){ COH_PIN_AFTER_MIGRATE, COH_PIN_NEVER,
+					 "driver-managed memory off the host: a short pin faults it to the host first; "
+					 "long-term pins and host registration are refused" };
+	}
 	if (!vma->read && !vma->write)
 		return (struct verdict){ COH_PIN_NEVER, COH_PIN_NEVER, "PROT_NONE mapping: GUP refuses it" };
 	switch (kind) {
-	case COH_MEM_VENDOR_MANAGED:
-		return (struct verdict){ COH_PIN_NEVER, COH_PIN_NEVER,
-					 "driver-managed mapping: GUP and host registration refuse it" };
 	case COH_MEM_DEVICE_PRIVATE:
 		return (struct verdict){ COH_PIN_AFTER_MIGRATE, COH_PIN_AFTER_MIGRATE,
 					 "device-private: any pin faults the page back to system memory" };
@@ -90,7 +100,7 @@ struct pin_out {
 static bool pin_piece(void *arg, uintptr_t a, size_t len, const struct coh_extent *x, const struct coh_vma *m)
 {
 	struct pin_out *o = arg;
-	struct verdict v = judge(o->h.ctx, m, x->kind, x->target);
+	struct verdict v = judge(o->h.ctx, m, x->kind, x->node, x->target);
 	if (o->h.n > 0) {
 		struct coh_pin_extent *p = &o->out[o->h.n - 1];
 		if (p->start + p->length == a && p->kind == x->kind && p->node == x->node && p->short_term == v.s &&

@@ -567,7 +567,87 @@ out:
 	return e;
 }
 
-void coh_query_refine(coh_context *ctx, struct coh_extent *ext, int n)
+static bool any_resolver(const coh_context *ctx)
+{
+	for (int i = 0; i < ctx->nslots; i++)
+		if (ctx->slots[i].ops->query_resolve)
+			return true;
+	return false;
+}
+
+/* The record at c with a reference, or NULL and the start of the next one
+ * (0 when none). */
+static struct coh_rec *rec_at(coh_context *ctx, uintptr_t c, uintptr_t *next)
+{
+	pthread_rwlock_rdlock(&ctx->amap.lock);
+	struct coh_rec *r = coh_amap_find(&ctx->amap, c);
+	if (r)
+		atomic_fetch_add(&r->refs, 1);
+	else if (!coh_amap_next_start(&ctx->amap, c, next))
+		*next = 0;
+	pthread_rwlock_unlock(&ctx->amap.lock);
+	return r;
+}
+
+/* Backends that resolve residency themselves replace the pieces of extents
+ * inside their records; the result is merged again like the engine's. */
+static int resolve_pass(coh_context *ctx, struct coh_extent *ext, int n, size_t max)
+{
+	struct coh_extent *out = malloc(max * sizeof(*out));
+	if (!out)
+		return n;   /* keep the kernel's view */
+	size_t m = 0;
+	bool cut = false;
+	for (int i = 0; i < n && !cut; i++) {
+		uintptr_t c = ext[i].start, end = ext[i].start + ext[i].length;
+		while (c < end && !cut) {
+			if (m == max) {
+				cut = true;
+				break;
+			}
+			struct coh_extent piece = ext[i];
+			uintptr_t next = 0;
+			struct coh_rec *r = rec_at(ctx, c, &next);
+			uintptr_t pe = end;
+			if (r && r->pub.start + r->pub.length < end)
+				pe = r->pub.start + r->pub.length;
+			else if (!r && next > c && next < end)
+				pe = next;
+			piece.start = c;
+			piece.length = pe - c;
+			const struct coh_backend_ops *ops = r ? r->pub.target->slot->ops : NULL;
+			int k = ops && ops->query_resolve ? ops->query_resolve(&r->pub, &piece, out + m, max - m) : 0;
+			if (k > 0) {
+				uintptr_t covered = out[m + k - 1].start + out[m + k - 1].length;
+				m += (size_t)k;
+				if (covered < pe)
+					cut = true;   /* out of room: the caller's cursor goes on from here */
+			} else {
+				out[m++] = piece;
+			}
+			coh_rec_put(r);
+			c = pe;
+		}
+	}
+	/* merge neighbours the cuts separated */
+	size_t w = 0;
+	for (size_t i = 0; i < m; i++) {
+		if (w > 0) {
+			struct coh_extent *p = &out[w - 1];
+			if (p->start + p->length == out[i].start && p->kind == out[i].kind && p->node == out[i].node &&
+			    p->target == out[i].target) {
+				p->length += out[i].length;
+				continue;
+			}
+		}
+		out[w++] = out[i];
+	}
+	memcpy(ext, out, w * sizeof(*out));
+	free(out);
+	return (int)w;
+}
+
+int coh_query_refine(coh_context *ctx, struct coh_extent *ext, int n, size_t max)
 {
 	for (int i = 0; i < n; i++) {
 		struct coh_rec *r;
@@ -578,6 +658,7 @@ void coh_query_refine(coh_context *ctx, struct coh_extent *ext, int n)
 			ops->query_refine(&r->pub, &ext[i], 1);
 		coh_rec_put(r);
 	}
+	return n > 0 && any_resolver(ctx) ? resolve_pass(ctx, ext, n, max) : n;
 }
 
 int coh_query_args(const coh_context *ctx, const void *addr, size_t len, const void *out, size_t max,
@@ -612,7 +693,7 @@ int coh_query_own(coh_context *ctx, uintptr_t start, uintptr_t end, size_t max, 
 		free(ext);
 		return n;
 	}
-	coh_query_refine(ctx, ext, n);
+	n = coh_query_refine(ctx, ext, n, max);
 	*out = ext;
 	return n;
 }
@@ -630,7 +711,7 @@ int coh_query_pid(coh_context *ctx, pid_t pid, const void *addr, size_t len, str
 		pid = 0;
 	int n = coh_query_engine(ctx, pid, start, end, ext, max);
 	if (n > 0 && pid == 0)
-		coh_query_refine(ctx, ext, n);
+		n = coh_query_refine(ctx, ext, n, max);
 	return n;
 }
 
@@ -655,4 +736,32 @@ const char *coh_mem_kind_name(int kind)
 	case COH_MEM_UNMAPPED: return "unmapped";
 	default: return NULL;
 	}
+}
+
+int coh_pagemap_present(const coh_context *ctx, uintptr_t start, size_t npages, uint8_t *present)
+{
+	int fd = coh_fs_open(ctx, "/proc/self/pagemap", O_RDONLY);
+	if (fd < 0)
+		return fd;
+	uint64_t buf[4096];
+	size_t ps = ctx->page_size;
+	int e = 0;
+	for (size_t done = 0; done < npages && !e;) {
+		size_t c = npages - done < 4096 ? npages - done : 4096;
+		ssize_t got = coh_sys_pread(fd, buf, c * 8, (off_t)((start / ps + done) * 8));
+		if (got < 0) {
+			e = (int)got;
+			break;
+		}
+		if (got == 0) {
+			e = -EIO;
+			break;
+		}
+		size_t k = (size_t)got / 8;
+		for (size_t i = 0; i < k; i++)
+			present[done + i] = (buf[i] & PM_PRESENT) != 0;
+		done += k;
+	}
+	close(fd);
+	return e;
 }

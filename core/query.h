@@ -68,7 +68,11 @@ int coh_query_args(const coh_context *ctx, const void *addr, size_t len, const v
 /* Residency of the caller's [start, end) into a fresh buffer of at most max
  * (capped) extents, refined by the owning backends: count, or -errno. */
 int coh_query_own(coh_context *ctx, uintptr_t start, uintptr_t end, size_t max, struct coh_extent **out);
-void coh_query_refine(coh_context *ctx, struct coh_extent *ext, int n);
+/* Backends refine (and may split) the extents of their records: new count. */
+int coh_query_refine(coh_context *ctx, struct coh_extent *ext, int n, size_t max);
+/* Presence of each page of the caller's [start, start + npages pages) from
+ * /proc/self/pagemap: present[i] = 1 when a page is mapped there.  0 or -errno. */
+int coh_pagemap_present(const coh_context *ctx, uintptr_t start, size_t npages, uint8_t *present);
 int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		     struct coh_extent *ext, size_t max);
 
