@@ -99,6 +99,8 @@ struct nv_backend {
 	pthread_rwlock_t calls;
 	struct nv_aligned *al;
 	size_t nal, capal;
+	uintptr_t *adopted;       /* starts of adopted ranges that are managed memory */
+	size_t nadopted, capadopted;
 	/* fork staging */
 	struct nv_stage *stage;
 	size_t nstage, capstage;
@@ -244,12 +246,21 @@ static int add_gpu(coh_context *ctx, struct nv_backend *nb, int ordinal)
 	desc.kind = COH_KIND_VENDOR_MANAGED;
 	snprintf(desc.name, sizeof(desc.name), "nvidia:gpu%d", ordinal);
 	snprintf(desc.vendor, sizeof(desc.vendor), "NVIDIA");
-	char name[96] = "";
+	char name[96] = "", uuid[48] = "";
 	nb->cu.device_name(name, sizeof(name), d);
+	CUuuid u;
+	if (nb->cu.device_uuid && nb->cu.device_uuid(&u, d) == CUDA_SUCCESS) {
+		/* the form nvidia-smi prints: GPU-8-4-4-4-12 hex digits */
+		char *o = uuid + sprintf(uuid, ", GPU-");
+		for (int i = 0; i < 16; i++)
+			o += sprintf(o, "%s%02x", i == 4 || i == 6 || i == 8 || i == 10 ? "-" : "", u.bytes[i]);
+	}
 	const char *model = !g->pageable ? "managed memory" : g->host_pt ? "managed + ATS" : "managed + HMM";
-	snprintf(desc.model, sizeof(desc.model), "%s (%s%s, sm_%d%d)", name, model,
-		 g->concurrent ? "" : ", no concurrent access", attr(nb, d, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR),
-		 attr(nb, d, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR));
+	char full[256];
+	snprintf(full, sizeof(full), "%s (%s%s, sm_%d%d%s)", name, model, g->concurrent ? "" : ", no concurrent access",
+		 attr(nb, d, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) & 0xff,
+		 attr(nb, d, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR) & 0xff, uuid);
+	snprintf(desc.model, sizeof(desc.model), "%.*s", (int)sizeof(desc.model) - 1, full);
 	int dom = attr(nb, d, CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID), bus = attr(nb, d, CU_DEVICE_ATTRIBUTE_PCI_BUS_ID),
 	    dev = attr(nb, d, CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID);
 	if (dom >= 0 && bus >= 0 && dev >= 0)
@@ -259,20 +270,11 @@ static int add_gpu(coh_context *ctx, struct nv_backend *nb, int ordinal)
 	size_t total = 0;
 	nb->cu.device_total_mem(&total, d);
 	desc.total_bytes = total;
-	desc.caps = COH_CAP_ALLOC | COH_CAP_MIGRATE | COH_CAP_MIGRATE_ASYNC | COH_CAP_ADVISE | COH_CAP_QUERY |
+	/* adopt: the application's managed memory anywhere, ordinary memory with HMM/ATS */
+	desc.caps = COH_CAP_ALLOC | COH_CAP_ADOPT | COH_CAP_MIGRATE | COH_CAP_MIGRATE_ASYNC | COH_CAP_ADVISE | COH_CAP_QUERY |
 		    COH_CAP_PIN_QUERY | COH_CAP_FORK_COPY | COH_CAP_FORK_EXCLUDE | COH_CAP_FORK_ZERO |
 		    COH_CAP_FORK_KERNEL;
-	if (g->pageable)
-		desc.caps |= COH_CAP_ADOPT;   /* the GPU reaches ordinary memory: work on it in place */
 	desc.priv = g;
-	if (nb->cu.device_uuid) {
-		CUuuid u;
-		if (nb->cu.device_uuid(&u, d) == CUDA_SUCCESS)
-			coh_info(ctx, "nvidia: GPU %d %s UUID GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-				 "%02x%02x%02x%02x%02x%02x", ordinal, name, u.bytes[0], u.bytes[1], u.bytes[2],
-				 u.bytes[3], u.bytes[4], u.bytes[5], u.bytes[6], u.bytes[7], u.bytes[8], u.bytes[9],
-				 u.bytes[10], u.bytes[11], u.bytes[12], u.bytes[13], u.bytes[14], u.bytes[15]);
-	}
 	int e = coh_target_add(ctx, &desc);
 	if (e) {
 		free(g);
@@ -359,6 +361,7 @@ static void nv_fini(coh_context *ctx, void *priv)
 	staging_drop(nb);
 	free(nb->stage);
 	free(nb->al);
+	free(nb->adopted);
 	pthread_rwlock_destroy(&nb->calls);
 	pthread_mutex_destroy(&nb->lock);
 	free(nb);   /* the driver library stays loaded (see the top of this file) */
@@ -593,25 +596,73 @@ static int nv_free(coh_target *t, void *ptr, size_t size)
 	return e;
 }
 
-/* Pageable memory access: the GPU works on ordinary private memory in place. */
+/* Is addr CUDA managed memory?  (The caller is inside the driver.) */
+static bool managed_at(struct nv_backend *nb, uintptr_t addr)
+{
+	unsigned int v = 0;
+	return nb->cu.pointer_attribute(&v, CU_POINTER_ATTRIBUTE_IS_MANAGED, addr) == CUDA_SUCCESS && v == 1;
+}
+
+/* Managed memory: allocated here, or the application's own that it adopted. */
+static bool rec_managed(struct nv_backend *nb, const struct coh_alloc_rec *rec)
+{
+	if (!rec->adopted)
+		return true;
+	bool m = false;
+	pthread_mutex_lock(&nb->lock);
+	for (size_t i = 0; i < nb->nadopted && !m; i++)
+		m = nb->adopted[i] == rec->start;
+	pthread_mutex_unlock(&nb->lock);
+	return m;
+}
+
+/* Adopt: the application's own managed memory (cudaMallocManaged, recognised
+ * by the pointer attribute IS_MANAGED; MEMORY_TYPE says "device" for it), on
+ * any GPU; ordinary private memory only where the GPU has pageable memory
+ * access (HMM/ATS) and works on it in place. */
 static int nv_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
 {
 	(void)flags;
 	struct nv_backend *nb = nb_of(t);
+	int e = nv_enter(nb, gpu_of(t));
+	if (e)
+		return e;
+	bool managed = managed_at(nb, (uintptr_t)addr) && managed_at(nb, (uintptr_t)addr + len - 1);
+	nv_leave(nb);
+	if (managed) {
+		pthread_mutex_lock(&nb->lock);
+		if (nb->nadopted == nb->capadopted) {
+			size_t cap = nb->capadopted ? nb->capadopted * 2 : 8;
+			uintptr_t *na = realloc(nb->adopted, cap * sizeof(*na));
+			if (!na) {
+				pthread_mutex_unlock(&nb->lock);
+				return -ENOMEM;
+			}
+			nb->adopted = na;
+			nb->capadopted = cap;
+		}
+		nb->adopted[nb->nadopted++] = (uintptr_t)addr;
+		pthread_mutex_unlock(&nb->lock);
+		return 0;
+	}
 	if (!gpu_of(t)->pageable) {
-		coh_warn(nb->ctx, "nvidia: %s has no pageable memory access (no HMM/ATS): only its managed memory "
-			 "can be used", coh_target_name(t));
+		coh_warn(nb->ctx, "nvidia: %s has no pageable memory access (no HMM/ATS): only managed memory can be "
+			 "adopted", coh_target_name(t));
 		return -EOPNOTSUPP;
 	}
-	if (in_child(nb))
-		return -ECHILD;
 	return coh_range_anon_private(coh_target_context(t), addr, len);
 }
 
 static int nv_release(coh_target *t, const struct coh_alloc_rec *rec)
 {
-	(void)t;
-	(void)rec;
+	struct nv_backend *nb = nb_of(t);
+	pthread_mutex_lock(&nb->lock);
+	for (size_t i = 0; i < nb->nadopted; i++)
+		if (nb->adopted[i] == rec->start) {
+			nb->adopted[i] = nb->adopted[--nb->nadopted];
+			break;
+		}
+	pthread_mutex_unlock(&nb->lock);
 	return 0;   /* the memory stays where it is, with the caller */
 }
 
@@ -629,7 +680,7 @@ struct nv_token {
 static CUresult prefer(struct nv_backend *nb, const struct coh_alloc_rec *rec, coh_target *dst, uintptr_t addr,
 		       size_t len, CUmemLocation loc)
 {
-	if (!nb->prefer || rec->home == dst || rec->adopted)
+	if (!nb->prefer || rec->home == dst || !rec_managed(nb, rec))
 		return CUDA_SUCCESS;
 	return advise(nb, addr, len, CU_MEM_ADVISE_SET_PREFERRED_LOCATION, loc);
 }
@@ -860,7 +911,7 @@ static int nv_query_resolve(const struct coh_alloc_rec *rec, const struct coh_ex
 {
 	struct nv_backend *nb = nb_of(rec->target);
 	coh_context *ctx = nb->ctx;
-	if (rec->adopted) {
+	if (!rec_managed(nb, rec)) {
 		/* pageable memory: the kernel's view holds; device-private pages are on the GPU */
 		out[0] = *in;
 		if (in->kind == COH_MEM_DEVICE_PRIVATE || in->kind == COH_MEM_DEVICE_COHERENT)
@@ -905,7 +956,7 @@ static int nv_query_resolve(const struct coh_alloc_rec *rec, const struct coh_ex
 
 static int nv_fork_policy(const struct coh_alloc_rec *rec, int policy)
 {
-	if (rec->adopted)
+	if (!rec_managed(nb_of(rec->target), rec))
 		return 1;   /* ordinary private memory: the kernel's controls */
 	/* managed memory: the fork hooks act on the policy at fork time */
 	return policy == COH_FORK_SHARE ? -EOPNOTSUPP : 0;
@@ -913,7 +964,7 @@ static int nv_fork_policy(const struct coh_alloc_rec *rec, int policy)
 
 static int nv_fork_view(const struct coh_alloc_rec *rec, int *view, int *keeps, const char **why)
 {
-	if (rec->adopted)
+	if (!rec_managed(nb_of(rec->target), rec))
 		return 1;
 	*keeps = 1;
 	switch (rec->fork_policy) {
@@ -939,7 +990,7 @@ static int nv_fork_view(const struct coh_alloc_rec *rec, int *view, int *keeps, 
 static int stage_collect(const struct coh_alloc_rec *rec, void *arg)
 {
 	struct nv_backend *nb = arg;
-	if (rec->adopted || rec->fork_policy == COH_FORK_KERNEL || rec->fork_policy == COH_FORK_SHARE)
+	if (!rec_managed(nb, rec) || rec->fork_policy == COH_FORK_KERNEL || rec->fork_policy == COH_FORK_SHARE)
 		return 0;
 	if (nb->nstage == nb->capstage) {
 		size_t cap = nb->capstage ? nb->capstage * 2 : 8;

@@ -59,11 +59,15 @@ say "conformance on the GPU"
 COH_BACKENDS=nvidia,host timeout 60 $b/tests/conformance/coh-conformance 2>&1 | tee "$out/conformance.txt" | grep -vE "^ *PASS" | tail -40
 grep -E "passed" "$out/conformance.txt"
 
+say "the application's managed memory, adopted"
+timeout 60 $b/tests/nvidia/nvidia_adopt 2>&1 | tee "$out/adopt.txt"
+
 say "benchmark"
 timeout 240 $b/bench/coh-bench --markdown nvidia 2>&1 | tee "$out/bench.md"
 
 say "summary"
 echo "card: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1), kernel $(uname -r), $(date -u +%F)"
 grep -E "passed|failed" "$out/conformance.txt" | tail -3
+tail -1 "$out/adopt.txt"
 grep -E "^\| nvidia" "$out/bench.md" || echo "no benchmark rows"
 dmesg 2>/dev/null | grep -iE "nvidia|uvm|segfault" | tail -5

@@ -9,6 +9,7 @@
  * environment before its first context.
  */
 #include <dlfcn.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,8 @@
 #include <unistd.h>
 
 #include "common.h"
+
+typedef int CUresult;
 
 static size_t ps;
 static void *dbl;   /* the double, for its control calls */
@@ -124,7 +127,8 @@ START_TEST(discovery)
 				COH_CAP_PIN_QUERY | COH_CAP_FORK_COPY | COH_CAP_FORK_EXCLUDE | COH_CAP_FORK_ZERO |
 				COH_CAP_FORK_KERNEL;
 		ck_assert_uint_eq(caps & need, need);
-		ck_assert_uint_eq(caps & (COH_CAP_ADOPT | COH_CAP_FORK_SHARE), 0);   /* no HMM, no sharing */
+		ck_assert_uint_eq(caps & COH_CAP_FORK_SHARE, 0);   /* no child can use managed memory */
+		ck_assert(caps & COH_CAP_ADOPT);   /* managed memory of the application, even without HMM */
 	}
 	coh_context_unref(ctx);
 }
@@ -449,6 +453,51 @@ START_TEST(no_pageable_no_adopt)
 }
 END_TEST
 
+/* The application's own cudaMallocManaged memory, handed to libcoherent. */
+START_TEST(adopt_application_managed)
+{
+	coh_context *ctx = nv_ctx();
+	coh_target *g = gpu(ctx, 0), *h = coh_target_by_node(ctx, 0);
+	CUresult (*dev_get)(int *, int) = (CUresult(*)(int *, int))dlsym(dbl, "cuDeviceGet");
+	CUresult (*retain)(void **, int) = (CUresult(*)(void **, int))dlsym(dbl, "cuDevicePrimaryCtxRetain");
+	CUresult (*push)(void *) = (CUresult(*)(void *))dlsym(dbl, "cuCtxPushCurrent_v2");
+	CUresult (*alloc)(uint64_t *, size_t, unsigned) = (CUresult(*)(uint64_t *, size_t, unsigned))dlsym(
+		dbl, "cuMemAllocManaged");
+	CUresult (*mfree)(uint64_t) = (CUresult(*)(uint64_t))dlsym(dbl, "cuMemFree_v2");
+	ck_assert(dev_get && retain && push && alloc && mfree);
+	int dev;
+	void *cu;
+	ck_assert_int_eq(dev_get(&dev, 0), 0);
+	ck_assert_int_eq(retain(&cu, dev), 0);
+	ck_assert_int_eq(push(cu), 0);
+	size_t len = 32 * ps;
+	uint64_t dp = 0;
+	ck_assert_int_eq(alloc(&dp, len, 1), 0);
+	unsigned char *p = (unsigned char *)(uintptr_t)dp;
+	fill(p, len, 7);   /* on the host now */
+	ck_assert_int_eq(coh_adopt(g, p, len, 0), 0);
+	ck_assert(one_extent(ctx, p, len, COH_MEM_VENDOR_MANAGED, h));
+	ck_assert_int_eq(coh_migrate(ctx, p, len, g, 0), 0);
+	ck_assert(all_state(p, len, 0));
+	ck_assert(one_extent(ctx, p, len, COH_MEM_VENDOR_MANAGED, g));
+	struct coh_fork_extent fe[2];
+	ck_assert_int_eq(coh_fork_query(ctx, p, len, fe, 2), 1);
+	ck_assert_int_eq(fe[0].child_view, COH_CHILD_COPY);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(same(p, len, 7) ? 0 : 2);
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+	ck_assert(all_state(p, len, 0));   /* the parent's pages stayed on the GPU */
+	ck_assert_int_eq(coh_free(ctx, p), -EINVAL);   /* adopted: released, not freed */
+	ck_assert_int_eq(coh_release(ctx, p), 0);
+	ck_assert(same(p, len, 7));
+	ck_assert_int_eq(mfree(dp), 0);
+	coh_context_unref(ctx);
+}
+END_TEST
+
 START_TEST(unref_frees_everything)
 {
 	coh_context *ctx = nv_ctx();
@@ -487,6 +536,7 @@ int main(void)
 	tcase_add_test(tc, fork_copy_twice_reuses_staging);
 	tcase_add_test(tc, pageable_memory_adopt);
 	tcase_add_test(tc, no_pageable_no_adopt);
+	tcase_add_test(tc, adopt_application_managed);
 	tcase_add_test(tc, unref_frees_everything);
 	suite_add_tcase(s, tc);
 	return t_run(s);
