@@ -29,10 +29,12 @@ int bench_alloc(const struct bench_opts *o, struct bench_result *out, int max);
 int bench_lookup(const struct bench_opts *o, struct bench_result *out, int max);
 int bench_query(const struct bench_opts *o, struct bench_result *out, int max);
 int bench_fork(const struct bench_opts *o, struct bench_result *out, int max);
+/* Device-dax: sub-allocator and copy-and-remap migration; nothing without a device. */
+int bench_cxl(const struct bench_opts *o, struct bench_result *out, int max);
 /* Managed memory on the first NVIDIA GPU; nothing without one. */
 int bench_nvidia(const struct bench_opts *o, struct bench_result *out, int max);
 
-/* Runs the named suite ("alloc", "lookup", "query", "fork", "nvidia") or all (NULL). */
+/* Runs the named suite ("alloc", "lookup", "query", "fork", "cxl", "nvidia") or all (NULL). */
 int bench_run(const char *suite, const struct bench_opts *o, struct bench_result *out, int max);
 void bench_print(const struct bench_result *r, int n, bool markdown);
 

@@ -44,7 +44,7 @@ int bench_run(const char *suite, const struct bench_opts *o, struct bench_result
 		const char *name;
 		int (*fn)(const struct bench_opts *, struct bench_result *, int);
 	} suites[] = { { "alloc", bench_alloc }, { "lookup", bench_lookup }, { "query", bench_query },
-			{ "fork", bench_fork },
+			{ "fork", bench_fork }, { "cxl", bench_cxl },
 #ifdef COH_BENCH_NVIDIA
 			{ "nvidia", bench_nvidia },
 #endif

@@ -112,9 +112,13 @@ int coh_rec_foreach(coh_context *ctx, const struct coh_backend_ops *ops,
 		    int (*fn)(const struct coh_alloc_rec *rec, void *arg), void *arg);
 int coh_target_add(coh_context *ctx, const struct coh_target_desc *desc);
 /* During discover: one line on what the backend found or why it has no
- * targets (no driver, no device); coh_backend_status() reports it, and it is
- * logged at COH_LOG_INFO. */
+ * targets (no driver, no device); each call adds a line.  coh_backend_status()
+ * reports them, and each is logged at COH_LOG_INFO. */
 void coh_backend_note(coh_context *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* During discover: the memory of NUMA node `node` comes from a device this
+ * backend knows (CXL memory onlined as system RAM): replaces the vendor and
+ * model of the targets of that node, whichever backend made them.  Count. */
+int coh_target_describe_node(coh_context *ctx, int node, const char *vendor, const char *model);
 void *coh_target_priv(const coh_target *t);
 void *coh_target_backend_priv(const coh_target *t);
 int coh_backend_validate(const struct coh_backend_ops *ops);

@@ -202,6 +202,7 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 		if (ctx->nslots == (int)(sizeof(ctx->slots) / sizeof(ctx->slots[0])))
 			break;
 		struct coh_backend_slot *slot = &ctx->slots[ctx->nslots++];
+		slot->note[0] = '\0';
 		memset(&slot->table, 0, sizeof(slot->table));
 		memcpy(&slot->table, ops, ops->size);   /* validated: size <= sizeof */
 		slot->orig = ops;
@@ -280,11 +281,16 @@ void coh_backend_note(coh_context *ctx, const char *fmt, ...)
 	if (!ctx || ctx->nslots == 0)
 		return;
 	struct coh_backend_slot *slot = &ctx->slots[ctx->nslots - 1];   /* the one discovering */
+	char line[512];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(slot->note, sizeof(slot->note), fmt, ap);
+	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	coh_info(ctx, "backend %s: %s", slot->ops->name, slot->note);
+	size_t used = strlen(slot->note);
+	/* one line more; a line that does not fit whole is left out */
+	if (used + (used ? 1 : 0) + strlen(line) < sizeof(slot->note))
+		snprintf(slot->note + used, sizeof(slot->note) - used, "%s%s", used ? "\n" : "", line);
+	coh_info(ctx, "backend %s: %s", slot->ops->name, line);
 }
 
 int coh_backend_status(const coh_context *ctx, const char *backend, char *buf, size_t len)

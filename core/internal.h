@@ -86,7 +86,7 @@ struct coh_backend_slot {
 	const struct coh_backend_ops *orig;     /* the backend's own table */
 	struct coh_backend_ops table;
 	void *priv;
-	char note[192];           /* what discovery found, or why nothing (coh_backend_note) */
+	char note[2048];          /* what discovery found, or why nothing: lines (coh_backend_note) */
 };
 
 struct coh_target {
@@ -151,6 +151,7 @@ int coh_parse_list(const char *s, uint8_t *bits, int max);
 /* ---- sys.c: the thin syscall layer, each returns -errno ---- */
 int coh_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **out);
 int coh_sys_munmap(void *addr, size_t len);
+int coh_sys_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr, void **out);
 int coh_sys_madvise(void *addr, size_t len, int advice);
 int coh_sys_mbind(void *addr, size_t len, int mode, const unsigned long *nodemask,
 		  unsigned long maxnode, unsigned flags);

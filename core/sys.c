@@ -22,6 +22,15 @@ int coh_sys_munmap(void *addr, size_t len)
 	return munmap(addr, len) ? -errno : 0;
 }
 
+int coh_sys_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr, void **out)
+{
+	void *p = mremap(old, old_len, new_len, flags, new_addr);
+	if (p == MAP_FAILED)
+		return -errno;
+	*out = p;
+	return 0;
+}
+
 int coh_sys_madvise(void *addr, size_t len, int advice)
 {
 	return madvise(addr, len, advice) ? -errno : 0;

@@ -313,3 +313,17 @@ int coh_target_access(const coh_target *t, unsigned access_class, struct coh_acc
 	*out = a;
 	return 0;
 }
+
+int coh_target_describe_node(coh_context *ctx, int node, const char *vendor, const char *model)
+{
+	int n = 0;
+	for (int i = 0; node >= 0 && i < ctx->ntargets; i++) {
+		coh_target *t = ctx->targets[i];
+		if (t->d.numa_node != node)
+			continue;
+		snprintf(t->d.vendor, sizeof(t->d.vendor), "%s", vendor);
+		snprintf(t->d.model, sizeof(t->d.model), "%s", model);
+		n++;
+	}
+	return n;
+}

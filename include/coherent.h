@@ -99,8 +99,9 @@ COH_API int coh_context_is_replay(const coh_context *ctx);
  * Returns the length of the full string (like snprintf). */
 COH_API int coh_context_backends(const coh_context *ctx, char *buf, size_t len);
 /* One backend of the context: its number of targets (0 when it found none)
- * and, in buf, its own line on what it found or why it has nothing (no
- * driver library, no device); -ENOENT when the backend is not in the context. */
+ * and, in buf, its own lines (separated by '\n') on what it found or why it
+ * has nothing (no driver library, no device; the CXL devices, regions and dax
+ * devices it saw); -ENOENT when the backend is not in the context. */
 COH_API int coh_backend_status(const coh_context *ctx, const char *backend, char *buf, size_t len);
 
 /* ------------------------------------------------------------------ */

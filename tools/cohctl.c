@@ -33,7 +33,7 @@ static void usage(FILE *f)
 		   "  devices [--json]          memory targets and their capabilities\n"
 		   "  check [--json]            can this kernel/driver serve each backend, what is missing\n"
 		   "  query PID ADDR LEN [--json]  residency of a range of a process (PID 0: cohctl)\n"
-		   "  bench [--quick] [SUITE]   run the benchmark suites (alloc, lookup, query, fork, nvidia)\n"
+		   "  bench [--quick] [SUITE]   run the benchmark suites (alloc, lookup, query, fork, cxl, nvidia)\n"
 		   "  version\n");
 }
 
@@ -154,7 +154,7 @@ static int cmd_devices(int argc, char **argv)
 			printf("]}");
 		}
 		printf("\n  ],\n  \"backends\": [");
-		char names[256], note[192];
+		char names[256], note[2048];
 		coh_context_backends(ctx, names, sizeof(names));
 		int k = 0;
 		for (char *sv, *b = strtok_r(names, ",", &sv); b; b = strtok_r(NULL, ",", &sv)) {
@@ -189,8 +189,8 @@ static int cmd_devices(int argc, char **argv)
 				snprintf(node, sizeof(node), "%d", coh_target_numa_node(t));
 			printf("%-16s %-8s %-16s %5s %12s %12s %4s  %s\n", coh_target_name(t), coh_target_backend(t),
 			       coh_target_kind_name(coh_target_kind(t)), node, tb, fb, tier, caps);
-			if (coh_target_kind(t) == COH_KIND_VENDOR_MANAGED)
-				printf("%-16s %s\n", "", coh_target_model(t));
+			if (coh_target_kind(t) != COH_KIND_HOST_NODE)
+				printf("%-16s %s: %s\n", "", coh_target_vendor(t), coh_target_model(t));
 			if (coh_target_pci_address(t))
 				printf("%-16s pci %s %s\n", "", coh_target_pci_address(t),
 				       coh_target_pci_name(t) ? coh_target_pci_name(t) : "");
@@ -198,11 +198,14 @@ static int cmd_devices(int argc, char **argv)
 		if (coh_target_count(ctx) == 0)
 			printf("(no targets)\n");
 		/* backends with something to say: what they found, or why nothing */
-		char names[256], note[192];
+		char names[256], note[2048];
 		coh_context_backends(ctx, names, sizeof(names));
-		for (char *sv, *b = strtok_r(names, ",", &sv); b; b = strtok_r(NULL, ",", &sv))
-			if (coh_backend_status(ctx, b, note, sizeof(note)) >= 0 && note[0])
-				printf("backend %-8s %s\n", b, note);
+		for (char *sv, *b = strtok_r(names, ",", &sv); b; b = strtok_r(NULL, ",", &sv)) {
+			if (coh_backend_status(ctx, b, note, sizeof(note)) < 0 || !note[0])
+				continue;
+			for (char *lv, *l = strtok_r(note, "\n", &lv); l; l = strtok_r(NULL, "\n", &lv))
+				printf("backend %-8s %s\n", b, l);
+		}
 	}
 	coh_context_unref(ctx);
 	return 0;

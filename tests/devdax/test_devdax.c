@@ -18,20 +18,8 @@
 
 #include "coherent.h"
 #include "pinhelp.h"
+#include "tally.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                          \
-	do {                                      \
-		if (cond) {                       \
-			passed++;                 \
-		} else {                          \
-			failed++;                 \
-			printf("FAIL: ");         \
-			printf(__VA_ARGS__);      \
-			printf("\n");             \
-		}                                 \
-	} while (0)
 
 int main(void)
 {

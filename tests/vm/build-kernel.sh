@@ -6,7 +6,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-frag=$top/kernel/configs/test-vm.config
+frag=${COH_VM_FRAGMENT:-$top/kernel/configs/test-vm.config}
 cache=${COH_VM_CACHE:-${HOME:-/root}/.cache/libcoherent-vm}
 tarball=/usr/src/linux-source-6.1.tar.xz
 [[ -f $tarball ]] || { echo "build-kernel: $tarball missing (apt-get install linux-source-6.1)" >&2; exit 1; }
