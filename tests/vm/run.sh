@@ -26,7 +26,7 @@ kernel=$("$here/build-kernel.sh")
 static=$build/vm-static
 echo "vm: building the test programs statically in $static" >&2
 cmake -S "$here/../.." -B "$static" -DCOH_STATIC_PROGRAMS=ON -DCOH_WITH_LIBPCI=OFF -DCOH_BUILD_EXAMPLES=OFF \
-      -DCOH_BACKEND_HOST=ON -DCOH_BACKEND_HMMTEST=ON -DCOH_BACKEND_CXL=ON -DCOH_BACKEND_NVIDIA=OFF \
+      -DCOH_BACKEND_HOST=ON -DCOH_BACKEND_HMMTEST=ON -DCOH_BACKEND_CXL=ON -DCOH_BACKEND_NVIDIA=OFF -DCOH_BACKEND_AMD=OFF \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$static" -j"$(nproc)" --target cohctl coh-conformance test_host test_pin test_badinput \
       test_amap test_core test_devdax test_cxl_alloc test_hmm_residency test_seed_fork coh-bench >"$work/static-build.log" 2>&1 || {
