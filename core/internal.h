@@ -172,5 +172,7 @@ int coh_pci_name(const coh_context *ctx, const char *address, char *buf, size_t 
 void coh_fork_register(coh_context *ctx);
 void coh_fork_unregister(coh_context *ctx);
 int coh_fork_apply(coh_context *ctx, struct coh_rec *r, int policy);
+/* The copy a fork prepare hook takes of memory other threads may be writing. */
+void coh_fork_snapshot(void *dst, const void *src, size_t len);
 
 #endif

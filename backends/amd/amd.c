@@ -480,8 +480,13 @@ static int amd_alloc(coh_target *t, size_t size, size_t align, unsigned flags, v
 
 static int amd_free(coh_target *t, void *ptr, size_t size)
 {
-	(void)t;
-	return coh_sys_munmap(ptr, size);   /* KFD drops the SVM range with the mapping */
+	struct amd_backend *ab = ab_of(t);
+	/* under the lock: the fork hook copies ranges it found and must not see them go */
+	bool locked = amd_enter(ab) == 0;
+	int e = coh_sys_munmap(ptr, size);   /* KFD drops the SVM range with the mapping */
+	if (locked)
+		amd_leave(ab);
+	return e;
 }
 
 static int amd_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
@@ -505,6 +510,27 @@ static int amd_release(coh_target *t, const struct coh_alloc_rec *rec)
 	return 0;   /* the attributes stay with the memory until it is unmapped; the caller keeps it */
 }
 
+/* KFD migrates what it can and says nothing of pages it could not move
+ * (pinned ones): the kernel's page view decides whether all are there. */
+static int all_on_device(struct amd_backend *ab, uintptr_t a, size_t len)
+{
+	for (uintptr_t cur = a, end = a + len; cur < end;) {
+		struct coh_extent *x;
+		int n = coh_query_own(ab->ctx, cur, end, 256, &x);
+		if (n <= 0)
+			return n < 0 ? n : -EIO;
+		int e = 0;
+		for (int i = 0; i < n && !e; i++)
+			if (x[i].kind != COH_MEM_DEVICE_PRIVATE && x[i].kind != COH_MEM_DEVICE_COHERENT)
+				e = -EBUSY;   /* stayed in system memory */
+		cur = x[n - 1].start + x[n - 1].length;
+		free(x);
+		if (e)
+			return e;
+	}
+	return 0;
+}
+
 static int amd_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *addr, size_t len, unsigned flags)
 {
 	(void)flags;
@@ -518,7 +544,7 @@ static int amd_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *a
 			e = to_gpu(ab, g, (uintptr_t)addr, len, false);
 			amd_leave(ab);
 		}
-		return e;
+		return e ? e : g->mem == AMD_UNIFIED ? 0 : all_on_device(ab, (uintptr_t)addr, len);
 	}
 	int node = coh_target_numa_node(dst);
 	if (node < 0 || node >= 1024)
@@ -663,7 +689,7 @@ static void amd_atfork_prepare(coh_context *ctx, void *priv)
 			s->len = 0;   /* the kernel's way for this one */
 			continue;
 		}
-		memcpy(copy, (void *)s->start, s->len);
+		coh_fork_snapshot(copy, (void *)s->start, s->len);
 		svm_set1(ab, s->start, s->len, KFD_IOCTL_SVM_ATTR_PREFETCH_LOC, s->gpu_id);
 		if (coh_sys_madvise((void *)s->start, s->len, MADV_DONTFORK)) {
 			coh_sys_munmap(copy, s->len);

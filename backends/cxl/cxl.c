@@ -751,7 +751,7 @@ static int stage_one(const struct coh_alloc_rec *rec, void *arg)
 	if (rec->fork_policy == COH_FORK_COPY) {
 		if (coh_sys_mmap(NULL, rec->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &copy))
 			return 0;
-		memcpy(copy, (void *)rec->start, rec->length);
+		coh_fork_snapshot(copy, (void *)rec->start, rec->length);
 	}
 	cb->stage[cb->nstage++] = (struct staged){ rec->start, rec->length, copy };
 	return 0;

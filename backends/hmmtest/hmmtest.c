@@ -339,7 +339,7 @@ static int stage_one(const struct coh_alloc_rec *rec, void *arg)
 	int e = 0;
 	if (!is_private(ht->minor)) {
 		/* the CPU reads device-coherent memory in place */
-		memcpy(copy, (void *)rec->start, rec->length);
+		coh_fork_snapshot(copy, (void *)rec->start, rec->length);
 	} else {
 		/* The CPU cannot read device-private memory without faulting it back,
 		 * and the driver's READ of device-private pages is not safe in 6.1

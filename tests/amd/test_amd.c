@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The amd backend end to end against the /dev/kfd emulator (tests/kfdemu,
+ * LD_PRELOADed with KFDEMU_ROOT naming a topology tree): discovery through
+ * the live path (/dev/kfd, version, XNACK, ACQUIRE_VM), allocation in VRAM,
+ * migration both ways with the data intact, residency named after the GPU,
+ * SVM attributes as KFD holds them, the driver's failures reaching the
+ * caller with nothing changed, and fork (COPY keeps the parent's placement;
+ * the child answers -ECHILD and can open a context of its own).
+ * Each Check test runs in its own process.
+ */
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <linux/kfd_ioctl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+
+static size_t ps;
+static int (*k_loc)(const void *);
+static void (*k_fail)(unsigned, int, int);
+static int (*k_placement)(void);
+
+static coh_context *ctx_amd(void)
+{
+	k_loc = (int (*)(const void *))dlsym(RTLD_DEFAULT, "kfdemu_page_location");
+	k_fail = (void (*)(unsigned, int, int))dlsym(RTLD_DEFAULT, "kfdemu_fail");
+	k_placement = (int (*)(void))dlsym(RTLD_DEFAULT, "kfdemu_placement_supported");
+	ck_assert_msg(k_loc && k_fail && k_placement, "the kfd emulator is not preloaded");
+	coh_context *ctx;
+	struct coh_context_options o = { .size = sizeof(o), .backends = "amd,host", .log_level = -1 };
+	ck_assert_int_eq(coh_context_create(&o, &ctx), 0);
+	return ctx;
+}
+
+static coh_target *gpu1(coh_context *ctx)
+{
+	coh_target *t = coh_target_find(ctx, "amd:gpu1");
+	ck_assert_ptr_nonnull(t);
+	return t;
+}
+
+static uint32_t gpu_id(coh_target *t)
+{
+	const char *m = strstr(coh_target_model(t), "gpu_id ");
+	ck_assert_ptr_nonnull(m);
+	return (uint32_t)strtoul(m + 7, NULL, 10);
+}
+
+static void fill(unsigned char *p, size_t len, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = (unsigned char)(i * 5 + seed);
+}
+
+static bool same(const unsigned char *p, size_t len, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != (unsigned char)(i * 5 + seed))
+			return false;
+	return true;
+}
+
+static bool all_at(const void *p, size_t len, int loc)
+{
+	for (size_t o = 0; o < len; o += ps)
+		if (k_loc((const char *)p + o) != loc)
+			return false;
+	return true;
+}
+
+/* KFD's own view of one attribute, through an fd of our own (same KFD process). */
+static uint32_t kfd_get(const void *p, size_t len, uint32_t type, uint32_t value)
+{
+	int fd = open("/dev/kfd", O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	struct {
+		struct kfd_ioctl_svm_args h;
+		struct kfd_ioctl_svm_attribute a;
+	} args = { { (uintptr_t)p, len, KFD_IOCTL_SVM_OP_GET_ATTR, 1 }, { type, value } };
+	ck_assert_int_eq(ioctl(fd, AMDKFD_IOC_SVM + (8ul << _IOC_SIZESHIFT), &args), 0);
+	close(fd);
+	return type == KFD_IOCTL_SVM_ATTR_ACCESS ? args.a.type : args.a.value;
+}
+
+START_TEST(live_discovery)
+{
+	coh_context *ctx = ctx_amd();
+	coh_target *t = gpu1(ctx);
+	char note[2048];
+	ck_assert_int_eq(coh_backend_status(ctx, "amd", note, sizeof(note)), 1);
+	/* RDNA (the RX 7900 tree) has no XNACK: the process mode is off */
+	bool rdna = strstr(getenv("KFDEMU_ROOT"), "rx7900") != NULL;
+	ck_assert_msg(strstr(note, rdna ? "KFD 1.11, XNACK off, 1 GPU(s) with SVM" : "KFD 1.11, XNACK on, 1 GPU(s) with SVM"),
+		      "note: %s", note);
+	ck_assert_int_eq(coh_target_kind(t), COH_KIND_DEVICE_PRIVATE);
+	uint64_t total = 0, free_b = 0;
+	ck_assert_int_eq(coh_target_capacity(t, &total, &free_b), 0);
+	ck_assert_uint_eq(total, (rdna ? 24ull : 64ull) << 30);
+	ck_assert_uint_eq(free_b, total);   /* AVAILABLE_MEMORY */
+	ck_assert_uint_eq(coh_target_caps(t) & COH_CAP_ALLOC, COH_CAP_ALLOC);
+	coh_context_unref(ctx);
+}
+END_TEST
+
+START_TEST(alloc_migrate_query)
+{
+	coh_context *ctx = ctx_amd();
+	if (!k_placement()) {
+		fprintf(stderr, "test_amd: the emulator has no userfaultfd here: placement not checked\n");
+		coh_context_unref(ctx);
+		return;
+	}
+	coh_target *t = gpu1(ctx), *h = coh_target_by_node(ctx, 0);
+	uint32_t id = gpu_id(t);
+	size_t len = 64 * ps;
+	unsigned char *p;
+	ck_assert_int_eq(coh_alloc(t, len, 0, 0, (void **)&p), 0);
+	ck_assert(all_at(p, len, (int)id));   /* made in VRAM */
+	struct coh_extent x[8];
+	int n = coh_query(ctx, p, len, x, 8);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(x[0].kind, COH_MEM_DEVICE_PRIVATE);
+	ck_assert_ptr_eq(x[0].target, t);
+	ck_assert_uint_eq(kfd_get(p, len, KFD_IOCTL_SVM_ATTR_PREFERRED_LOC, 0), id);
+	ck_assert_uint_eq(kfd_get(p, len, KFD_IOCTL_SVM_ATTR_ACCESS, id), KFD_IOCTL_SVM_ATTR_ACCESS);
+	uint64_t total = 0, free_b = 0;
+	coh_target_capacity(t, &total, &free_b);
+	ck_assert_uint_le(free_b, total - len);   /* VRAM is taken (KFD rounds to its own blocks) */
+	fill(p, len, 1);   /* the CPU faults every page back */
+	ck_assert(all_at(p, len, 0));
+	ck_assert_int_eq(coh_migrate(ctx, p, len, t, 0), 0);
+	ck_assert(all_at(p, len, (int)id));
+	ck_assert_int_eq(coh_migrate(ctx, p, len, h, 0), 0);
+	ck_assert(all_at(p, len, 0));
+	ck_assert(same(p, len, 1));
+	n = coh_query(ctx, p, len, x, 8);
+	ck_assert(n == 1 && x[0].kind == COH_MEM_SYSTEM && x[0].target == h);
+	/* half back to the GPU, asynchronously */
+	coh_migration *m;
+	ck_assert_int_eq(coh_migrate_async(ctx, p, len / 2, t, 0, &m), 0);
+	ck_assert_int_eq(coh_migration_wait(m, -1), 0);
+	coh_migration_free(m);
+	n = coh_query(ctx, p, len, x, 8);
+	ck_assert_int_eq(n, 2);
+	ck_assert(x[0].kind == COH_MEM_DEVICE_PRIVATE && x[0].target == t && x[0].length == len / 2);
+	/* advice lands in KFD's attributes */
+	ck_assert_int_eq(coh_advise(ctx, p, len, COH_ADVISE_PREFERRED_LOCATION, h), 0);
+	ck_assert_uint_eq(kfd_get(p, len, KFD_IOCTL_SVM_ATTR_PREFERRED_LOC, 0), KFD_IOCTL_SVM_LOCATION_SYSMEM);
+	ck_assert_int_eq(coh_advise(ctx, p, len, COH_ADVISE_READ_MOSTLY, NULL), 0);
+	ck_assert_uint_eq(kfd_get(p, len, KFD_IOCTL_SVM_ATTR_SET_FLAGS, 0) & KFD_IOCTL_SVM_FLAG_GPU_READ_MOSTLY,
+			  KFD_IOCTL_SVM_FLAG_GPU_READ_MOSTLY);
+	ck_assert_int_eq(coh_advise(ctx, p, len, COH_ADVISE_UNSET_ACCESSED_BY, t), 0);
+	ck_assert_uint_eq(kfd_get(p, len, KFD_IOCTL_SVM_ATTR_ACCESS, id), KFD_IOCTL_SVM_ATTR_NO_ACCESS);
+	ck_assert_int_eq(coh_advise(ctx, p, len, COH_ADVISE_ACCESSED_BY, h), -EOPNOTSUPP);
+	ck_assert(same(p, len, 1));
+	ck_assert_int_eq(coh_free(ctx, p), 0);
+	coh_context_unref(ctx);
+}
+END_TEST
+
+START_TEST(failures_change_nothing)
+{
+	coh_context *ctx = ctx_amd();
+	coh_target *t = gpu1(ctx);
+	size_t len = 16 * ps;
+	unsigned char *p;
+	ck_assert_int_eq(coh_alloc(t, len, 0, 0, (void **)&p), 0);
+	fill(p, len, 2);
+	int before = k_loc(p);
+	k_fail(0x20, 1, ENOMEM);   /* the next SVM ioctl */
+	ck_assert_int_eq(coh_migrate(ctx, p, len, t, 0), -ENOMEM);
+	ck_assert_int_eq(k_loc(p), before);
+	ck_assert(same(p, len, 2));
+	int count = coh_alloc_count(ctx);
+	k_fail(0x20, 1, EINVAL);
+	void *q;
+	ck_assert_int_eq(coh_alloc(t, len, 0, 0, &q), -EINVAL);
+	ck_assert_int_eq(coh_alloc_count(ctx), count);
+	/* adopt: private anonymous memory only */
+	void *file = mmap(NULL, ps, PROT_READ, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_int_eq(coh_adopt(t, file, ps, 0), -EOPNOTSUPP);
+	munmap(file, ps);
+	unsigned char *own = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	fill(own, len, 3);
+	ck_assert_int_eq(coh_adopt(t, own, len, 0), 0);
+	ck_assert_int_eq(coh_migrate(ctx, own, len, t, 0), 0);
+	ck_assert(same(own, len, 3));
+	ck_assert_int_eq(coh_release(ctx, own), 0);
+	munmap(own, len);
+	ck_assert_int_eq(coh_free(ctx, p), 0);
+	coh_context_unref(ctx);
+}
+END_TEST
+
+START_TEST(fork_copy_keeps_placement)
+{
+	coh_context *ctx = ctx_amd();
+	coh_target *t = gpu1(ctx);
+	uint32_t id = gpu_id(t);
+	size_t len = 32 * ps;
+	unsigned char *p;
+	ck_assert_int_eq(coh_alloc(t, len, 0, COH_ALLOC_FORK(COH_FORK_COPY), (void **)&p), 0);
+	fill(p, len, 4);
+	ck_assert_int_eq(coh_migrate(ctx, p, len, t, 0), 0);
+	struct coh_fork_extent fe[2];
+	ck_assert_int_eq(coh_fork_query(ctx, p, len, fe, 2), 1);
+	ck_assert_int_eq(fe[0].child_view, COH_CHILD_COPY);
+	ck_assert_int_eq(fe[0].parent_keeps, 1);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (!same(p, len, 4))
+			_exit(2);
+		memset(p, 0, len);   /* private */
+		if (coh_migrate(ctx, p, len, t, 0) != -ECHILD)
+			_exit(3);
+		/* a context of its own opens /dev/kfd anew */
+		coh_context *c2;
+		struct coh_context_options o = { .size = sizeof(o), .backends = "amd", .log_level = -1 };
+		if (coh_context_create(&o, &c2))
+			_exit(4);
+		void *q;
+		coh_target *t2 = coh_target_find(c2, "amd:gpu1");
+		int e = t2 ? coh_alloc(t2, ps, 0, 0, &q) : -ENODEV;
+		if (e)
+			_exit(5);
+		coh_free(c2, q);
+		coh_context_unref(c2);
+		_exit(0);
+	}
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+	if (k_placement())
+		ck_assert(all_at(p, len, (int)id));   /* the parent's pages went back to the GPU */
+	ck_assert(same(p, len, 4));
+	ck_assert_int_eq(coh_free(ctx, p), 0);
+	coh_context_unref(ctx);
+}
+END_TEST
+
+/* KFDEMU_NO_SVM=1: a kernel without CONFIG_HSA_AMD_SVM (SET_XNACK_MODE and
+ * SVM answer EPERM, the capability bit is clear). */
+START_TEST(kernel_without_svm)
+{
+	coh_context *ctx = ctx_amd();
+	coh_target *t = gpu1(ctx);
+	char note[2048];
+	coh_backend_status(ctx, "amd", note, sizeof(note));
+	ck_assert_msg(strstr(note, "without SVM: the kernel lacks CONFIG_HSA_AMD_SVM"), "note: %s", note);
+	ck_assert_uint_eq(coh_target_caps(t), COH_CAP_QUERY | COH_CAP_PIN_QUERY);
+	ck_assert_msg(strstr(coh_target_model(t), "SVM no"), "model: %s", coh_target_model(t));
+	void *p;
+	ck_assert_int_eq(coh_alloc(t, 4096, 0, 0, &p), -EOPNOTSUPP);
+	coh_context_unref(ctx);
+}
+END_TEST
+
+int main(void)
+{
+	ps = (size_t)sysconf(_SC_PAGESIZE);
+	if (!getenv("KFDEMU_ROOT") || !dlsym(RTLD_DEFAULT, "kfdemu_active")) {
+		fprintf(stderr, "test_amd: run with the kfd emulator preloaded (tests/kfdemu): skipped\n");
+		return 77;
+	}
+	Suite *s = suite_create("amd");
+	TCase *tc = tcase_create("kfdemu");
+	tcase_set_timeout(tc, 120);
+	if (getenv("KFDEMU_NO_SVM")) {
+		tcase_add_test(tc, kernel_without_svm);
+		suite_add_tcase(s, tc);
+		return t_run(s);
+	}
+	tcase_add_test(tc, live_discovery);
+	tcase_add_test(tc, alloc_migrate_query);
+	tcase_add_test(tc, failures_change_nothing);
+	tcase_add_test(tc, fork_copy_keeps_placement);
+	suite_add_tcase(s, tc);
+	return t_run(s);
+}
