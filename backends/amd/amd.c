@@ -231,9 +231,49 @@ static int svm_set1(struct amd_backend *ab, uintptr_t start, size_t size, uint32
 	return svm(ab, KFD_IOCTL_SVM_OP_SET_ATTR, start, size, &a, 1);
 }
 
+/* KFD binds one render file per GPU to the process for good (ACQUIRE_VM with
+ * another open file answers EBUSY, even after the first fd was closed), so the
+ * render fds are the process's: shared by contexts and kept open. */
+static pthread_mutex_t render_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct render {
+	uint32_t gpu_id;
+	int fd, refs;
+	pid_t pid;
+} renders[AMD_MAX_GPUS];
+
+static int render_get(uint32_t gpu_id)
+{
+	int fd = -1;
+	pthread_mutex_lock(&render_lock);
+	for (int i = 0; i < AMD_MAX_GPUS; i++)
+		if (renders[i].refs && renders[i].gpu_id == gpu_id && renders[i].pid == getpid()) {
+			fd = renders[i].fd;
+			break;
+		}
+	pthread_mutex_unlock(&render_lock);
+	return fd;
+}
+
+static void render_keep(uint32_t gpu_id, int fd)
+{
+	pthread_mutex_lock(&render_lock);
+	for (int i = 0; i < AMD_MAX_GPUS; i++)
+		if (!renders[i].refs || renders[i].pid != getpid()) {   /* free, or a parent's slot */
+			renders[i] = (struct render){ gpu_id, fd, 1, getpid() };
+			break;
+		}
+	pthread_mutex_unlock(&render_lock);
+}
+
+
 /* The GPU's render node and ACQUIRE_VM: SVM ranges can name it afterwards. */
 static int acquire(coh_context *ctx, struct amd_backend *ab, struct amd_gpu *g)
 {
+	int shared = render_get(g->gpu_id);
+	if (shared >= 0) {
+		g->render_fd = shared;   /* bound already by another context of this process */
+		return 0;
+	}
 	char path[48];
 	snprintf(path, sizeof(path), "/dev/dri/renderD%d", g->render_minor);
 	int fd = coh_fs_open(ctx, path, O_RDWR);
@@ -264,6 +304,7 @@ static int acquire(coh_context *ctx, struct amd_backend *ab, struct amd_gpu *g)
 		return e;
 	}
 	g->render_fd = fd;
+	render_keep(g->gpu_id, fd);
 	return 0;
 }
 
@@ -291,6 +332,16 @@ static void kfd_open(coh_context *ctx, struct amd_backend *ab)
 		return;
 	}
 	ab->xnack = e ? -1 : x.xnack_enabled;
+	/* COH_AMD_XNACK=0/1 asks for a mode (before any queue exists, as KFD requires) */
+	const char *want = getenv("COH_AMD_XNACK");
+	if (want && (!strcmp(want, "0") || !strcmp(want, "1")) && atoi(want) != ab->xnack) {
+		x.xnack_enabled = atoi(want);
+		e = kfd_ioctl(ab, AMDKFD_IOC_SET_XNACK_MODE, &x);
+		if (e)
+			coh_backend_note(ctx, "XNACK %s refused: %s", atoi(want) ? "on" : "off", strerror(-e));
+		else
+			ab->xnack = x.xnack_enabled;
+	}
 	int usable = 0;
 	for (int i = 0; i < ab->ngpus; i++) {
 		struct amd_gpu *g = ab->gpus[i];
@@ -391,9 +442,7 @@ static void amd_fini(coh_context *ctx, void *priv)
 	(void)ctx;
 	struct amd_backend *ab = priv;
 	for (int i = 0; i < ab->ngpus; i++) {
-		if (ab->gpus[i]->render_fd >= 0)
-			close(ab->gpus[i]->render_fd);
-		free(ab->gpus[i]);
+		free(ab->gpus[i]);   /* its render fd stays with the process (see render_get) */
 	}
 	if (ab->kfd >= 0)
 		close(ab->kfd);

@@ -105,6 +105,14 @@ START_TEST(live_discovery)
 	ck_assert_uint_eq(free_b, total);   /* AVAILABLE_MEMORY */
 	ck_assert_uint_eq(coh_target_caps(t) & COH_CAP_ALLOC, COH_CAP_ALLOC);
 	coh_context_unref(ctx);
+	/* asking for an XNACK mode: RDNA cannot turn it on (EPERM), gfx90a can turn it off */
+	setenv("COH_AMD_XNACK", rdna ? "1" : "0", 1);
+	ctx = ctx_amd();
+	coh_backend_status(ctx, "amd", note, sizeof(note));
+	ck_assert_msg(strstr(note, rdna ? "XNACK on refused: Operation not permitted" : "XNACK off, 1 GPU(s) with SVM"),
+		      "note: %s", note);
+	coh_context_unref(ctx);
+	unsetenv("COH_AMD_XNACK");
 }
 END_TEST
 
