@@ -55,8 +55,10 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <linux/io_uring.h>
 #include <linux/kfd_ioctl.h>
 #include <linux/userfaultfd.h>
 
@@ -71,6 +73,9 @@ EXPORT long kfdemu_faultbacks(void);
 EXPORT void kfdemu_fail(unsigned nr, int nth, int err);
 EXPORT long kfdemu_calls(unsigned nr);
 EXPORT int kfdemu_last_svm_nattr(void);
+
+/* libc's generic system call entry: libcoherent asks move_pages through it. */
+EXPORT long syscall(long nr, ...);
 
 /* glibc's fortified entry points (declared by <bits/fcntl2.h> only under
  * _FORTIFY_SOURCE, which this file turns off). */
@@ -176,38 +181,55 @@ static void *(*real_mremap)(void *, size_t, size_t, int, ...);
 
 #define RESOLVE(name) real_##name = dlsym(RTLD_NEXT, #name)
 
-/* ---------- raw system calls (never intercepted) ---------- */
+/* ---------- raw system calls (never intercepted) ----------
+ *
+ * The library exports syscall() itself (for move_pages, below), so its own
+ * raw calls go to the next definition, libc's, through this pointer. */
+
+static long (*_Atomic real_syscall)(long, ...);
+
+static long (*get_syscall(void))(long, ...)
+{
+	long (*f)(long, ...) = atomic_load_explicit(&real_syscall, memory_order_relaxed);
+	if (!f) {
+		f = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
+		atomic_store_explicit(&real_syscall, f, memory_order_relaxed);
+	}
+	return f;
+}
+
+#define rsys(...) (get_syscall()(__VA_ARGS__))
 
 static int r_openat(int dfd, const char *path, int flags, int mode)
 {
-	return (int)syscall(SYS_openat, dfd, path, flags, mode);
+	return (int)rsys(SYS_openat, dfd, path, flags, mode);
 }
 
 static void r_close(int fd)
 {
 	int e = errno;
-	syscall(SYS_close, fd);
+	rsys(SYS_close, fd);
 	errno = e;
 }
 
 static ssize_t r_read(int fd, void *buf, size_t n)
 {
-	return syscall(SYS_read, fd, buf, n);
+	return rsys(SYS_read, fd, buf, n);
 }
 
 static ssize_t r_pread(int fd, void *buf, size_t n, uint64_t off)
 {
-	return syscall(SYS_pread64, fd, buf, n, (off_t)off);
+	return rsys(SYS_pread64, fd, buf, n, (off_t)off);
 }
 
 static ssize_t r_pwrite(int fd, const void *buf, size_t n, uint64_t off)
 {
-	return syscall(SYS_pwrite64, fd, buf, n, (off_t)off);
+	return rsys(SYS_pwrite64, fd, buf, n, (off_t)off);
 }
 
 static int r_fstatat(int dfd, const char *path, struct stat *st, int flags)
 {
-	return (int)syscall(SYS_newfstatat, dfd, path, st, flags);
+	return (int)rsys(SYS_newfstatat, dfd, path, st, flags);
 }
 
 static int r_fstat(int fd, struct stat *st)
@@ -217,23 +239,23 @@ static int r_fstat(int fd, struct stat *st)
 
 static int r_ioctl(int fd, unsigned long req, void *arg)
 {
-	return (int)syscall(SYS_ioctl, fd, req, arg);
+	return (int)rsys(SYS_ioctl, fd, req, arg);
 }
 
 static int r_madvise(uint64_t a, uint64_t len, int advice)
 {
-	return (int)syscall(SYS_madvise, a, len, advice);
+	return (int)rsys(SYS_madvise, a, len, advice);
 }
 
 static void *r_mmap(size_t n)
 {
-	long r = syscall(SYS_mmap, 0, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	long r = rsys(SYS_mmap, 0, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	return (r == -1) ? NULL : (void *)r;
 }
 
 static void r_munmap(void *p, size_t n)
 {
-	syscall(SYS_munmap, p, n);
+	rsys(SYS_munmap, p, n);
 }
 
 static int seterr(int e)
@@ -242,12 +264,98 @@ static int seterr(int e)
 	return -1;
 }
 
-/* ---------- the emulator's own allocator (mmap based, never malloc) ---------- */
+/* ---------- the emulator's own allocator (never malloc) ----------
+ *
+ * Memory comes from one large PROT_NONE reservation made on first use, so
+ * that the emulator's own pages never land in a hole of the application's
+ * address space (where an SVM call expects EFAULT) nor where an application
+ * mapping just was.  Called with mu held (or by the handler while the
+ * forking thread holds it).  Freed spans are zapped and reused; if the
+ * reservation cannot be made or runs out, plain mmap is used. */
+
+#define ARENA_TRY_GIB 256
+#define ARENA_SPANS 4096
+
+static char *arena;
+static size_t arena_size, arena_top;
+static struct {
+	size_t off, len;
+} arena_free[ARENA_SPANS];
+static int arena_nfree;
+
+static void arena_reserve(void)
+{
+	for (size_t gib = ARENA_TRY_GIB; gib >= 1 && !arena; gib /= 4) {
+		long r = rsys(SYS_mmap, 0, gib << 30, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (r != -1) {
+			arena = (char *)r;
+			arena_size = gib << 30;
+		}
+	}
+	if (!arena)
+		arena_size = 1;   /* do not try again */
+}
+
+static char *arena_get(size_t total)
+{
+	if (!arena && !arena_size)
+		arena_reserve();
+	if (!arena)
+		return NULL;
+	char *p = NULL;
+	for (int i = 0; i < arena_nfree && !p; i++)
+		if (arena_free[i].len >= total) {
+			p = arena + arena_free[i].off;
+			arena_free[i].off += total;
+			arena_free[i].len -= total;
+			if (!arena_free[i].len)
+				arena_free[i] = arena_free[--arena_nfree];
+		}
+	if (!p) {
+		if (arena_size - arena_top < total)
+			return NULL;
+		p = arena + arena_top;
+		arena_top += total;
+	}
+	if (rsys(SYS_mprotect, p, total, PROT_READ | PROT_WRITE)) {
+		return NULL;   /* the span is lost; plain mmap takes over */
+	}
+	return p;
+}
+
+static bool arena_put(char *p, size_t total)
+{
+	if (!arena || p < arena || p >= arena + arena_size)
+		return false;
+	/* zero the pages for the next user and make them inaccessible */
+	rsys(SYS_madvise, p, total, MADV_DONTNEED);
+	rsys(SYS_mprotect, p, total, PROT_NONE);
+	size_t off = (size_t)(p - arena);
+	for (int i = 0; i < arena_nfree; i++) {
+		if (arena_free[i].off + arena_free[i].len == off) {
+			arena_free[i].len += total;
+			return true;
+		}
+		if (off + total == arena_free[i].off) {
+			arena_free[i].off = off;
+			arena_free[i].len += total;
+			return true;
+		}
+	}
+	if (arena_nfree < ARENA_SPANS) {
+		arena_free[arena_nfree].off = off;
+		arena_free[arena_nfree].len = total;
+		arena_nfree++;
+	}
+	return true;   /* a span the table cannot hold stays unused */
+}
 
 static void *ialloc(size_t n)
 {
 	size_t total = (n + 16 + PG - 1) & ~(PG - 1);
-	char *p = r_mmap(total);
+	char *p = arena_get(total);
+	if (!p)
+		p = r_mmap(total);
 	if (!p)
 		return NULL;
 	memcpy(p, &total, sizeof(total));
@@ -261,7 +369,8 @@ static void ifree(void *q)
 	char *p = (char *)q - 16;
 	size_t total;
 	memcpy(&total, p, sizeof(total));
-	r_munmap(p, total);
+	if (!arena_put(p, total))
+		r_munmap(p, total);
 }
 
 /* ---------- debug log ---------- */
@@ -283,7 +392,7 @@ __attribute__((format(printf, 1, 2))) static void logf_(const char *fmt, ...)
 	size_t len = strlen(b);
 	b[len++] = '\n';
 	int e = errno;
-	syscall(SYS_write, 2, b, len);
+	rsys(SYS_write, 2, b, len);
 	errno = e;
 }
 
@@ -346,7 +455,7 @@ static int list_dir(const char *dir, void (*cb)(const char *name, void *ctx), vo
 		return -1;
 	_Alignas(8) char buf[4096];
 	for (;;) {
-		long n = syscall(SYS_getdents64, fd, buf, sizeof(buf));
+		long n = rsys(SYS_getdents64, fd, buf, sizeof(buf));
 		if (n <= 0)
 			break;
 		for (long off = 0; off < n;) {
@@ -538,7 +647,14 @@ static bool env_on(const char *name)
 }
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static atomic_int active_flag;   /* E.active, readable before and during init */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+/* Taken for writing (before mu) by an SVM SET, which reads /proc/self/maps
+ * and then registers and zaps what it saw; for reading by the munmap,
+ * mremap and madvise interceptors around the real call.  So no intercepted
+ * unmap lands between the two, and the emulator's own new memory can never
+ * sit where a range it is about to register used to be. */
+static pthread_rwlock_t mm_lock = PTHREAD_RWLOCK_INITIALIZER;
 
 static void init(void)
 {
@@ -588,7 +704,7 @@ static void init(void)
 		return;
 	if (root[0] != '/') {
 		char cwd[PATH_MAX];
-		long n = syscall(SYS_getcwd, cwd, sizeof(cwd));
+		long n = rsys(SYS_getcwd, cwd, sizeof(cwd));
 		if (n <= 0 || snprintf(E.root, sizeof(E.root), "%s/%s", cwd, root) >= (int)sizeof(E.root))
 			return;
 	} else if (snprintf(E.root, sizeof(E.root), "%s", root) >= (int)sizeof(E.root)) {
@@ -599,7 +715,7 @@ static void init(void)
 		E.root[--E.rootlen] = '\0';
 	if (sysconf(_SC_PAGESIZE) != (long)PG || load_topology() < 0) {
 		static const char msg[] = "kfdemu: KFDEMU_ROOT is not a KFD topology tree (or pages are not 4 KiB); emulation off\n";
-		syscall(SYS_write, 2, msg, sizeof(msg) - 1);
+		rsys(SYS_write, 2, msg, sizeof(msg) - 1);
 		return;
 	}
 	struct stat st;
@@ -611,6 +727,7 @@ static void init(void)
 	E.noretry = env_on("KFDEMU_NORETRY");
 	E.no_uffd = env_on("KFDEMU_NO_UFFD");
 	E.active = 1;
+	atomic_store(&active_flag, 1);
 	logf_("active: root %s, %d GPU(s)", E.root, E.ngpu);
 }
 
@@ -867,6 +984,7 @@ static uint64_t ht_count(uint64_t p0, uint64_t p1, uint32_t gpu)
 
 /* Shadow pages: a free list over 2 MiB chunks. */
 struct chunk {
+	size_t hdr[2];   /* ialloc's header */
 	struct chunk *next;
 };
 static struct chunk *chunks;
@@ -876,9 +994,10 @@ static void *shadow_free_list;
 static void *shadow_alloc(void)
 {
 	if (!shadow_free_list) {
-		char *c = r_mmap(CHUNK_BYTES);
+		char *c = ialloc(CHUNK_BYTES - 16);   /* a whole, page-aligned 2 MiB span */
 		if (!c)
 			return NULL;
+		c -= 16;
 		/* page 0 of a chunk links the chunks (for the fork child's cleanup) */
 		((struct chunk *)c)->next = chunks;
 		chunks = (struct chunk *)c;
@@ -922,7 +1041,7 @@ static int pmfd_self = -1, pmfd_pid;          /* /proc/self/pagemap */
 
 static int open_uffd(void)
 {
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	int fd = (int)rsys(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 #ifdef USERFAULTFD_IOC_NEW
 	if (fd < 0) {
 		int dev = r_openat(AT_FDCWD, "/dev/userfaultfd", O_RDWR | O_CLOEXEC, 0);
@@ -934,6 +1053,8 @@ static int open_uffd(void)
 #endif
 	return fd;
 }
+
+static bool start_handler_locked(void);
 
 static bool ensure_uffd_locked(void)
 {
@@ -970,6 +1091,13 @@ static bool ensure_uffd_locked(void)
 	uffd = fd;
 	uffd_state = 1;
 	logf_("userfaultfd %d, features 0x%llx", fd, (unsigned long long)api.features);
+	/* the handler (and its stack) exists before any range is registered */
+	if (!start_handler_locked()) {
+		r_close(fd);
+		uffd = -1;
+		uffd_state = -1;
+		return false;
+	}
 	return true;
 }
 
@@ -1048,9 +1176,11 @@ static int page_to_sys(uint64_t pfn, bool drain)
 				sched_yield();
 			continue;
 		}
-		/* Present already (EEXIST) or no longer registered (ENOENT):
-		 * write the data through /proc/self/mem, which faults normally. */
-		mem_write(addr, e->shadow);
+		/* Present already (EEXIST: the registered page was populated
+		 * behind our back): write the data over it.  No registered VMA
+		 * there any more (ENOENT): the memory is gone, so is the page. */
+		if (err == EEXIST)
+			mem_write(addr, e->shadow);
 		e = ht_get(pfn);
 		if (e)
 			vram_forget(e);
@@ -1238,23 +1368,50 @@ static void uffd_drain_locked(void)
 	update_have_state();
 }
 
+/* While a thread forks, it holds mu from our prepare handler to our parent
+ * handler, and glibc's own fork code in between may touch an emulated VRAM
+ * page (a malloc arena or a FILE in memory the application gave to SVM):
+ * the fault handler must not wait for mu then.  The forking thread changes
+ * no state and every other thread is kept out by mu, so the handler works
+ * without it; the parent handler waits for it to finish before letting the
+ * others in.  (The child may thus copy state the handler is changing; the
+ * handler copies a page in before forgetting it, so no data is lost.) */
+static atomic_int forking, handler_unlocked;
+
+static bool handler_enter(void)
+{
+	for (;;) {
+		if (pthread_mutex_trylock(&mu) == 0)
+			return true;
+		atomic_store(&handler_unlocked, 1);
+		if (atomic_load(&forking))
+			return false;
+		atomic_store(&handler_unlocked, 0);
+		struct timespec ts = { 0, 50000 };
+		rsys(SYS_nanosleep, &ts, NULL);
+	}
+}
+
 static void *handler_main(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN, .revents = 0 };
-		long r = syscall(SYS_ppoll, &p, 1, NULL, NULL, 0);
+		long r = rsys(SYS_ppoll, &p, 1, NULL, NULL, 0);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0 || (p.revents & (POLLERR | POLLNVAL)))
 			break;
-		pthread_mutex_lock(&mu);
-		if (fd != uffd) {
+		bool locked = handler_enter();
+		bool mine = fd == uffd;
+		if (mine)
+			uffd_drain_locked();
+		if (locked)
 			pthread_mutex_unlock(&mu);
+		else
+			atomic_store(&handler_unlocked, 0);
+		if (!mine)
 			break;
-		}
-		uffd_drain_locked();
-		pthread_mutex_unlock(&mu);
 	}
 	return NULL;
 }
@@ -1407,11 +1564,6 @@ static void place_private(int gi, uint64_t a, uint64_t b)
 		return;
 	}
 	atomic_store(&registered, 1);
-	if (!start_handler_locked()) {
-		/* nobody would answer the faults: leave the pages where they are */
-		r_ioctl(uffd, UFFDIO_UNREGISTER, &reg.range);
-		return;
-	}
 	int pmfd = self_fd(&pmfd_self, &pmfd_pid, "/proc/self/pagemap", O_RDONLY);
 	enum { CH = 512 };
 	uint64_t pm[CH];
@@ -1966,7 +2118,7 @@ static int uread(void *dst, const void *usrc, size_t n)
 {
 	struct iovec l = { dst, n }, r = { (void *)(uintptr_t)usrc, n };
 	int e = errno;
-	ssize_t k = syscall(SYS_process_vm_readv, getpid(), &l, 1UL, &r, 1UL, 0UL);
+	ssize_t k = rsys(SYS_process_vm_readv, getpid(), &l, 1UL, &r, 1UL, 0UL);
 	if (k < 0 && (errno == ENOSYS || errno == EPERM)) {
 		errno = e;
 		memcpy(dst, usrc, n);
@@ -1980,7 +2132,7 @@ static int uwrite(void *udst, const void *src, size_t n)
 {
 	struct iovec l = { (void *)(uintptr_t)src, n }, r = { udst, n };
 	int e = errno;
-	ssize_t k = syscall(SYS_process_vm_writev, getpid(), &l, 1UL, &r, 1UL, 0UL);
+	ssize_t k = rsys(SYS_process_vm_writev, getpid(), &l, 1UL, &r, 1UL, 0UL);
 	if (k < 0 && (errno == ENOSYS || errno == EPERM)) {
 		errno = e;
 		memcpy(udst, src, n);
@@ -2124,7 +2276,11 @@ static int ioc_svm(unsigned long cmd, void *u)
 	uint64_t need = sizeof(h) + (uint64_t)h.nattr * sizeof(struct kfd_ioctl_svm_attribute);
 	if (need > usz)
 		return -EINVAL;
-	struct kfd_ioctl_svm_args *a = malloc(need);
+	/* not malloc: svm_set works on it under mu, and a heap page may be an
+	 * emulated VRAM page whose fault would wait for mu */
+	pthread_mutex_lock(&mu);
+	struct kfd_ioctl_svm_args *a = ialloc(need);
+	pthread_mutex_unlock(&mu);
 	if (!a)
 		return -ENOMEM;
 	if ((r = uread(a, u, need)))
@@ -2138,6 +2294,9 @@ static int ioc_svm(unsigned long cmd, void *u)
 		r = -EFAULT;
 		goto out;
 	}
+	bool set = a->op == KFD_IOCTL_SVM_OP_SET_ATTR;
+	if (set)
+		pthread_rwlock_wrlock(&mm_lock);
 	pthread_mutex_lock(&mu);
 	switch (a->op) {
 	case KFD_IOCTL_SVM_OP_SET_ATTR:
@@ -2151,10 +2310,14 @@ static int ioc_svm(unsigned long cmd, void *u)
 		break;
 	}
 	pthread_mutex_unlock(&mu);
+	if (set)
+		pthread_rwlock_unlock(&mm_lock);
 	if (!r && a->op == KFD_IOCTL_SVM_OP_GET_ATTR)
 		r = uwrite(u, a, need);
 out:
-	free(a);
+	pthread_mutex_lock(&mu);
+	ifree(a);
+	pthread_mutex_unlock(&mu);
 	return r;
 }
 
@@ -2311,7 +2474,7 @@ static int classify(int dirfd, const char *path, char *out, size_t outlen, int *
 
 static int new_memfd(const char *name, int cloexec, int kind, int gpu)
 {
-	int fd = (int)syscall(SYS_memfd_create, name, cloexec ? MFD_CLOEXEC : 0);
+	int fd = (int)rsys(SYS_memfd_create, name, cloexec ? MFD_CLOEXEC : 0);
 	if (fd < 0)
 		return -1;
 	int pid = getpid();
@@ -2392,7 +2555,7 @@ static int open_props(const char *file, int flags)
 		}
 		l += ll;
 	}
-	int fd = (int)syscall(SYS_memfd_create, "kfdemu-properties", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+	int fd = (int)rsys(SYS_memfd_create, "kfdemu-properties", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
 	if (fd < 0)
 		return -1;
 	if (r_pwrite(fd, outb, o, 0) != (ssize_t)o) {
@@ -2975,7 +3138,7 @@ EXPORT int ioctl(int fd, unsigned long req, ...)
 			if (!pm) {
 				char link[64], buf[64];
 				snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-				ssize_t n = syscall(SYS_readlinkat, AT_FDCWD, link, buf, sizeof(buf) - 1);
+				ssize_t n = rsys(SYS_readlinkat, AT_FDCWD, link, buf, sizeof(buf) - 1);
 				if (n > 0) {
 					buf[n] = '\0';
 					pm = !strncmp(buf, "/proc/", 6) && n > 8 && !strcmp(buf + n - 8, "/pagemap");
@@ -3036,8 +3199,11 @@ static ssize_t do_pread(int fd, void *buf, size_t n, uint64_t off, bool is64)
 	pthread_mutex_unlock(&mu);
 	if (!rewrite)
 		return is64 ? real_pread64(fd, buf, n, (off64_t)off) : real_pread(fd, buf, n, (off_t)off);
-	/* read into a private buffer: the caller's may itself be an emulated VRAM page */
-	unsigned char *tmp = malloc(n);
+	/* read into a private buffer (not malloc: it is written under mu): the
+	 * caller's may itself be an emulated VRAM page */
+	pthread_mutex_lock(&mu);
+	unsigned char *tmp = ialloc(n);
+	pthread_mutex_unlock(&mu);
 	if (!tmp)
 		return seterr(ENOMEM);
 	ssize_t r = is64 ? real_pread64(fd, tmp, n, (off64_t)off) : real_pread(fd, tmp, n, (off_t)off);
@@ -3059,7 +3225,9 @@ static ssize_t do_pread(int fd, void *buf, size_t n, uint64_t off, bool is64)
 		memcpy(buf, tmp, (size_t)r);
 	}
 	int e = errno;
-	free(tmp);
+	pthread_mutex_lock(&mu);
+	ifree(tmp);
+	pthread_mutex_unlock(&mu);
 	errno = e;
 	return r;
 }
@@ -3080,23 +3248,25 @@ EXPORT int munmap(void *addr, size_t len)
 {
 	ensure_init();
 	uint64_t a = (uintptr_t)addr, id = 0;
-	if (E.active && (atomic_load(&have_state) || atomic_load(&registered)) && !(a & (PG - 1)) && len) {
-		uint64_t b = a + ((len + PG - 1) & ~(PG - 1));
-		pthread_mutex_lock(&mu);
-		if (P.pid == getpid()) {
-			drop_state_locked(a, b, true);
-			id = expect_add_locked(0, UFFD_EVENT_UNMAP, a, b);
-		}
-		pthread_mutex_unlock(&mu);
+	if (!E.active || !(atomic_load(&have_state) || atomic_load(&registered)) || (a & (PG - 1)) || !len)
+		return real_munmap(addr, len);
+	uint64_t b = a + ((len + PG - 1) & ~(PG - 1));
+	pthread_rwlock_rdlock(&mm_lock);
+	pthread_mutex_lock(&mu);
+	if (P.pid == getpid()) {
+		drop_state_locked(a, b, true);
+		id = expect_add_locked(0, UFFD_EVENT_UNMAP, a, b);
 	}
+	pthread_mutex_unlock(&mu);
 	int r = real_munmap(addr, len);
+	int e = errno;
 	if (id) {
-		int e = errno;
 		pthread_mutex_lock(&mu);
 		expect_drop_locked(id);
 		pthread_mutex_unlock(&mu);
-		errno = e;
 	}
+	pthread_rwlock_unlock(&mm_lock);
+	errno = e;
 	return r;
 }
 
@@ -3104,15 +3274,24 @@ EXPORT int madvise(void *addr, size_t len, int advice)
 {
 	ensure_init();
 	uint64_t a = (uintptr_t)addr;
-	if (E.active && atomic_load(&have_state) && (advice == MADV_DONTNEED || advice == MADV_DONTNEED_LOCKED) &&
-	    !(a & (PG - 1)) && len) {
+	bool zap = advice == MADV_DONTNEED || advice == MADV_DONTNEED_LOCKED;
+	if (!E.active || !(atomic_load(&have_state) || atomic_load(&registered)) || (a & (PG - 1)) || !len ||
+	    !(zap || advice == MADV_FREE || advice == MADV_REMOVE))
+		return real_madvise(addr, len, advice);
+	/* pages about to vanish: not while a SET is reading them */
+	pthread_rwlock_rdlock(&mm_lock);
+	if (zap) {
 		/* the kernel frees device-private pages on a zap: the data is gone */
 		pthread_mutex_lock(&mu);
 		if (P.pid == getpid())
 			drop_state_locked(a, a + ((len + PG - 1) & ~(PG - 1)), false);
 		pthread_mutex_unlock(&mu);
 	}
-	return real_madvise(addr, len, advice);
+	int r = real_madvise(addr, len, advice);
+	int e = errno;
+	pthread_rwlock_unlock(&mm_lock);
+	errno = e;
+	return r;
 }
 
 EXPORT void *mremap(void *old, size_t olen, size_t nlen, int flags, ...)
@@ -3128,7 +3307,10 @@ EXPORT void *mremap(void *old, size_t olen, size_t nlen, int flags, ...)
 	uint64_t a = (uintptr_t)old, id = 0;
 	uint64_t ol = (olen + PG - 1) & ~(PG - 1), nl = (nlen + PG - 1) & ~(PG - 1);
 	bool track = E.active && (atomic_load(&have_state) || atomic_load(&registered)) && !(a & (PG - 1)) && olen;
-	if (track) {
+	if (!track)
+		return real_mremap(old, olen, nlen, flags, want);
+	pthread_rwlock_rdlock(&mm_lock);
+	{
 		/* device-private pages come back first, so that the move keeps their data */
 		pthread_mutex_lock(&mu);
 		if (P.pid == getpid()) {
@@ -3142,8 +3324,8 @@ EXPORT void *mremap(void *old, size_t olen, size_t nlen, int flags, ...)
 		pthread_mutex_unlock(&mu);
 	}
 	void *r = real_mremap(old, olen, nlen, flags, want);
+	int e = errno;
 	if (id) {
-		int e = errno;
 		pthread_mutex_lock(&mu);
 		expect_drop_locked(id);
 		if (r != MAP_FAILED && P.pid == getpid()) {
@@ -3155,9 +3337,183 @@ EXPORT void *mremap(void *old, size_t olen, size_t nlen, int flags, ...)
 			}
 		}
 		pthread_mutex_unlock(&mu);
+	}
+	pthread_rwlock_unlock(&mm_lock);
+	errno = e;
+	return r;
+}
+
+/* ---------- interceptor: syscall(SYS_move_pages) ----------
+ *
+ * move_pages(pid, count, pages, nodes = NULL, status) reports -ENOENT for a
+ * ZONE_DEVICE page (device-private or device-coherent): 6.1's
+ * do_pages_stat_array sets a node only for pages outside ZONE_DEVICE, and
+ * an emulated device-private page, being unpopulated, would otherwise show
+ * -EFAULT and a coherent one its system node.  With target nodes, such
+ * pages are not moved either (-ENOENT), so they are left out of the call. */
+
+static long emu_move_pages(long pid, unsigned long count, void **pages, const int *nodes, int *status, long flags)
+{
+	int me = getpid();
+	if ((pid && pid != me) || !count || count > (1UL << 28))
+		return rsys(SYS_move_pages, pid, count, pages, nodes, status, flags);
+	pthread_mutex_lock(&mu);
+	unsigned char *mark = (P.pid == me && ht_n) ? ialloc(count) : NULL;
+	pthread_mutex_unlock(&mu);
+	if (!mark)
+		return rsys(SYS_move_pages, pid, count, pages, nodes, status, flags);
+	size_t nmark = 0;
+	long r = 0;
+	for (size_t i = 0; i < count; i += 256) {
+		uint64_t addrs[256];
+		size_t k = count - i < 256 ? count - i : 256;
+		if (uread(addrs, pages + i, k * sizeof(void *))) {
+			r = seterr(EFAULT);
+			goto out;
+		}
+		pthread_mutex_lock(&mu);
+		for (size_t j = 0; j < k; j++)
+			if (ht_get(addrs[j] / PG)) {
+				mark[i + j] = 1;
+				nmark++;
+			}
+		pthread_mutex_unlock(&mu);
+	}
+	if (!nmark) {
+		r = rsys(SYS_move_pages, pid, count, pages, nodes, status, flags);
+	} else if (!nodes) {
+		r = rsys(SYS_move_pages, pid, count, pages, nodes, status, flags);
+		if (r >= 0)
+			for (size_t i = 0; i < count; i++)
+				if (mark[i])
+					status[i] = -ENOENT;
+	} else {
+		pthread_mutex_lock(&mu);
+		void **p2 = ialloc(count * sizeof(void *));
+		int *n2 = ialloc(count * sizeof(int)), *s2 = ialloc(count * sizeof(int));
+		pthread_mutex_unlock(&mu);
+		if (!p2 || !n2 || !s2) {
+			r = seterr(ENOMEM);
+		} else {
+			size_t c2 = 0;
+			for (size_t i = 0; i < count; i++)
+				if (!mark[i]) {
+					p2[c2] = pages[i];
+					n2[c2] = nodes[i];
+					c2++;
+				}
+			r = c2 ? rsys(SYS_move_pages, pid, c2, p2, n2, s2, flags) : 0;
+			if (r >= 0)
+				for (size_t i = 0, j = 0; i < count; i++)
+					status[i] = mark[i] ? -ENOENT : s2[j++];
+		}
+		int e = errno;
+		pthread_mutex_lock(&mu);
+		ifree(p2);
+		ifree(n2);
+		ifree(s2);
+		pthread_mutex_unlock(&mu);
 		errno = e;
 	}
+out:;
+	int e = errno;
+	pthread_mutex_lock(&mu);
+	ifree(mark);
+	pthread_mutex_unlock(&mu);
+	errno = e;
 	return r;
+}
+
+/* A long-term pin (FOLL_LONGTERM: io_uring fixed buffers) cannot hold a
+ * ZONE_DEVICE page: GUP migrates device-coherent pages to system memory
+ * first (device-private ones fault back by themselves).  The emulator sees
+ * io_uring buffer registrations made through syscall() and does the same:
+ * the coherent VRAM pages under the buffers leave VRAM and get new frames. */
+static void longterm_pin(const struct iovec *uiov, unsigned long n)
+{
+	for (unsigned long i = 0; i < n && i < 65536; i++) {
+		struct iovec v;
+		if (uread(&v, uiov + i, sizeof(v)))
+			return;   /* the real call reports EFAULT */
+		uint64_t a = (uintptr_t)v.iov_base & ~(PG - 1), b = ((uintptr_t)v.iov_base + v.iov_len + PG - 1) & ~(PG - 1);
+		if (!v.iov_base || b <= a)
+			continue;
+		pthread_mutex_lock(&mu);
+		size_t np;
+		uint64_t *list = ht_collect(a / PG, b / PG, &np);
+		size_t k = 0;
+		for (size_t j = 0; j < np; j++) {
+			struct vpage *e = ht_get(list[j]);
+			if (e && E.gpu[e->gpu - 1].coherent) {
+				vram_forget(e);
+				list[k++] = list[j];
+			}
+		}
+		int fd = k ? self_fd(&memfd_self, &memfd_pid, "/proc/self/mem", O_RDWR) : -1;
+		logf_("long-term pin of [%#llx, %#llx): %zu coherent VRAM page(s) leave VRAM", (unsigned long long)a,
+		      (unsigned long long)b, k);
+		update_have_state();
+		pthread_mutex_unlock(&mu);
+		/* Each page gets a new frame with the same contents: copied out,
+		 * zapped, and written back after fresh pages have taken the freed
+		 * frames (the page allocator would hand the same one back). */
+		enum { BATCH = 64 };
+		pthread_mutex_lock(&mu);
+		char *save = k ? ialloc(BATCH * PG) : NULL, *hold = k ? ialloc(BATCH * PG) : NULL;
+		pthread_mutex_unlock(&mu);
+		for (size_t j = 0; j < k && fd >= 0 && save && hold; j += BATCH) {
+			size_t m = k - j < BATCH ? k - j : BATCH;
+			bool ok[BATCH];
+			for (size_t q = 0; q < m; q++) {
+				uint64_t addr = list[j + q] * PG;
+				ok[q] = r_pread(fd, save + q * PG, PG, addr) == (ssize_t)PG && r_madvise(addr, PG, MADV_DONTNEED) == 0;
+			}
+			for (size_t q = 0; q < m; q++)
+				hold[q * PG] = 1;
+			for (size_t q = 0; q < m; q++)
+				if (ok[q])
+					r_pwrite(fd, save + q * PG, PG, list[j + q] * PG);
+			r_madvise((uintptr_t)hold, m * PG, MADV_DONTNEED);
+		}
+		pthread_mutex_lock(&mu);
+		ifree(save);
+		ifree(hold);
+		ifree(list);
+		pthread_mutex_unlock(&mu);
+	}
+}
+
+static void io_uring_register_hook(unsigned op, uintptr_t arg, unsigned long nargs)
+{
+	logf_("io_uring_register op %u", op);
+	if (op == IORING_REGISTER_BUFFERS) {
+		longterm_pin((const struct iovec *)arg, nargs);
+	} else if (op == IORING_REGISTER_BUFFERS2 && nargs == sizeof(struct io_uring_rsrc_register)) {
+		struct io_uring_rsrc_register r;
+		if (!uread(&r, (void *)arg, sizeof(r)))
+			longterm_pin((const struct iovec *)(uintptr_t)r.data, r.nr);
+	} else if (op == IORING_REGISTER_BUFFERS_UPDATE && nargs == sizeof(struct io_uring_rsrc_update2)) {
+		struct io_uring_rsrc_update2 u;
+		if (!uread(&u, (void *)arg, sizeof(u)))
+			longterm_pin((const struct iovec *)(uintptr_t)u.data, u.nr);
+	}
+}
+
+/* Like libc's, it reads six arguments whatever the caller passed: the last
+ * ones may lie past the caller's frame, which an ASan build must not check. */
+EXPORT __attribute__((no_sanitize_address)) long syscall(long nr, ...)
+{
+	va_list ap;
+	va_start(ap, nr);
+	long a = va_arg(ap, long), b = va_arg(ap, long), c = va_arg(ap, long);
+	long d = va_arg(ap, long), e = va_arg(ap, long), f = va_arg(ap, long);
+	va_end(ap);
+	if (nr == SYS_io_uring_register && atomic_load(&active_flag) && atomic_load(&have_state))
+		io_uring_register_hook((unsigned)b, (uintptr_t)c, (unsigned long)d);
+	if (nr == SYS_move_pages && atomic_load(&active_flag) && atomic_load(&have_state))
+		return emu_move_pages(a, (unsigned long)b, (void **)(uintptr_t)c, (const int *)(uintptr_t)d,
+				      (int *)(uintptr_t)e, f);
+	return rsys(nr, a, b, c, d, e, f);
 }
 
 /* ---------- fork ---------- */
@@ -3166,7 +3522,9 @@ struct span {
 	uint64_t s, e;
 };
 
-/* The child's VMAs marked MADV_WIPEONFORK ("wf" in smaps VmFlags). */
+/* The child's VMAs marked MADV_WIPEONFORK ("wf" in smaps VmFlags).  Raw
+ * mmaps only: the child's copy of the arena may have been mid-update. */
+#define WIPE_MAX 65536
 static struct span *wipe_spans(size_t *n)
 {
 	*n = 0;
@@ -3174,18 +3532,23 @@ static struct span *wipe_spans(size_t *n)
 	if (fd < 0)
 		return NULL;
 	size_t cap = 1 << 20, len = 0;
-	char *buf = ialloc(cap);
-	if (!buf) {
+	char *buf = r_mmap(cap);
+	struct span *v = r_mmap(WIPE_MAX * sizeof(struct span));
+	if (!buf || !v) {
 		r_close(fd);
+		if (buf)
+			r_munmap(buf, cap);
+		if (v)
+			r_munmap(v, WIPE_MAX * sizeof(struct span));
 		return NULL;
 	}
 	for (;;) {
 		if (len + 4096 > cap) {
-			char *nb = ialloc(cap * 2);
+			char *nb = r_mmap(cap * 2);
 			if (!nb)
 				break;
 			memcpy(nb, buf, len);
-			ifree(buf);
+			r_munmap(buf, cap);
 			buf = nb;
 			cap *= 2;
 		}
@@ -3196,8 +3559,6 @@ static struct span *wipe_spans(size_t *n)
 	}
 	r_close(fd);
 	buf[len] = '\0';
-	struct span *v = NULL;
-	size_t vcap = 0;
 	uint64_t cs = 0, ce = 0;
 	for (char *l = buf; l && *l;) {
 		char *nl = strchr(l, '\n');
@@ -3208,29 +3569,35 @@ static struct span *wipe_spans(size_t *n)
 		if (p != l && *p == '-') {
 			cs = x;
 			ce = strtoull(p + 1, NULL, 16);
-		} else if (!strncmp(l, "VmFlags:", 8) && strstr(l, " wf")) {
-			if (grow((void **)&v, &vcap, *n + 1, sizeof(*v))) {
-				v[*n].s = cs;
-				v[*n].e = ce;
-				(*n)++;
-			}
+		} else if (!strncmp(l, "VmFlags:", 8) && strstr(l, " wf") && *n < WIPE_MAX) {
+			v[*n].s = cs;
+			v[*n].e = ce;
+			(*n)++;
 		}
 		l = nl ? nl + 1 : NULL;
 	}
-	ifree(buf);
+	r_munmap(buf, cap);
 	return v;
 }
 
 static void at_prepare(void)
 {
-	if (E.active)
-		pthread_mutex_lock(&mu);
+	if (!E.active)
+		return;
+	pthread_rwlock_wrlock(&mm_lock);
+	pthread_mutex_lock(&mu);
+	atomic_store(&forking, 1);
 }
 
 static void at_parent(void)
 {
-	if (E.active)
-		pthread_mutex_unlock(&mu);
+	if (!E.active)
+		return;
+	atomic_store(&forking, 0);
+	while (atomic_load(&handler_unlocked))
+		sched_yield();
+	pthread_mutex_unlock(&mu);
+	pthread_rwlock_unlock(&mm_lock);
 }
 
 /* The child: the parent's KFD fds answer EBADF (their opener is the parent);
@@ -3263,24 +3630,47 @@ static void at_child(void)
 			if (!wiped)
 				mem_write(addr, e->shadow);
 		}
-		ifree(w);
+		if (w)
+			r_munmap(w, WIPE_MAX * sizeof(struct span));
 	}
-	ifree(ht);
+	/* Drop the parent's state wholesale: the arena goes, with everything in
+	 * it, and a new one is made.  The file tables (which the fault handler
+	 * never touches, so they are consistent) move over: the parent's kfd
+	 * files must keep answering EBADF. */
+	char *old_arena = arena;
+	size_t old_size = arena_size;
+	struct frec *of = files;
+	struct pmrec *op = pms;
+	size_t onf = nfiles, onp = npms;
+	arena = NULL;
+	arena_size = arena_top = 0;
+	arena_nfree = 0;
+	files = NULL;
+	nfiles = capfiles = 0;
+	pms = NULL;
+	npms = cappms = 0;
+	if (onf && grow((void **)&files, &capfiles, onf, sizeof(*files))) {
+		memcpy(files, of, onf * sizeof(*files));
+		nfiles = onf;
+	}
+	if (onp && grow((void **)&pms, &cappms, onp, sizeof(*pms))) {
+		memcpy(pms, op, onp * sizeof(*pms));
+		npms = onp;
+	}
+	if (old_arena)
+		r_munmap(old_arena, old_size);
 	ht = NULL;
 	ht_cap = ht_n = 0;
-	while (chunks) {
-		struct chunk *n = chunks->next;
-		r_munmap(chunks, CHUNK_BYTES);
-		chunks = n;
-	}
+	chunks = NULL;
 	shadow_free_list = NULL;
-	ifree(rv);
 	rv = NULL;
 	rn = rcap = 0;
 	for (int i = 0; i < E.ngpu; i++)
 		E.gpu[i].used = 0;
 	memset(&P, 0, sizeof(P));
 	memset(expects, 0, sizeof(expects));
+	atomic_store(&forking, 0);
+	atomic_store(&handler_unlocked, 0);
 	if (uffd >= 0)
 		r_close(uffd);
 	uffd = -1;
@@ -3289,6 +3679,7 @@ static void at_child(void)
 	atomic_store(&registered, 0);
 	update_have_state();
 	pthread_mutex_init(&mu, NULL);
+	pthread_rwlock_init(&mm_lock, NULL);
 }
 
 __attribute__((constructor)) static void kfdemu_ctor(void)

@@ -34,7 +34,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <linux/io_uring.h>
 #include <linux/kfd_ioctl.h>
+#include <sys/uio.h>
 
 #define MiB (1UL << 20)
 #define PGSZ 4096UL
@@ -203,6 +205,33 @@ static bool pagemap_entries(const void *p, size_t npages, uint64_t *out)
 	ssize_t n = pread(fd, out, npages * 8, (off_t)((uintptr_t)p / PGSZ * 8));
 	close(fd);
 	return n == (ssize_t)(npages * 8);
+}
+
+/* move_pages(2) asking where each page is (nodes = NULL) */
+static long page_status(void *p, int *status, unsigned long n, const int *nodes)
+{
+	void *pages[16];
+	for (unsigned long i = 0; i < n && i < 16; i++)
+		pages[i] = (char *)p + i * PGSZ;
+	return syscall(SYS_move_pages, 0, n, pages, nodes, status, 0);
+}
+
+/* Registers [p, p+len) as an io_uring fixed buffer (a long-term pin);
+ * returns the ring fd, or -errno. */
+static int uring_pin(void *p, size_t len)
+{
+	struct io_uring_params prm;
+	memset(&prm, 0, sizeof(prm));
+	int fd = (int)syscall(__NR_io_uring_setup, 1, &prm);
+	if (fd < 0)
+		return -errno;
+	struct iovec iov = { p, len };
+	if (syscall(__NR_io_uring_register, fd, IORING_REGISTER_BUFFERS, &iov, 1) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
 }
 
 #define PM_PRESENT (1ULL << 63)
@@ -545,6 +574,10 @@ static void t_placement(int kfd)
 	CHECK(pread(pmfd, two, 8, (off_t)(((uintptr_t)b / PGSZ + 512) * 8 + 4)) < 0 && errno == EINVAL, "unaligned pread: EINVAL");
 	close(pmfd);
 	CHECK(available(kfd, MI210) == av0 - (int64_t)(4 * MiB), "AVAILABLE_MEMORY dropped by 4 MiB");
+	int mst[2] = { 1, 1 };
+	CHECK(page_status(b + 2 * MiB, mst, 1, NULL) == 0 && mst[0] == -ENOENT, "move_pages: VRAM page is ZONE_DEVICE (-ENOENT): %d",
+	      mst[0]);
+	CHECK(page_status(b, mst, 1, NULL) == 0 && mst[0] >= 0, "move_pages: system page has a node: %d", mst[0]);
 	/* CPU read: the 2 MiB block comes back */
 	long fb0 = api_faultbacks();
 	CHECK(b[3 * MiB + 100] == pat(3 * MiB + 100), "CPU read of a VRAM page");
@@ -939,9 +972,29 @@ static int mode_xgmi(void)
 	long fb0 = api_faultbacks();
 	CHECK(verify(b, 0, 4 * MiB) == SIZE_MAX && api_faultbacks() == fb0, "CPU reads coherent VRAM in place");
 	CHECK(api_location(b) == (int)G1, "still in VRAM after the CPU read");
+	int st2[2] = { 1, 1 }, node0[2] = { 0, 0 };
+	CHECK(page_status(b, st2, 2, NULL) == 0 && st2[0] == -ENOENT && st2[1] == -ENOENT, "move_pages: coherent VRAM is ZONE_DEVICE");
+	CHECK(page_status(b, st2, 2, node0) == 0 && st2[0] == -ENOENT && api_location(b) == (int)G1,
+	      "move_pages cannot move device pages");
+	uint64_t before = 0, after = 0;
+	pagemap_entries(b, 1, &before);
+	int ring = uring_pin(b, 2 * PGSZ);
+	if (ring == -ENOSYS || ring == -EPERM || ring == -EACCES) {
+		printf("note: io_uring unavailable (%s): long-term pin check skipped\n", strerror(-ring));
+	} else {
+		CHECK(ring >= 0, "io_uring fixed buffer: %s", strerror(ring < 0 ? -ring : 0));
+		pagemap_entries(b, 1, &after);
+		CHECK(api_location(b) == 0 && api_location(b + PGSZ) == 0 && api_location(b + 2 * PGSZ) == (int)G1,
+		      "a long-term pin takes coherent pages out of VRAM");
+		CHECK((before & ((1ULL << 55) - 1)) != (after & ((1ULL << 55) - 1)) || !(before & ((1ULL << 55) - 1)),
+		      "the pinned page has a new frame");
+		CHECK(verify(b, 0, 4 * MiB) == SIZE_MAX, "data after the pin");
+		if (ring >= 0)
+			close(ring);
+	}
 	CHECK(set1(kfd, b, 4 * MiB, KFD_IOCTL_SVM_ATTR_PREFETCH_LOC, G2) == 0, "prefetch to the second GPU");
 	CHECK(api_location(b) == (int)G2 && available(kfd, G1) == a1 && available(kfd, G2) == a2 - (int64_t)(4 * MiB),
-	      "moved between the GPUs");
+	      "moved between the GPUs: %lld %lld", (long long)(a1 - available(kfd, G1)), (long long)(a2 - available(kfd, G2)));
 	munmap(b, 4 * MiB);
 	CHECK(available(kfd, G2) == a2, "munmap frees it");
 	return failures ? 1 : 0;
