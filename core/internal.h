@@ -151,10 +151,15 @@ int coh_parse_list(const char *s, uint8_t *bits, int max);
 /* ---- sys.c: the thin syscall layer, each returns -errno ---- */
 int coh_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **out);
 int coh_sys_munmap(void *addr, size_t len);
+/* Anonymous mapping (flags without MAP_ANONYMOUS) whose start is a multiple of
+ * align (a power of two); the over-reservation is trimmed. */
+int coh_sys_mmap_aligned(size_t len, size_t align, int prot, int flags, void **out);
 int coh_sys_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr, void **out);
 int coh_sys_madvise(void *addr, size_t len, int advice);
 int coh_sys_mbind(void *addr, size_t len, int mode, const unsigned long *nodemask,
 		  unsigned long maxnode, unsigned flags);
+/* mbind(MPOL_BIND) of [addr, addr+len) to one node (0..1023). */
+int coh_sys_mbind_node(void *addr, size_t len, int node, unsigned flags);
 long coh_sys_move_pages(pid_t pid, unsigned long count, void **pages, const int *nodes,
 			int *status, int flags);
 int coh_sys_ioctl(int fd, unsigned long req, void *arg);

@@ -503,18 +503,12 @@ static int to_gpu(struct amd_backend *ab, struct amd_gpu *g, uintptr_t a, size_t
 static int amd_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out)
 {
 	struct amd_backend *ab = ab_of(t);
-	coh_context *ctx = coh_target_context(t);
 	(void)flags;
-	size_t extra = align > ctx->page_size ? align - ctx->page_size : 0;
 	void *p;
-	int e = coh_sys_mmap(NULL, size + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &p);
+	int e = coh_sys_mmap_aligned(size, align, PROT_READ | PROT_WRITE, MAP_PRIVATE, &p);
 	if (e)
 		return e;
-	uintptr_t a = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
-	if (a > (uintptr_t)p)
-		coh_sys_munmap(p, a - (uintptr_t)p);
-	if ((uintptr_t)p + size + extra > a + size)
-		coh_sys_munmap((void *)(a + size), (uintptr_t)p + size + extra - (a + size));
+	uintptr_t a = (uintptr_t)p;
 	if ((e = amd_enter(ab)) == 0) {
 		e = to_gpu(ab, gpu_of(t), a, size, true);   /* pages are made on the GPU */
 		amd_leave(ab);
@@ -606,9 +600,7 @@ static int amd_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *a
 	if (e)
 		return e;
 	/* system memory now; then onto the node asked for */
-	unsigned long mask[1024 / (8 * sizeof(unsigned long))] = { 0 };
-	mask[node / (8 * sizeof(unsigned long))] |= 1UL << (node % (8 * sizeof(unsigned long)));
-	e = coh_sys_mbind(addr, len, MPOL_BIND, mask, 1025, MPOL_MF_MOVE);
+	e = coh_sys_mbind_node(addr, len, node, MPOL_MF_MOVE);
 	return e == -ENOSYS ? 0 : e;   /* a kernel without NUMA has one node anyway */
 }
 

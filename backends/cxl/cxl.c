@@ -429,21 +429,16 @@ static int window(coh_target *t, struct cxl_target *ct)
 	size_t a = ct->align, len = ct->nchunks * a;
 	/* an aligned virtual range first: device-dax faults need VA aligned like the offset */
 	void *res, *p;
-	int e = coh_sys_mmap(NULL, len + a, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0, &res);
+	int e = coh_sys_mmap_aligned(len, a, PROT_NONE, MAP_PRIVATE | MAP_NORESERVE, &res);
 	if (e) {
 		close(fd);
 		return e;
 	}
-	uintptr_t va = ((uintptr_t)res + a - 1) & ~(uintptr_t)(a - 1);
-	e = coh_sys_mmap((void *)va, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0, &p);
-	if (va > (uintptr_t)res)
-		coh_sys_munmap(res, va - (uintptr_t)res);
-	if ((uintptr_t)res + len + a > va + len)
-		coh_sys_munmap((void *)(va + len), (uintptr_t)res + len + a - (va + len));
+	e = coh_sys_mmap(res, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0, &p);
 	if (!e)
 		e = coh_sys_madvise(p, len, MADV_DONTFORK);   /* only allocations that share go to a child */
 	if (e) {
-		coh_sys_munmap((void *)va, len);
+		coh_sys_munmap(res, len);
 		close(fd);
 		return e;
 	}
@@ -575,24 +570,15 @@ static int to_host(const struct coh_alloc_rec *rec, struct cxl_target *ct, size_
 {
 	size_t a = ct->align, len = n * a;
 	uint8_t *src = ct->base + c * a;
-	void *res;
-	/* memory allocated to be shared stays shared on the host */
-	int e = coh_sys_mmap(NULL, len + a, PROT_READ | PROT_WRITE,
-			     (rec->shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS, -1, 0, &res);
+	void *tmp;
+	/* memory allocated to be shared stays shared on the host; aligned like
+	 * the device, so huge pages can back it and move whole */
+	int e = coh_sys_mmap_aligned(len, a, PROT_READ | PROT_WRITE, rec->shared ? MAP_SHARED : MAP_PRIVATE, &tmp);
 	if (e)
 		return e;
-	/* aligned like the device, so huge pages can back it and move whole */
-	uintptr_t va = ((uintptr_t)res + a - 1) & ~(uintptr_t)(a - 1);
-	if (va > (uintptr_t)res)
-		coh_sys_munmap(res, va - (uintptr_t)res);
-	if ((uintptr_t)res + len + a > va + len)
-		coh_sys_munmap((void *)(va + len), (uintptr_t)res + len + a - (va + len));
-	void *tmp = (void *)va;
 	if (!rec->shared)
 		coh_sys_madvise(tmp, len, MADV_HUGEPAGE);   /* a hint: fewer faults to populate and to free */
-	unsigned long mask[1024 / (8 * sizeof(unsigned long))] = { 0 };
-	mask[node / (8 * sizeof(unsigned long))] |= 1UL << (node % (8 * sizeof(unsigned long)));
-	e = coh_sys_mbind(tmp, len, MPOL_BIND, mask, 1025, 0);
+	e = coh_sys_mbind_node(tmp, len, node, 0);
 	if (e == -ENOSYS || e == -EPERM)
 		e = 0;   /* a kernel without NUMA: there is one node anyway */
 	if (!e) {
@@ -616,15 +602,13 @@ static int to_device(const struct coh_alloc_rec *rec, struct cxl_target *ct, siz
 	size_t a = ct->align, len = n * a;
 	/* copy into the device's chunks through a second, aligned mapping */
 	void *res, *dev;
-	int e = coh_sys_mmap(NULL, len + a, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0, &res);
+	int e = coh_sys_mmap_aligned(len, a, PROT_NONE, MAP_PRIVATE | MAP_NORESERVE, &res);
 	if (e)
 		return e;
-	uintptr_t va = ((uintptr_t)res + a - 1) & ~(uintptr_t)(a - 1);
-	e = coh_sys_mmap((void *)va, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, ct->fd, (off_t)(c * a),
-			 &dev);
+	e = coh_sys_mmap(res, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, ct->fd, (off_t)(c * a), &dev);
 	if (!e)
 		memcpy(dev, ct->base + c * a, len);
-	coh_sys_munmap(res, len + a);
+	coh_sys_munmap(res, len);
 	if (e)
 		return e;
 	/* then the device replaces the host memory at the same addresses */

@@ -223,19 +223,13 @@ static int to_device(coh_target *t, uintptr_t addr, size_t len)
 
 static int hmm_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out)
 {
-	coh_context *ctx = coh_target_context(t);
 	if (flags & COH_ALLOC_HUGE)
 		return -EOPNOTSUPP;
-	size_t extra = align > ctx->page_size ? align - ctx->page_size : 0;
 	void *p;
-	int e = coh_sys_mmap(NULL, size + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &p);
+	int e = coh_sys_mmap_aligned(size, align, PROT_READ | PROT_WRITE, MAP_PRIVATE, &p);
 	if (e)
 		return e;
-	uintptr_t a = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
-	if (a > (uintptr_t)p)
-		coh_sys_munmap(p, a - (uintptr_t)p);
-	if ((uintptr_t)p + size + extra > a + size)
-		coh_sys_munmap((void *)(a + size), (uintptr_t)p + size + extra - (a + size));
+	uintptr_t a = (uintptr_t)p;
 	/* device pages are allocated now: holes migrate as zero-filled pages */
 	coh_sys_madvise((void *)a, size, MADV_NOHUGEPAGE);
 	e = to_device(t, a, size);
@@ -286,9 +280,7 @@ static int hmm_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *a
 			if (e)
 				return e;
 		}
-	unsigned long mask[1024 / (8 * sizeof(unsigned long))] = { 0 };
-	mask[node / (8 * sizeof(unsigned long))] |= 1UL << (node % (8 * sizeof(unsigned long)));
-	int e = coh_sys_mbind(addr, len, MPOL_BIND, mask, 1025, MPOL_MF_MOVE | MPOL_MF_STRICT);
+	int e = coh_sys_mbind_node(addr, len, node, MPOL_MF_MOVE | MPOL_MF_STRICT);
 	return e == -EIO ? -EBUSY : e;
 }
 

@@ -259,21 +259,11 @@ static int host_alloc(coh_target *t, size_t size, size_t align, unsigned flags, 
 	bool shared = ((flags >> 8) & 0xf) == COH_FORK_SHARE;
 	if ((flags & COH_ALLOC_HUGE) && align < HOST_HUGE && size >= HOST_HUGE)
 		align = HOST_HUGE;
-	size_t extra = align > ctx->page_size ? align - ctx->page_size : 0;
-	if (size + extra < size)
-		return -EOVERFLOW;
 	void *p;
-	int e = coh_sys_mmap(NULL, size + extra, PROT_READ | PROT_WRITE,
-			     (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0, &p);
+	int e = coh_sys_mmap_aligned(size, align, PROT_READ | PROT_WRITE,
+				     (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_NORESERVE, &p);
 	if (e)
 		return e;
-	uintptr_t a = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
-	if (a > (uintptr_t)p)
-		coh_sys_munmap(p, a - (uintptr_t)p);
-	uintptr_t tail = (uintptr_t)p + size + extra, end = a + size;
-	if (tail > end)
-		coh_sys_munmap((void *)end, tail - end);
-	p = (void *)a;
 
 	if (flags & COH_ALLOC_HUGE)
 		e = coh_sys_madvise(p, size, MADV_HUGEPAGE);
