@@ -3,6 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "common.h"
 
@@ -19,8 +23,50 @@ coh_context *t_ctx(void)
 coh_target *t_node0(coh_context *ctx)
 {
 	coh_target *t = coh_target_find(ctx, "host:node0");
-	ck_assert_msg(t != NULL, "no host:node0 target");
+	for (coh_target *i = NULL; !t && (i = coh_target_next(ctx, i));)
+		if (coh_target_kind(i) == COH_KIND_HOST_NODE && (coh_target_caps(i) & COH_CAP_ALLOC))
+			t = i;
+	ck_assert_msg(t != NULL, "no host node target with memory");
 	return t;
+}
+
+int t_node0_id(coh_context *ctx)
+{
+	int n = coh_target_numa_node(t_node0(ctx));
+	return n < 0 ? 0 : n;
+}
+
+enum t_read_fault t_read_fault_behaviour(void)
+{
+	static enum t_read_fault cached = T_READ_FAULT_UNKNOWN - 1;
+	if (cached != T_READ_FAULT_UNKNOWN - 1)
+		return cached;
+	enum t_read_fault b = T_READ_FAULT_UNKNOWN;
+	long ps = sysconf(_SC_PAGESIZE);
+	volatile unsigned char *p = mmap(NULL, (size_t)ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (p != MAP_FAILED && fd >= 0) {
+		(void)p[0];
+		uint64_t e = 0;
+		if (pread(fd, &e, sizeof(e), (off_t)((uintptr_t)p / (uintptr_t)ps * 8)) == sizeof(e) &&
+		    (e >> 63) & 1)
+			b = (e >> 56) & 1 ? T_READ_FAULT_POPULATES : T_READ_FAULT_NOTHING;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (p != MAP_FAILED)
+		munmap((void *)p, (size_t)ps);
+	cached = b;
+	return b;
+}
+
+const char *t_read_fault_name(enum t_read_fault b)
+{
+	switch (b) {
+	case T_READ_FAULT_NOTHING: return "maps the shared zero page";
+	case T_READ_FAULT_POPULATES: return "maps a fresh exclusive page";
+	default: return "unknown (pagemap unreadable)";
+	}
 }
 
 int t_run(Suite *s)

@@ -115,7 +115,7 @@ START_TEST(query_extents)
 	ck_assert_uint_eq(ext[0].start, (uintptr_t)p);
 	ck_assert_uint_eq(ext[0].length, 10 * ps);
 	ck_assert_int_eq(ext[0].kind, COH_MEM_SYSTEM);
-	ck_assert_int_eq(ext[0].node, 0);
+	ck_assert_int_eq(ext[0].node, t_node0_id(ctx));
 	ck_assert_ptr_eq(ext[0].target, t);
 	ck_assert_int_eq(ext[1].kind, COH_MEM_NOT_POPULATED);
 	ck_assert_uint_eq(ext[1].length, 10 * ps);
@@ -191,7 +191,7 @@ START_TEST(query_unmapped_and_child)
 	waitpid(pid, NULL, 0);
 	ck_assert_int_eq(n, 2);
 	ck_assert_int_eq(ext[0].kind, COH_MEM_SYSTEM);
-	ck_assert_int_eq(ext[0].node, 0);
+	ck_assert_int_eq(ext[0].node, t_node0_id(ctx));
 	ck_assert_int_eq(ext[1].kind, COH_MEM_NOT_POPULATED);
 	munmap(p, 4 * ps);
 	coh_context_unref(ctx);
@@ -270,7 +270,7 @@ START_TEST(migrate_sync_async)
 	struct coh_extent ext[4];
 	int n = coh_query(ctx, p, len, ext, 4);
 	ck_assert_int_eq(n, 2);
-	ck_assert_int_eq(ext[0].node, 0);
+	ck_assert_int_eq(ext[0].node, t_node0_id(ctx));
 	ck_assert_int_eq(ext[1].kind, COH_MEM_NOT_POPULATED);   /* migrate populates nothing */
 	/* part of the range */
 	ck_assert_int_eq(coh_migrate(ctx, (char *)p + ps, 2 * ps, t, 0), 0);
