@@ -102,7 +102,7 @@ static void cpu_vendor(const coh_context *ctx, char *out, size_t len)
 {
 	char buf[4096];
 	snprintf(out, len, "unknown");
-	if (coh_fs_read(ctx, "/proc/cpuinfo", buf, sizeof(buf)) < 0)
+	if (coh_fs_read_head(ctx, "/proc/cpuinfo", buf, sizeof(buf)) < 0)
 		return;
 	char *p = strstr(buf, "vendor_id");
 	if (!p)
