@@ -239,6 +239,7 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 		}
 		coh_info(ctx, "backend %s: %d target(s)", ops->name, ctx->ntargets - before);
 	}
+	coh_targets_validate(ctx);
 	coh_fork_register(ctx);
 	*out = ctx;
 	return 0;
