@@ -182,7 +182,8 @@ int coh_check_range(const void *addr, size_t len);   /* NULL / zero / overflow *
 int coh_rec_get(coh_context *ctx, const void *addr, size_t len, struct coh_rec **out);
 void coh_rec_put(struct coh_rec *r);
 coh_target *coh_target_of_node(const coh_context *ctx, int node);
-/* After discovery: reads each node's distances and HMAT figures once, logging every value it has to drop. */
+/* After discovery: reads each node's distances, HMAT figures and memory-side
+ * caches once, logging every value it has to drop. */
 void coh_targets_validate(coh_context *ctx);
 int coh_pci_name(const coh_context *ctx, const char *address, char *buf, size_t len);
 

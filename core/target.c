@@ -367,6 +367,69 @@ int coh_target_access(const coh_target *t, unsigned access_class, struct coh_acc
 	return read_access(t, access_class, out, false);
 }
 
+/* nodeN/memory_side_cache/indexL, L ascending: the i-th that has a valid size. */
+static int read_memory_cache(const coh_target *t, unsigned index, struct coh_memory_cache *out, bool warn)
+{
+	const coh_context *ctx = t->ctx;
+	char dir[96], path[192], buf[64];
+	snprintf(dir, sizeof(dir), "/sys/devices/system/node/node%d/memory_side_cache", t->d.numa_node);
+	DIR *d = coh_fs_opendir(ctx, dir);
+	if (!d)
+		return -ENOENT;
+	uint8_t levels[256 / 8] = { 0 };
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		uint64_t l;
+		if (!strncmp(de->d_name, "index", 5) && de->d_name[5] != ' ' &&
+		    !coh_parse_u64(de->d_name + 5, 10, &l) && l < 256)
+			levels[l / 8] |= (uint8_t)(1u << (l % 8));
+	}
+	closedir(d);
+	unsigned seen = 0;
+	for (unsigned l = 0; l < 256; l++) {
+		if (!(levels[l / 8] & (1u << (l % 8))))
+			continue;
+		struct coh_memory_cache c = { .size = sizeof(c), .level = l, .indexing = -1, .write_policy = -1 };
+		static const char *const names[] = { "size", "line_size", "indexing", "write_policy" };
+		uint64_t v[4];
+		bool ok[4];
+		for (int i = 0; i < 4; i++) {
+			snprintf(path, sizeof(path), "%s/index%u/%s", dir, l, names[i]);
+			int r = coh_fs_read(ctx, path, buf, sizeof(buf));
+			ok[i] = r >= 0 && !coh_parse_u64(buf, 10, &v[i]) &&
+				(i == 0 ? v[i] > 0 : i == 1 ? v[i] <= UINT32_MAX : v[i] <= 2);
+			if (!ok[i] && r >= 0 && warn)
+				coh_warn((coh_context *)ctx, "%s: '%.32s' is not a valid %s, ignored", path, buf,
+					 names[i]);
+		}
+		if (!ok[0])
+			continue;   /* a cache of no known size is no cache to report */
+		c.cache_bytes = v[0];
+		c.line_size = ok[1] ? (uint32_t)v[1] : 0;
+		c.indexing = ok[2] ? (int)v[2] : -1;
+		c.write_policy = ok[3] ? (int)v[3] : -1;
+		if (seen++ == index) {
+			*out = c;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+int coh_target_memory_cache(const coh_target *t, unsigned index, struct coh_memory_cache *out)
+{
+	if (!t || !out || out->size < sizeof(struct coh_memory_cache))
+		return -EINVAL;
+	if (t->d.numa_node < 0)
+		return -ENOENT;
+	return read_memory_cache(t, index, out, false);
+}
+
+int coh_target_persistent(const coh_target *t)
+{
+	return t ? t->d.persistent != 0 : -EINVAL;
+}
+
 /* After discovery: every figure the accessors read for a node, read once with
  * warnings, so that a bad file is logged once rather than on every call. */
 void coh_targets_validate(coh_context *ctx)
@@ -385,6 +448,9 @@ void coh_targets_validate(coh_context *ctx)
 		struct coh_access a;
 		for (unsigned cls = 0; cls < 2; cls++)
 			read_access(t, cls, &a, true);
+		struct coh_memory_cache c;
+		for (unsigned k = 0; read_memory_cache(t, k, &c, true) == 0; k++)
+			;
 	}
 }
 

@@ -184,6 +184,21 @@ struct coh_access {
 COH_API int coh_target_access(const coh_target *t, unsigned access_class,
 			      struct coh_access *out);
 
+/* A memory-side cache of the node (HMAT): memory_side_cache/indexL. */
+struct coh_memory_cache {
+	size_t size;              /* sizeof(struct coh_memory_cache) */
+	unsigned level;           /* L: a higher level is nearer the CPUs */
+	uint64_t cache_bytes;
+	uint32_t line_size;       /* bytes, 0 = unknown */
+	int indexing;             /* 0 direct-mapped, 1 indexed, 2 other, -1 unknown */
+	int write_policy;         /* 0 write-back, 1 write-through, 2 other, -1 unknown */
+};
+/* The index-th memory-side cache (0 first, by level), -ENOENT past the last. */
+COH_API int coh_target_memory_cache(const coh_target *t, unsigned index,
+				    struct coh_memory_cache *out);
+/* 1 when the target's memory is persistent (an NVDIMM region onlined as a node), else 0. */
+COH_API int coh_target_persistent(const coh_target *t);
+
 /* ------------------------------------------------------------------ */
 /* Allocation                                                          */
 /* ------------------------------------------------------------------ */

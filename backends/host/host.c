@@ -143,6 +143,7 @@ struct node_facts {
 	bool movable;
 	bool capacity_known;
 	uint64_t total;
+	char pmem[48];            /* "ndbus0/region1" when an NVDIMM region backs the node */
 };
 
 static int host_add(coh_context *ctx, int node, const struct node_facts *f, uint64_t caps, const char *vendor)
@@ -155,13 +156,16 @@ static int host_add(coh_context *ctx, int node, const struct node_facts *f, uint
 	d.kind = f->cpuless ? COH_KIND_CPULESS_NODE : COH_KIND_HOST_NODE;
 	snprintf(d.name, sizeof(d.name), "host:node%d", node < 0 ? 0 : node);
 	snprintf(d.vendor, sizeof(d.vendor), "%s", f->cpuless ? "unknown" : vendor);
-	if (f->cpuless)
+	if (f->pmem[0])
+		snprintf(d.model, sizeof(d.model), "persistent memory (NVDIMM %s), NUMA node %d", f->pmem, node);
+	else if (f->cpuless)
 		snprintf(d.model, sizeof(d.model), "CPU-less memory node %d", node);
 	else
 		snprintf(d.model, sizeof(d.model), "system memory, NUMA node %d", node < 0 ? 0 : node);
 	d.numa_node = node;
 	d.total_bytes = f->capacity_known ? f->total : 0;
 	d.capacity_unknown = !f->capacity_known;
+	d.persistent = f->pmem[0] != '\0';
 	d.caps = caps;
 	d.zone_movable = f->movable;
 	d.priv = ht;
@@ -208,6 +212,44 @@ static bool node_has_cpu(const coh_context *ctx, int n, const uint8_t *withcpu)
 		any |= *c != '0';
 	}
 	return any;
+}
+
+/* kmem-onlined device-dax whose parent is an NVDIMM region (.../ndbusX/regionY/daxY.Z):
+ * that node's memory is persistent.  Records "ndbusX/regionY" per node. */
+static void pmem_nodes(const coh_context *ctx, char (*pmem)[48])
+{
+	DIR *d = coh_fs_opendir(ctx, "/sys/bus/dax/devices");
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		char path[320], link[512], buf[32];
+		if (strncmp(de->d_name, "dax", 3) || strlen(de->d_name) > 32)
+			continue;
+		snprintf(path, sizeof(path), "/sys/bus/dax/devices/%s/driver", de->d_name);
+		if (coh_fs_readlink(ctx, path, link, sizeof(link)) > 0) {
+			const char *drv = strrchr(link, '/');
+			if (strcmp(drv ? drv + 1 : link, "kmem"))
+				continue;   /* devdax mode: not system RAM */
+		}
+		snprintf(path, sizeof(path), "/sys/bus/dax/devices/%s/target_node", de->d_name);
+		uint64_t node;
+		if (coh_fs_read(ctx, path, buf, sizeof(buf)) < 0 || coh_parse_u64(buf, 10, &node) ||
+		    node >= HOST_MAX_NODES)
+			continue;
+		snprintf(path, sizeof(path), "/sys/bus/dax/devices/%s", de->d_name);
+		if (coh_fs_readlink(ctx, path, link, sizeof(link)) <= 0)
+			continue;
+		const char *bus = strstr(link, "/ndbus");
+		if (!bus)
+			continue;
+		int bl = (int)strcspn(bus + 1, "/");
+		const char *reg = bus + 1 + bl;
+		int rl = *reg == '/' ? (int)strcspn(reg + 1, "/") : 0;
+		snprintf(pmem[node], sizeof(pmem[node]), "%.*s/%.*s", bl < 20 ? bl : 20, bus + 1,
+			 rl < 20 ? rl : 20, reg + 1);
+	}
+	closedir(d);
 }
 
 static int host_discover(coh_context *ctx, void **priv)
@@ -259,6 +301,11 @@ static int host_discover(coh_context *ctx, void **priv)
 		have_cpu_list = true;
 	movable_nodes(ctx, movable);
 
+	char (*pmem)[48] = calloc(HOST_MAX_NODES, sizeof(*pmem));
+	if (!pmem)
+		return -ENOMEM;
+	pmem_nodes(ctx, pmem);
+
 	int added = 0, err = 0;
 	for (int n = 0; n < HOST_MAX_NODES && !err; n++) {
 		if (!(present[n / 8] & (1u << (n % 8))))
@@ -280,10 +327,12 @@ static int host_discover(coh_context *ctx, void **priv)
 		if (!f.capacity_known)
 			coh_warn(ctx, "host: node%d: capacity unknown (no usable MemTotal in its meminfo)", n);
 		f.cpuless = !node_has_cpu(ctx, n, have_cpu_list ? withcpu : NULL);
+		snprintf(f.pmem, sizeof(f.pmem), "%s", pmem[n]);
 		err = host_add(ctx, n, &f, caps, vendor);
 		if (!err)
 			added++;
 	}
+	free(pmem);
 	if (err)
 		return err;
 	hb->one_node = added == 1;

@@ -2,7 +2,7 @@
 /*
  * Node discovery on the hand-written trees of tests/data/make-numa-trees.py:
  * where CPUs are listed (has_cpu, cpulist, cpumap), sparse node ids, HMAT
- * zeros, and numbers no kernel
+ * zeros, memory-side caches, NVDIMM-backed nodes, and numbers no kernel
  * writes (each dropped with a warning naming the file, the node kept).  Also
  * the fsroot reader on FIFOs and roots that are not a recorded machine.
  */
@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "common.h"
+
+#define GIB (1024ull * 1024 * 1024)
 
 static const char *data_dir(void)
 {
@@ -133,7 +135,7 @@ START_TEST(sparse_distances)
 }
 END_TEST
 
-/* ---- HMAT ---- */
+/* ---- HMAT, memory-side caches, persistent memory ---- */
 
 /* Access class 0 of t: these four figures, node0 the one initiator. */
 static void check_access0(coh_target *t, uint32_t rbw, uint32_t wbw, uint32_t rlat, uint32_t wlat)
@@ -157,6 +159,50 @@ START_TEST(hmat_zeros)
 	struct coh_access a = { .size = sizeof(a) };
 	ck_assert_int_eq(coh_target_access(node_t(ctx, 1), 0, &a), -ENOENT);
 	ck_assert_str_eq(logbuf, "");   /* 0 is valid HMAT ("not provided"), not an error */
+	coh_context_unref(ctx);
+}
+END_TEST
+
+START_TEST(memory_cache)
+{
+	coh_context *ctx = open_tree("numa-memcache");
+	coh_target *t = node_t(ctx, 0);
+	struct coh_memory_cache c = { .size = sizeof(c) };
+	/* memory_side_cache/index1: size 103079215104, line_size 64, indexing 0, write_policy 0 */
+	ck_assert_int_eq(coh_target_memory_cache(t, 0, &c), 0);
+	ck_assert_uint_eq(c.size, sizeof(c));
+	ck_assert_uint_eq(c.level, 1);
+	ck_assert_uint_eq(c.cache_bytes, 96 * GIB);
+	ck_assert_uint_eq(c.line_size, 64);
+	ck_assert_int_eq(c.indexing, 0);
+	ck_assert_int_eq(c.write_policy, 0);
+	ck_assert_int_eq(coh_target_memory_cache(t, 1, &c), -ENOENT);
+	/* bad arguments change nothing */
+	c.size = sizeof(c) - 1;
+	ck_assert_int_eq(coh_target_memory_cache(t, 0, &c), -EINVAL);
+	ck_assert_int_eq(coh_target_memory_cache(NULL, 0, &c), -EINVAL);
+	ck_assert_int_eq(coh_target_memory_cache(t, 0, NULL), -EINVAL);
+	coh_context_unref(ctx);
+	/* a node without one */
+	ctx = open_tree("numa-hmat-zeros");
+	c.size = sizeof(c);
+	ck_assert_int_eq(coh_target_memory_cache(node_t(ctx, 0), 0, &c), -ENOENT);
+	coh_context_unref(ctx);
+}
+END_TEST
+
+START_TEST(nvdimm)
+{
+	/* dax0.0 (kmem, target_node 2) under ndbus0/region0; dax1.0 (device_dax, node 3) not a node */
+	coh_context *ctx = open_tree("numa-nvdimm");
+	ck_assert_int_eq(coh_target_count(ctx), 3);
+	ck_assert_int_eq(coh_target_persistent(node_t(ctx, 2)), 1);
+	ck_assert_int_eq(coh_target_persistent(node_t(ctx, 0)), 0);
+	ck_assert_int_eq(coh_target_persistent(node_t(ctx, 1)), 0);
+	ck_assert_int_eq(coh_target_persistent(NULL), -EINVAL);
+	check_kind(ctx, 2, COH_KIND_CPULESS_NODE);
+	ck_assert_ptr_nonnull(strstr(coh_target_model(node_t(ctx, 2)), "ndbus0/region0"));
+	ck_assert_int_eq(coh_target_distance(node_t(ctx, 0), node_t(ctx, 2)), 17);
 	coh_context_unref(ctx);
 }
 END_TEST
@@ -320,6 +366,8 @@ static Suite *disc_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("attributes");
 	tcase_add_test(tc, hmat_zeros);
+	tcase_add_test(tc, memory_cache);
+	tcase_add_test(tc, nvdimm);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("impossible");
 	tcase_add_test(tc, impossible_capacity);
