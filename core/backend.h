@@ -30,6 +30,8 @@ struct coh_target_desc {
 	uint64_t caps;            /* enum coh_cap */
 	int zone_movable;         /* 1: all of it is ZONE_MOVABLE (long-term pins migrate it) */
 	void *priv;               /* backend data, freed by ops->target_fini */
+	int capacity_unknown;     /* 1: total_bytes could not be read (it is 0) */
+	int persistent;           /* 1: persistent memory (an NVDIMM region onlined by kmem) */
 };
 
 struct coh_backend_ops {

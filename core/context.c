@@ -174,8 +174,21 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 		char real[4096];
 		ctx->replay = !(realpath(root, real) && !strcmp(real, "/"));
 	}
-	if (ctx->replay)
+	if (ctx->replay) {
+		/* A recorded machine always has its node folder; an empty folder or
+		 * the one above a tree has none and must not pass for a one-node
+		 * machine.  The live root may lack it (CONFIG_NUMA off): the host
+		 * backend then serves all memory as one target. */
+		int fd = coh_fs_open(ctx, "/sys/devices/system/node", O_RDONLY | O_DIRECTORY);
+		if (fd < 0) {
+			err = fd;
+			coh_err(ctx, "fsroot %s: %s/sys/devices/system/node: %s: not a recorded machine", root,
+				root, strerror(-err));
+			goto fail;
+		}
+		close(fd);
 		coh_info(ctx, "fsroot %s: replay mode, memory-changing calls refused", root);
+	}
 
 	{
 		char rel[128];
@@ -226,6 +239,7 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 		}
 		coh_info(ctx, "backend %s: %d target(s)", ops->name, ctx->ntargets - before);
 	}
+	coh_targets_validate(ctx);
 	coh_fork_register(ctx);
 	*out = ctx;
 	return 0;

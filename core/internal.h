@@ -12,6 +12,8 @@
 #include "backend.h"
 
 #define COH_PAGE_SIZE_MIN 4096u
+/* NUMA node ids read from sysfs must be below this (the core's node bitmaps). */
+#define COH_NODE_LIMIT 1024
 
 /* ---- lookup table (ptab.c): page -> allocation, read without a lock ---- */
 struct pt_mid;
@@ -135,12 +137,21 @@ void coh_log(coh_context *ctx, int level, const char *fmt, ...)
 int coh_log_level_parse(const char *s);
 
 /* ---- fsroot.c: every /sys, /proc, /dev access, relative to the fsroot ---- */
+/* Files: O_NONBLOCK, then fstat; read-only opens accept regular files only
+ * (-EINVAL, logged), read-write ones refuse FIFOs and sockets. */
 int coh_fs_open(const coh_context *ctx, const char *path, int flags);
-/* Reads a small file into buf (NUL-terminated, trailing newline stripped): length or -errno. */
+/* Reads a small file into buf (NUL-terminated, trailing newline stripped): length or -errno.
+ * A file that does not fit is -EFBIG (logged), never a value cut short. */
 int coh_fs_read(const coh_context *ctx, const char *path, char *buf, size_t len);
+/* The same for the first len - 1 bytes of a longer file (/proc/cpuinfo). */
+int coh_fs_read_head(const coh_context *ctx, const char *path, char *buf, size_t len);
 int coh_fs_readf(const coh_context *ctx, char *buf, size_t len, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* One unsigned number (base 0: "0x" hex allowed): -EINVAL/-ERANGE, logged, for
+ * anything else, a sign included. */
 int coh_fs_read_u64(const coh_context *ctx, const char *path, uint64_t *v);
+/* Digits only around blanks, no sign: 0, -EINVAL or -ERANGE. */
+int coh_parse_u64(const char *s, int base, uint64_t *v);
 bool coh_fs_exists(const coh_context *ctx, const char *path);
 /* The text of a symbolic link (not followed): length or -errno. */
 int coh_fs_readlink(const coh_context *ctx, const char *path, char *buf, size_t len);
@@ -171,6 +182,9 @@ int coh_check_range(const void *addr, size_t len);   /* NULL / zero / overflow *
 int coh_rec_get(coh_context *ctx, const void *addr, size_t len, struct coh_rec **out);
 void coh_rec_put(struct coh_rec *r);
 coh_target *coh_target_of_node(const coh_context *ctx, int node);
+/* After discovery: reads each node's distances, HMAT figures and memory-side
+ * caches once, logging every value it has to drop. */
+void coh_targets_validate(coh_context *ctx);
 int coh_pci_name(const coh_context *ctx, const char *address, char *buf, size_t len);
 
 /* fork.c */

@@ -454,7 +454,7 @@ static atomic_int scan_works = 1;   /* sticky: cleared when this kernel lacks PA
 static bool swap_active(const coh_context *ctx)
 {
 	char buf[256];
-	int r = coh_fs_read(ctx, "/proc/swaps", buf, sizeof(buf));
+	int r = coh_fs_read_head(ctx, "/proc/swaps", buf, sizeof(buf));
 	return r > 0 && strchr(buf, '\n') != NULL;   /* a line past the header */
 }
 

@@ -159,14 +159,16 @@ int coh_target_capacity(const coh_target *t, uint64_t *total, uint64_t *free_byt
 {
 	if (!t)
 		return -EINVAL;
+	int e = 0;
 	if (total)
 		*total = t->d.total_bytes;
 	if (free_bytes) {
-		if (!t->slot->ops->free_bytes)
-			return -EOPNOTSUPP;
-		return t->slot->ops->free_bytes((coh_target *)t, free_bytes);
+		e = t->slot->ops->free_bytes ? t->slot->ops->free_bytes((coh_target *)t, free_bytes) : -EOPNOTSUPP;
+		if (e)
+			*free_bytes = 0;
 	}
-	return 0;
+	/* an unknown total outranks a free figure's error: the caller asked for both */
+	return total && t->d.capacity_unknown ? -ENODATA : e;
 }
 
 const char *coh_target_kind_name(int kind)
@@ -205,7 +207,7 @@ const char *coh_cap_name(uint64_t cap)
 /* Online nodes in order: the columns of nodeN/distance. */
 static int node_order(const coh_context *ctx, int *nodes, int max)
 {
-	char buf[1024];
+	char buf[4096];
 	uint8_t bits[1024 / 8];
 	int n = 0;
 	if (coh_fs_read(ctx, "/sys/devices/system/node/online", buf, sizeof(buf)) >= 0 &&
@@ -234,6 +236,39 @@ static int node_order(const coh_context *ctx, int *nodes, int max)
 	return n;
 }
 
+/* Row `node` of the SLIT (nodeN/distance) into row[0..n), columns in node_order.
+ * Each entry is 10..255 (ACPI: 10 local, 255 unreachable), the node's own
+ * entry 10, one entry per online node: otherwise -EINVAL, logged when warn. */
+static int distance_row(const coh_context *ctx, int node, const int *order, int n, int *row, bool warn)
+{
+	char buf[4096], path[64];
+	snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/distance", node);
+	int r = coh_fs_read(ctx, path, buf, sizeof(buf));
+	if (r < 0)
+		return r;
+	const char *why = NULL;
+	int count = 0;
+	for (char *tok, *sv, *p = buf; !why && (tok = strtok_r(p, " \t\n", &sv)); p = NULL) {
+		uint64_t v;
+		if (coh_parse_u64(tok, 10, &v) || v < 10 || v > 255)
+			why = "an entry outside 10..255";
+		else if (count == n)
+			why = "more entries than online nodes";
+		else if (order[count] == node && v != 10)
+			why = "a distance to itself other than 10";
+		else
+			row[count++] = (int)v;
+	}
+	if (!why && count < n)
+		why = "fewer entries than online nodes";
+	if (why) {
+		if (warn)
+			coh_warn((coh_context *)ctx, "%s: %s, ignored", path, why);
+		return -EINVAL;
+	}
+	return count;
+}
+
 int coh_target_distance(const coh_target *a, const coh_target *b)
 {
 	if (!a || !b || a->ctx != b->ctx)
@@ -241,39 +276,33 @@ int coh_target_distance(const coh_target *a, const coh_target *b)
 	if (a->d.numa_node < 0 || b->d.numa_node < 0)
 		return -ENOENT;
 	const coh_context *ctx = a->ctx;
-	int nodes[1024];
-	int n = node_order(ctx, nodes, 1024);
+	int nodes[COH_NODE_LIMIT], row[COH_NODE_LIMIT];
+	int n = node_order(ctx, nodes, COH_NODE_LIMIT);
 	if (n <= 0)
 		return -ENOENT;
 	int col = -1;
 	for (int i = 0; i < n; i++)
 		if (nodes[i] == b->d.numa_node)
 			col = i;
-	if (col < 0)
+	if (col < 0 || distance_row(ctx, a->d.numa_node, nodes, n, row, false) < 0)
 		return -ENOENT;
-	char buf[4096];
-	if (coh_fs_readf(ctx, buf, sizeof(buf), "/sys/devices/system/node/node%d/distance",
-			 a->d.numa_node) < 0)
-		return -ENOENT;
-	char *p = buf, *end;
-	for (int i = 0;; i++) {
-		long v = strtol(p, &end, 10);
-		if (end == p)
-			return -ENOENT;
-		if (i == col)
-			return (int)v;
-		p = end;
-	}
+	return row[col];
 }
 
-int coh_target_access(const coh_target *t, unsigned access_class, struct coh_access *out)
+/* "nodeN" with N a node id below the limit: N, else -1. */
+static int node_name_id(const char *name)
 {
-	if (!t || !out || out->size < sizeof(struct coh_access) || access_class > 1)
-		return -EINVAL;
-	if (t->d.numa_node < 0)
-		return -ENOENT;
+	uint64_t v;
+	if (strncmp(name, "node", 4) || coh_parse_u64(name + 4, 10, &v) || name[4] == ' ' ||
+	    v >= COH_NODE_LIMIT)
+		return -1;
+	return (int)v;
+}
+
+static int read_access(const coh_target *t, unsigned access_class, struct coh_access *out, bool warn)
+{
 	const coh_context *ctx = t->ctx;
-	char dir[128], path[192];
+	char dir[128], path[192], buf[64];
 	snprintf(dir, sizeof(dir), "/sys/devices/system/node/node%d/access%u/initiators",
 		 t->d.numa_node, access_class);
 	if (!coh_fs_exists(ctx, dir))
@@ -286,21 +315,36 @@ int coh_target_access(const coh_target *t, unsigned access_class, struct coh_acc
 	for (int i = 0; i < 4; i++) {
 		uint64_t v;
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-		if (coh_fs_read_u64(ctx, path, &v) == 0) {
-			*vals[i] = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+		if (coh_fs_read(ctx, path, buf, sizeof(buf)) < 0)
+			continue;
+		/* 0 is HMAT's "not provided"; above 32 bits is no real figure */
+		if (coh_parse_u64(buf, 10, &v) || v > UINT32_MAX) {
+			if (warn)
+				coh_warn((coh_context *)ctx, "%s: '%.32s' is not a figure, ignored", path, buf);
+			continue;
+		}
+		if (v) {
+			*vals[i] = (uint32_t)v;
 			found++;
 		}
 	}
 	if (!found)
-		return -ENOENT;   /* an initiator-only node: the folder exists, empty */
+		return -ENOENT;   /* an initiator-only node (the folder exists, empty), or zeros only */
 	DIR *d = coh_fs_opendir(ctx, dir);
 	if (d) {
 		struct dirent *de;
-		int id;
-		char tail;
-		while ((de = readdir(d)))
-			if (sscanf(de->d_name, "node%d%c", &id, &tail) == 1 && a.nr_initiators < 16)
+		while ((de = readdir(d))) {
+			if (strncmp(de->d_name, "node", 4))
+				continue;
+			int id = node_name_id(de->d_name);
+			if (id < 0) {
+				if (warn)
+					coh_warn((coh_context *)ctx, "%s/%s: not a node id, ignored", dir, de->d_name);
+				continue;
+			}
+			if (a.nr_initiators < 16)
 				a.initiators[a.nr_initiators++] = id;
+		}
 		closedir(d);
 		/* readdir order is arbitrary: sort */
 		for (int i = 1; i < a.nr_initiators; i++)
@@ -312,6 +356,102 @@ int coh_target_access(const coh_target *t, unsigned access_class, struct coh_acc
 	}
 	*out = a;
 	return 0;
+}
+
+int coh_target_access(const coh_target *t, unsigned access_class, struct coh_access *out)
+{
+	if (!t || !out || out->size < sizeof(struct coh_access) || access_class > 1)
+		return -EINVAL;
+	if (t->d.numa_node < 0)
+		return -ENOENT;
+	return read_access(t, access_class, out, false);
+}
+
+/* nodeN/memory_side_cache/indexL, L ascending: the i-th that has a valid size. */
+static int read_memory_cache(const coh_target *t, unsigned index, struct coh_memory_cache *out, bool warn)
+{
+	const coh_context *ctx = t->ctx;
+	char dir[96], path[192], buf[64];
+	snprintf(dir, sizeof(dir), "/sys/devices/system/node/node%d/memory_side_cache", t->d.numa_node);
+	DIR *d = coh_fs_opendir(ctx, dir);
+	if (!d)
+		return -ENOENT;
+	uint8_t levels[256 / 8] = { 0 };
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		uint64_t l;
+		if (!strncmp(de->d_name, "index", 5) && de->d_name[5] != ' ' &&
+		    !coh_parse_u64(de->d_name + 5, 10, &l) && l < 256)
+			levels[l / 8] |= (uint8_t)(1u << (l % 8));
+	}
+	closedir(d);
+	unsigned seen = 0;
+	for (unsigned l = 0; l < 256; l++) {
+		if (!(levels[l / 8] & (1u << (l % 8))))
+			continue;
+		struct coh_memory_cache c = { .size = sizeof(c), .level = l, .indexing = -1, .write_policy = -1 };
+		static const char *const names[] = { "size", "line_size", "indexing", "write_policy" };
+		uint64_t v[4];
+		bool ok[4];
+		for (int i = 0; i < 4; i++) {
+			snprintf(path, sizeof(path), "%s/index%u/%s", dir, l, names[i]);
+			int r = coh_fs_read(ctx, path, buf, sizeof(buf));
+			ok[i] = r >= 0 && !coh_parse_u64(buf, 10, &v[i]) &&
+				(i == 0 ? v[i] > 0 : i == 1 ? v[i] <= UINT32_MAX : v[i] <= 2);
+			if (!ok[i] && r >= 0 && warn)
+				coh_warn((coh_context *)ctx, "%s: '%.32s' is not a valid %s, ignored", path, buf,
+					 names[i]);
+		}
+		if (!ok[0])
+			continue;   /* a cache of no known size is no cache to report */
+		c.cache_bytes = v[0];
+		c.line_size = ok[1] ? (uint32_t)v[1] : 0;
+		c.indexing = ok[2] ? (int)v[2] : -1;
+		c.write_policy = ok[3] ? (int)v[3] : -1;
+		if (seen++ == index) {
+			*out = c;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+int coh_target_memory_cache(const coh_target *t, unsigned index, struct coh_memory_cache *out)
+{
+	if (!t || !out || out->size < sizeof(struct coh_memory_cache))
+		return -EINVAL;
+	if (t->d.numa_node < 0)
+		return -ENOENT;
+	return read_memory_cache(t, index, out, false);
+}
+
+int coh_target_persistent(const coh_target *t)
+{
+	return t ? t->d.persistent != 0 : -EINVAL;
+}
+
+/* After discovery: every figure the accessors read for a node, read once with
+ * warnings, so that a bad file is logged once rather than on every call. */
+void coh_targets_validate(coh_context *ctx)
+{
+	int nodes[COH_NODE_LIMIT], row[COH_NODE_LIMIT];
+	int n = node_order(ctx, nodes, COH_NODE_LIMIT);
+	for (int i = 0; i < ctx->ntargets; i++) {
+		const coh_target *t = ctx->targets[i];
+		bool again = false;
+		for (int j = 0; j < i; j++)
+			again |= ctx->targets[j]->d.numa_node == t->d.numa_node;
+		if (t->d.numa_node < 0 || again)
+			continue;
+		if (n > 0)
+			distance_row(ctx, t->d.numa_node, nodes, n, row, true);
+		struct coh_access a;
+		for (unsigned cls = 0; cls < 2; cls++)
+			read_access(t, cls, &a, true);
+		struct coh_memory_cache c;
+		for (unsigned k = 0; read_memory_cache(t, k, &c, true) == 0; k++)
+			;
+	}
 }
 
 int coh_target_describe_node(coh_context *ctx, int node, const char *vendor, const char *model)

@@ -159,11 +159,13 @@ COH_API const char *coh_target_pci_address(const coh_target *t);
 COH_API const char *coh_target_pci_name(const coh_target *t);
 /* NUMA node, or -ENOENT when the memory is not a node. */
 COH_API int coh_target_numa_node(const coh_target *t);
-/* Capacity and (re-read, current) free bytes; either pointer may be NULL. */
+/* Capacity and (re-read, current) free bytes; either pointer may be NULL.
+ * -ENODATA (total 0) when the capacity could not be read. */
 COH_API int coh_target_capacity(const coh_target *t, uint64_t *total, uint64_t *free_bytes);
 COH_API uint64_t coh_target_caps(const coh_target *t);       /* enum coh_cap bits */
 COH_API const char *coh_cap_name(uint64_t cap);              /* one bit */
-/* ACPI SLIT distance between the nodes of two targets, or -ENOENT. */
+/* ACPI SLIT distance between the nodes of two targets (10..254, 255 unreachable),
+ * or -ENOENT, also when the node's distance row is invalid. */
 COH_API int coh_target_distance(const coh_target *a, const coh_target *b);
 /* Memory tier id (memory_tierN) or -ENOENT. */
 COH_API int coh_target_memory_tier(const coh_target *t);
@@ -177,9 +179,25 @@ struct coh_access {
 	int nr_initiators;        /* initiator nodes listed for this class */
 	int initiators[16];
 };
-/* HMAT access class 0 (any initiator) or 1 (CPU initiators): -ENOENT without HMAT. */
+/* HMAT access class 0 (any initiator) or 1 (CPU initiators): -ENOENT without HMAT
+ * (or when every figure is 0, HMAT's "not provided"). */
 COH_API int coh_target_access(const coh_target *t, unsigned access_class,
 			      struct coh_access *out);
+
+/* A memory-side cache of the node (HMAT): memory_side_cache/indexL. */
+struct coh_memory_cache {
+	size_t size;              /* sizeof(struct coh_memory_cache) */
+	unsigned level;           /* L: a higher level is nearer the CPUs */
+	uint64_t cache_bytes;
+	uint32_t line_size;       /* bytes, 0 = unknown */
+	int indexing;             /* 0 direct-mapped, 1 indexed, 2 other, -1 unknown */
+	int write_policy;         /* 0 write-back, 1 write-through, 2 other, -1 unknown */
+};
+/* The index-th memory-side cache (0 first, by level), -ENOENT past the last. */
+COH_API int coh_target_memory_cache(const coh_target *t, unsigned index,
+				    struct coh_memory_cache *out);
+/* 1 when the target's memory is persistent (an NVDIMM region onlined as a node), else 0. */
+COH_API int coh_target_persistent(const coh_target *t);
 
 /* ------------------------------------------------------------------ */
 /* Allocation                                                          */

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -37,13 +38,42 @@ static void usage(FILE *f)
 		   "  version\n");
 }
 
+/* The symbolic name of an errno value, for messages a script can match. */
+static const char *errno_name(int e)
+{
+	switch (e < 0 ? -e : e) {
+	case ENOENT: return "ENOENT";
+	case ENOTDIR: return "ENOTDIR";
+	case EACCES: return "EACCES";
+	case EPERM: return "EPERM";
+	case EINVAL: return "EINVAL";
+	case ENOMEM: return "ENOMEM";
+	case ENAMETOOLONG: return "ENAMETOOLONG";
+	case ELOOP: return "ELOOP";
+	case EIO: return "EIO";
+	default: return "errno";
+	}
+}
+
+/* Library messages to stderr, errors always (a command line tool says why it failed). */
+static void log_stderr(void *data, int level, const char *msg)
+{
+	(void)data;
+	static const char *const names[] = { "none", "err", "warn", "info", "debug" };
+	fprintf(stderr, "libcoherent: %s: %s\n", names[level >= 0 && level <= COH_LOG_DEBUG ? level : 0], msg);
+}
+
 static int open_ctx(coh_context **ctx)
 {
+	int level = opt_verbose ? COH_LOG_DEBUG : getenv("COH_LOG") ? -1 : COH_LOG_ERR;
 	struct coh_context_options o = { .size = sizeof(o), .backends = opt_backends, .fsroot = opt_fsroot,
-					 .log_level = opt_verbose ? COH_LOG_DEBUG : -1 };
+					 .log_level = level, .log_fn = log_stderr };
 	int e = coh_context_create(&o, ctx);
-	if (e)
-		fprintf(stderr, "cohctl: cannot create a context: %s\n", coh_strerror(e));
+	if (e) {
+		const char *root = opt_fsroot ? opt_fsroot : getenv("COH_FSROOT");
+		fprintf(stderr, "cohctl: cannot create a context%s%s: %s (%s)\n", root ? " for fsroot " : "",
+			root ? root : "", errno_name(e), strerror(-e));
+	}
 	return e;
 }
 
@@ -76,6 +106,23 @@ static void caps_string(uint64_t caps, char *buf, size_t len)
 	}
 }
 
+/* ", "key": N" or null when the figure is 0 (unknown, not provided). */
+static void json_figure(const char *key, uint32_t v)
+{
+	printf(", \"%s\": ", key);
+	v ? printf("%u", v) : printf("null");
+}
+
+static const char *cache_indexing(int v)
+{
+	return v == 0 ? "direct-mapped" : v == 1 ? "indexed" : v == 2 ? "other" : "unknown";
+}
+
+static const char *cache_policy(int v)
+{
+	return v == 0 ? "write-back" : v == 1 ? "write-through" : v == 2 ? "other" : "unknown";
+}
+
 /* ---------------- devices ---------------- */
 
 static int cmd_devices(int argc, char **argv)
@@ -92,7 +139,8 @@ static int cmd_devices(int argc, char **argv)
 		int i = 0;
 		coh_target_foreach(ctx, t) {
 			uint64_t total = 0, free_b = 0;
-			int fe = coh_target_capacity(t, &total, &free_b);
+			int te = coh_target_capacity(t, &total, NULL);
+			int fe = coh_target_capacity(t, NULL, &free_b);
 			printf("%s\n    {\"name\": ", i++ ? "," : "");
 			json_str(coh_target_name(t));
 			printf(", \"backend\": ");
@@ -116,8 +164,11 @@ static int cmd_devices(int argc, char **argv)
 			int node = coh_target_numa_node(t);
 			printf(", \"numa_node\": ");
 			node >= 0 ? printf("%d", node) : printf("null");
-			printf(", \"total_bytes\": %" PRIu64 ", \"free_bytes\": ", total);
+			printf(", \"total_bytes\": ");
+			te == 0 ? printf("%" PRIu64, total) : printf("null");
+			printf(", \"free_bytes\": ");
 			fe == 0 ? printf("%" PRIu64, free_b) : printf("null");
+			printf(", \"persistent\": %s", coh_target_persistent(t) == 1 ? "true" : "false");
 			int tier = coh_target_memory_tier(t);
 			printf(", \"memory_tier\": ");
 			tier >= 0 ? printf("%d", tier) : printf("null");
@@ -143,13 +194,28 @@ static int cmd_devices(int argc, char **argv)
 				struct coh_access a = { .size = sizeof(a) };
 				if (coh_target_access(t, cls, &a))
 					continue;
-				printf("%s{\"class\": %u, \"read_bandwidth_MBps\": %u, \"write_bandwidth_MBps\": %u, "
-				       "\"read_latency_ns\": %u, \"write_latency_ns\": %u, \"initiators\": [",
-				       c++ ? ", " : "", cls, a.read_bandwidth, a.write_bandwidth, a.read_latency,
-				       a.write_latency);
+				/* 0 is "not provided" (HMAT): null, as hwloc shows nothing */
+				printf("%s{\"class\": %u", c++ ? ", " : "", cls);
+				json_figure("read_bandwidth_MBps", a.read_bandwidth);
+				json_figure("write_bandwidth_MBps", a.write_bandwidth);
+				json_figure("read_latency_ns", a.read_latency);
+				json_figure("write_latency_ns", a.write_latency);
+				printf(", \"initiators\": [");
 				for (int k = 0; k < a.nr_initiators; k++)
 					printf("%s%d", k ? ", " : "", a.initiators[k]);
 				printf("]}");
+			}
+			printf("], \"memory_side_caches\": [");
+			struct coh_memory_cache mc = { .size = sizeof(mc) };
+			for (unsigned k = 0; coh_target_memory_cache(t, k, &mc) == 0; k++) {
+				printf("%s{\"level\": %u, \"size_bytes\": %" PRIu64, k ? ", " : "", mc.level,
+				       mc.cache_bytes);
+				json_figure("line_size", mc.line_size);
+				printf(", \"indexing\": ");
+				json_str(cache_indexing(mc.indexing));
+				printf(", \"write_policy\": ");
+				json_str(cache_policy(mc.write_policy));
+				printf("}");
 			}
 			printf("]}");
 		}
@@ -172,8 +238,12 @@ static int cmd_devices(int argc, char **argv)
 		coh_target_foreach(ctx, t) {
 			uint64_t total = 0, free_b = 0;
 			char tb[32], fb[32], caps[512], tier[16];
-			int fe = coh_target_capacity(t, &total, &free_b);
-			snprintf(tb, sizeof(tb), "%.1f GiB", (double)total / (1 << 30));
+			int te = coh_target_capacity(t, &total, NULL);
+			int fe = coh_target_capacity(t, NULL, &free_b);
+			if (te == 0)
+				snprintf(tb, sizeof(tb), "%.1f GiB", (double)total / (1 << 30));
+			else
+				snprintf(tb, sizeof(tb), "unknown");
 			if (fe == 0)
 				snprintf(fb, sizeof(fb), "%.1f GiB", (double)free_b / (1 << 30));
 			else
@@ -194,6 +264,15 @@ static int cmd_devices(int argc, char **argv)
 			if (coh_target_pci_address(t))
 				printf("%-16s pci %s %s\n", "", coh_target_pci_address(t),
 				       coh_target_pci_name(t) ? coh_target_pci_name(t) : "");
+			struct coh_memory_cache mc = { .size = sizeof(mc) };
+			for (unsigned k = 0; coh_target_memory_cache(t, k, &mc) == 0; k++) {
+				char line[32] = "";
+				if (mc.line_size)
+					snprintf(line, sizeof(line), ", %u-byte lines", mc.line_size);
+				printf("%-16s memory-side cache L%u: %.1f GiB%s, %s, %s\n", "", mc.level,
+				       (double)mc.cache_bytes / (1 << 30), line, cache_indexing(mc.indexing),
+				       cache_policy(mc.write_policy));
+			}
 		}
 		if (coh_target_count(ctx) == 0)
 			printf("(no targets)\n");
@@ -219,7 +298,15 @@ static int root_open(const char *path)
 {
 	while (*path == '/')
 		path++;
-	return openat(rootfd, path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK and regular files or folders only: a FIFO in a tree must not hang */
+	int fd = openat(rootfd, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	struct stat st;
+	if (fd >= 0 && (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)))) {
+		close(fd);
+		errno = EINVAL;
+		return -1;
+	}
+	return fd;
 }
 
 static bool root_exists(const char *path)
@@ -242,8 +329,9 @@ static bool root_has_entries(const char *path, const char *prefix)
 	}
 	struct dirent *de;
 	while (!found && (de = readdir(d)))
-		if (!strncmp(de->d_name, prefix, strlen(prefix)))
-			found = true;
+		if (!strncmp(de->d_name, prefix, strlen(prefix)) &&
+		    (!*prefix || (de->d_name[strlen(prefix)] >= '0' && de->d_name[strlen(prefix)] <= '9')))
+			found = true;   /* "node" + id, "dax" + id: not "node_possible" */
 	closedir(d);
 	return found;
 }
@@ -393,7 +481,8 @@ static int cmd_check(int argc, char **argv)
 			if (!strcmp(kreqs[k].backend, names[b]) && nreq[b] < 16)
 				req_kconf(&reqs[b][nreq[b]++], kreqs[k].symbol, kreqs[k].required, kreqs[k].module_ok);
 	/* what the running system must show */
-	req_path(&reqs[0][nreq[0]++], "NUMA nodes in sysfs", "/sys/devices/system/node/node0", false);
+	/* any node: node 0 can be offline */
+	req_dir(&reqs[0][nreq[0]++], "NUMA nodes in sysfs", "/sys/devices/system/node", "node", false);
 	req_path(&reqs[0][nreq[0]++], "pagemap", "/proc/self/pagemap", true);
 	req_path(&reqs[1][nreq[1]++], "test_hmm device", "/dev/hmm_dmirror0", true);
 	req_path(&reqs[1][nreq[1]++], "test_hmm coherent device", "/dev/hmm_dmirror2", false);

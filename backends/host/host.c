@@ -37,22 +37,41 @@ struct host_target {
 	int node;
 };
 
-static uint64_t node_meminfo(const coh_context *ctx, int node, const char *key)
+/* "Node 0 MemTotal:   16214564 kB" (or /proc/meminfo's "MemTotal: ... kB" for
+ * node -1) in bytes: 0, -ENOENT without the file or the key, or -EINVAL,
+ * logged, for a figure that is not a size (a sign, no digits, past 2^64). */
+static int node_meminfo(const coh_context *ctx, int node, const char *key, uint64_t *bytes)
 {
-	char buf[4096];
-	if (node < 0) {
-		if (coh_fs_read(ctx, "/proc/meminfo", buf, sizeof(buf)) < 0)
-			return 0;
-	} else if (coh_fs_readf(ctx, buf, sizeof(buf), "/sys/devices/system/node/node%d/meminfo", node) < 0) {
-		return 0;
-	}
-	char *p = strstr(buf, key);
+	char buf[4096], path[64];
+	if (node < 0)
+		snprintf(path, sizeof(path), "/proc/meminfo");
+	else
+		snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/meminfo", node);
+	int r = coh_fs_read(ctx, path, buf, sizeof(buf));
+	if (r < 0)
+		return r;
+	size_t kl = strlen(key);
+	char *p = buf;
+	while ((p = strstr(p, key)) && p[kl] != ':')
+		p += kl;
 	if (!p)
-		return 0;
-	p += strlen(key);
-	while (*p == ':' || *p == ' ')
+		return -ENOENT;
+	p += kl + 1;
+	while (*p == ' ' || *p == '\t')
 		p++;
-	return strtoull(p, NULL, 10) * 1024;
+	char *eol = strchr(p, '\n');
+	if (eol)
+		*eol = '\0';
+	char *unit = strstr(p, " kB");
+	if (unit && !unit[3])
+		*unit = '\0';
+	uint64_t kb;
+	if (coh_parse_u64(p, 10, &kb) || kb > UINT64_MAX / 1024) {
+		coh_warn((coh_context *)ctx, "%s: %s '%.40s' is not a size in kB, ignored", path, key, p);
+		return -EINVAL;
+	}
+	*bytes = kb * 1024;
+	return 0;
 }
 
 /* Nodes whose every present page is in ZONE_MOVABLE (kmem-onlined CXL, hotplugged memory). */
@@ -102,7 +121,7 @@ static void cpu_vendor(const coh_context *ctx, char *out, size_t len)
 {
 	char buf[4096];
 	snprintf(out, len, "unknown");
-	if (coh_fs_read(ctx, "/proc/cpuinfo", buf, sizeof(buf)) < 0)
+	if (coh_fs_read_head(ctx, "/proc/cpuinfo", buf, sizeof(buf)) < 0)
 		return;
 	char *p = strstr(buf, "vendor_id");
 	if (!p)
@@ -119,29 +138,118 @@ static void cpu_vendor(const coh_context *ctx, char *out, size_t len)
 	snprintf(out, len, "%.*s", (int)l, p);
 }
 
-static int host_add(coh_context *ctx, int node, bool cpuless, uint64_t caps, bool movable, const char *vendor)
+struct node_facts {
+	bool cpuless;
+	bool movable;
+	bool capacity_known;
+	uint64_t total;
+	char pmem[48];            /* "ndbus0/region1" when an NVDIMM region backs the node */
+};
+
+static int host_add(coh_context *ctx, int node, const struct node_facts *f, uint64_t caps, const char *vendor)
 {
 	struct coh_target_desc d = { 0 };
 	struct host_target *ht = calloc(1, sizeof(*ht));
 	if (!ht)
 		return -ENOMEM;
 	ht->node = node;
-	d.kind = cpuless ? COH_KIND_CPULESS_NODE : COH_KIND_HOST_NODE;
+	d.kind = f->cpuless ? COH_KIND_CPULESS_NODE : COH_KIND_HOST_NODE;
 	snprintf(d.name, sizeof(d.name), "host:node%d", node < 0 ? 0 : node);
-	snprintf(d.vendor, sizeof(d.vendor), "%s", cpuless ? "unknown" : vendor);
-	if (cpuless)
+	snprintf(d.vendor, sizeof(d.vendor), "%s", f->cpuless ? "unknown" : vendor);
+	if (f->pmem[0])
+		snprintf(d.model, sizeof(d.model), "persistent memory (NVDIMM %s), NUMA node %d", f->pmem, node);
+	else if (f->cpuless)
 		snprintf(d.model, sizeof(d.model), "CPU-less memory node %d", node);
 	else
 		snprintf(d.model, sizeof(d.model), "system memory, NUMA node %d", node < 0 ? 0 : node);
 	d.numa_node = node;
-	d.total_bytes = node_meminfo(ctx, node, "MemTotal");
+	d.total_bytes = f->capacity_known ? f->total : 0;
+	d.capacity_unknown = !f->capacity_known;
+	d.persistent = f->pmem[0] != '\0';
 	d.caps = caps;
-	d.zone_movable = movable;
+	d.zone_movable = f->movable;
 	d.priv = ht;
 	int e = coh_target_add(ctx, &d);
 	if (e)
 		free(ht);
 	return e;
+}
+
+#define HOST_MAX_CPUS 16384
+
+/* Does node n list a CPU?  has_cpu (when it parsed), then nodeN/cpulist, then
+ * nodeN/cpumap (older kernels and POWER have only the map): a node is CPU-less
+ * only when no source names a CPU.  An empty has_cpu is a valid empty list. */
+static bool node_has_cpu(const coh_context *ctx, int n, const uint8_t *withcpu)
+{
+	if (withcpu && ((withcpu[n / 8] >> (n % 8)) & 1))
+		return true;
+	char buf[4096], path[64];
+	uint8_t *cpus = calloc(1, HOST_MAX_CPUS / 8);
+	snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/cpulist", n);
+	if (cpus && coh_fs_read(ctx, path, buf, sizeof(buf)) >= 0) {
+		int c = coh_parse_list(buf, cpus, HOST_MAX_CPUS);
+		if (c < 0)
+			coh_warn((coh_context *)ctx, "%s: '%.40s' is not a CPU list, ignored", path, buf);
+		if (c > 0) {
+			free(cpus);
+			return true;
+		}
+	}
+	free(cpus);
+	snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/cpumap", n);
+	if (coh_fs_read(ctx, path, buf, sizeof(buf)) < 0)
+		return false;
+	/* comma-separated 32-bit hex words: "00000000,0000000f" */
+	bool any = false;
+	for (const char *c = buf; *c; c++) {
+		if (*c == ',')
+			continue;
+		if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f') || (*c >= 'A' && *c <= 'F'))) {
+			coh_warn((coh_context *)ctx, "%s: '%.40s' is not a CPU mask, ignored", path, buf);
+			return false;
+		}
+		any |= *c != '0';
+	}
+	return any;
+}
+
+/* kmem-onlined device-dax whose parent is an NVDIMM region (.../ndbusX/regionY/daxY.Z):
+ * that node's memory is persistent.  Records "ndbusX/regionY" per node. */
+static void pmem_nodes(const coh_context *ctx, char (*pmem)[48])
+{
+	DIR *d = coh_fs_opendir(ctx, "/sys/bus/dax/devices");
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		char path[320], link[512], buf[32];
+		if (strncmp(de->d_name, "dax", 3) || strlen(de->d_name) > 32)
+			continue;
+		snprintf(path, sizeof(path), "/sys/bus/dax/devices/%s/driver", de->d_name);
+		if (coh_fs_readlink(ctx, path, link, sizeof(link)) > 0) {
+			const char *drv = strrchr(link, '/');
+			if (strcmp(drv ? drv + 1 : link, "kmem"))
+				continue;   /* devdax mode: not system RAM */
+		}
+		snprintf(path, sizeof(path), "/sys/bus/dax/devices/%s/target_node", de->d_name);
+		uint64_t node;
+		if (coh_fs_read(ctx, path, buf, sizeof(buf)) < 0 || coh_parse_u64(buf, 10, &node) ||
+		    node >= HOST_MAX_NODES)
+			continue;
+		snprintf(path, sizeof(path), "/sys/bus/dax/devices/%s", de->d_name);
+		if (coh_fs_readlink(ctx, path, link, sizeof(link)) <= 0)
+			continue;
+		const char *bus = strstr(link, "/ndbus");
+		if (!bus)
+			continue;
+		int bl = (int)strcspn(bus + 1, "/");
+		const char *reg = bus + 1 + bl;
+		int rl = *reg == '/' ? (int)strcspn(reg + 1, "/") : 0;
+		snprintf(pmem[node], sizeof(pmem[node]), "%.*s/%.*s", bl < 20 ? bl : 20, bus + 1,
+			 rl < 20 ? rl : 20, reg + 1);
+	}
+	closedir(d);
 }
 
 static int host_discover(coh_context *ctx, void **priv)
@@ -173,7 +281,9 @@ static int host_discover(coh_context *ctx, void **priv)
 		hb->numa = false;
 		caps &= ~(uint64_t)(COH_CAP_MIGRATE | COH_CAP_MIGRATE_ASYNC | COH_CAP_ADVISE);
 		coh_info(ctx, "host: no NUMA nodes in sysfs, one target for all memory");
-		return host_add(ctx, -1, false, caps, false, vendor);
+		struct node_facts f = { 0 };
+		f.capacity_known = node_meminfo(ctx, -1, "MemTotal", &f.total) == 0;
+		return host_add(ctx, -1, &f, caps, vendor);
 	}
 	struct dirent *de;
 	while ((de = readdir(d))) {
@@ -191,25 +301,40 @@ static int host_discover(coh_context *ctx, void **priv)
 		have_cpu_list = true;
 	movable_nodes(ctx, movable);
 
-	int added = 0;
-	for (int n = 0; n < HOST_MAX_NODES; n++) {
+	char (*pmem)[48] = calloc(HOST_MAX_NODES, sizeof(*pmem));
+	if (!pmem)
+		return -ENOMEM;
+	pmem_nodes(ctx, pmem);
+
+	int added = 0, err = 0;
+	for (int n = 0; n < HOST_MAX_NODES && !err; n++) {
 		if (!(present[n / 8] & (1u << (n % 8))))
 			continue;
-		bool mem = have_mem_list ? (withmem[n / 8] >> (n % 8)) & 1 : node_meminfo(ctx, n, "MemTotal") > 0;
+		struct node_facts f = { .movable = (movable[n / 8] >> (n % 8)) & 1 };
+		int mr = node_meminfo(ctx, n, "MemTotal", &f.total);
+		f.capacity_known = mr == 0;
+		/* Memory: listed in has_memory, or a MemTotal above 0; when neither
+		 * source answers the node is kept, its capacity unknown. */
+		bool mem;
+		if (have_mem_list && ((withmem[n / 8] >> (n % 8)) & 1))
+			mem = true;
+		else if (mr == 0)
+			mem = f.total > 0;
+		else
+			mem = !have_mem_list;
 		if (!mem)
 			continue;
-		bool cpu;
-		if (have_cpu_list) {
-			cpu = (withcpu[n / 8] >> (n % 8)) & 1;
-		} else {
-			int r = coh_fs_readf(ctx, buf, sizeof(buf), "/sys/devices/system/node/node%d/cpulist", n);
-			cpu = r > 0;
-		}
-		int e = host_add(ctx, n, !cpu, caps, (movable[n / 8] >> (n % 8)) & 1, vendor);
-		if (e)
-			return e;
-		added++;
+		if (!f.capacity_known)
+			coh_warn(ctx, "host: node%d: capacity unknown (no usable MemTotal in its meminfo)", n);
+		f.cpuless = !node_has_cpu(ctx, n, have_cpu_list ? withcpu : NULL);
+		snprintf(f.pmem, sizeof(f.pmem), "%s", pmem[n]);
+		err = host_add(ctx, n, &f, caps, vendor);
+		if (!err)
+			added++;
 	}
+	free(pmem);
+	if (err)
+		return err;
 	hb->one_node = added == 1;
 	return added;
 }
@@ -229,11 +354,7 @@ static void host_target_fini(coh_target *t, void *priv)
 static int host_free_bytes(coh_target *t, uint64_t *free_bytes)
 {
 	const struct host_target *ht = coh_target_priv(t);
-	uint64_t v = node_meminfo(coh_target_context(t), ht->node, "MemFree");
-	if (!v)
-		return -ENOENT;
-	*free_bytes = v;
-	return 0;
+	return node_meminfo(coh_target_context(t), ht->node, "MemFree", free_bytes);
 }
 
 static bool numa_on(const coh_target *t)

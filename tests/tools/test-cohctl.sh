@@ -28,6 +28,54 @@ grep -q '"memory_tier": 22' <<<"$out" || fail "replayed tier"
 grep -q '"read_bandwidth_MBps"' <<<"$out" || fail "replayed HMAT access"
 ok "devices on a replayed machine"
 
+# hand-written discovery trees (tests/data/make-numa-trees.py)
+js() { python3 -c "import json,sys; d=json.load(sys.stdin); t={x['name']: x for x in d['targets']}; $1" || fail "$2"; }
+if command -v python3 >/dev/null; then
+  "$cohctl" --fsroot "$data/numa-hmat-zeros" devices --json |
+    js 'a=t["host:node0"]["access"][0]; assert a["read_bandwidth_MBps"] is None and a["read_latency_ns"] == 90, a' \
+       "HMAT 0 shown as a figure"
+  "$cohctl" --fsroot "$data/numa-memcache" devices --json |
+    js 'c=t["host:node0"]["memory_side_caches"]; assert c == [{"level": 1, "size_bytes": 103079215104, "line_size": 64, "indexing": "direct-mapped", "write_policy": "write-back"}], c' \
+       "memory-side cache"
+  "$cohctl" --fsroot "$data/numa-nvdimm" devices --json |
+    js 'assert t["host:node2"]["persistent"] is True and t["host:node0"]["persistent"] is False' "NVDIMM node not persistent"
+  "$cohctl" --fsroot "$data/numa-impossible" devices --json 2>/dev/null |
+    js 'assert t["host:node0"]["total_bytes"] is None and t["host:node0"]["distances"] == {} and t["host:node5"]["distances"]["host:node4"] == 255, t["host:node0"]' \
+       "impossible data shown"
+  "$cohctl" --fsroot "$data/numa-empty-has-cpu" devices --json |
+    js 'assert t["host:node1"]["kind"] == "host-node"' "node with CPUs reported CPU-less"
+fi
+# (output into a variable first: grep -q leaving early would make cohctl's
+# write fail with SIGPIPE, and pipefail report that)
+out=$("$cohctl" --fsroot "$data/numa-memcache" devices)
+grep -q 'memory-side cache L1: 96.0 GiB' <<<"$out" || fail "devices table lacks the memory-side cache"
+ok "devices on discovery trees"
+
+# a FIFO in the tree must not block (every read is O_NONBLOCK + fstat)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cp -r "$data/numa-sparse-ids" "$tmp/t"
+rm "$tmp/t/sys/devices/system/node/node3/meminfo" "$tmp/t/proc/cpuinfo"
+mkfifo "$tmp/t/sys/devices/system/node/node3/meminfo" "$tmp/t/proc/cpuinfo"
+timeout 20 "$cohctl" --fsroot "$tmp/t" devices >"$tmp/out" 2>&1 || fail "devices on a tree with a FIFO: $(cat "$tmp/out")"
+grep -q '^host:node3 .* unknown' "$tmp/out" || fail "node behind a FIFO meminfo not listed as unknown capacity"
+timeout 20 "$cohctl" --fsroot "$tmp/t" check >/dev/null || fail "check on a tree with a FIFO"
+ok "FIFO in the tree"
+
+# a root that is not a recorded machine: error naming the path and the errno
+mkdir "$tmp/empty"
+for root in "$tmp/empty" "$data" "$tmp/missing"; do
+  if "$cohctl" --fsroot "$root" devices >"$tmp/out" 2>&1; then fail "fsroot $root accepted"; fi
+  grep -q "fsroot $root: ENOENT" "$tmp/out" || fail "fsroot $root: error without path and ENOENT: $(cat "$tmp/out")"
+  grep -q 'host:node0' "$tmp/out" && fail "fsroot $root invented a machine"
+done
+ok "wrong fsroot"
+
+# check accepts any node (node 0 can be offline)
+out=$("$cohctl" --fsroot "$data/numa-sparse-ids" check --json)
+grep -q '"what": "NUMA nodes in sysfs", "required": false, "ok": true' <<<"$out" || fail "check: nodes 1, 3, 6 not seen"
+ok "check without node 0"
+
 out=$("$cohctl" check --json)
 grep -q '"backend": "host", "compiled": true, "status": "ready"' <<<"$out" || fail "check: host not ready"
 "$cohctl" check | grep -q '^nvidia' || fail "check table lacks nvidia"
