@@ -241,8 +241,11 @@ int coh_vma_classify(const struct coh_vma *m)
 		return COH_VMA_DEVDAX;
 	if (!strncmp(p, "/dev/nvidia-uvm", 15))
 		return COH_VMA_VENDOR;
-	if (!strncmp(p, "/dev/zero", 9) || !strncmp(p, "/SYSV", 5) || !strncmp(p, "/memfd:", 7) ||
-	    !strncmp(p, "/dev/shm/", 9))
+	/* A private mapping of /dev/zero is anonymous memory (mmap_zero() makes
+	 * it so; only its name stays); a shared one is shmem, "/dev/zero (deleted)". */
+	if (!strncmp(p, "/dev/zero", 9))
+		return m->shared ? COH_VMA_SHMEM : COH_VMA_ANON;
+	if (!strncmp(p, "/SYSV", 5) || !strncmp(p, "/memfd:", 7) || !strncmp(p, "/dev/shm/", 9))
 		return COH_VMA_SHMEM;
 	if (!strncmp(p, "/dev/", 5))
 		return COH_VMA_DEVICE;   /* VM_IO / PFN maps of a driver */
