@@ -253,6 +253,28 @@ START_TEST(mixed_range)
 }
 END_TEST
 
+START_TEST(merging)
+{
+	/* two mappings (MADV_DONTFORK splits one), same kind and answers: one extent */
+	char *p = mmap(NULL, 8 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	memset(p, 1, 8 * ps);
+	ck_assert_int_eq(madvise(p + 4 * ps, 4 * ps, MADV_DONTFORK), 0);
+	struct coh_pin_extent v = one_verdict(p, 8 * ps);
+	ck_assert_int_eq(v.kind, COH_MEM_SYSTEM);
+	/* same answers, different kinds: two extents, as coh_pin_query(3) says */
+	ck_assert_int_eq(madvise(p + 4 * ps, 4 * ps, MADV_DONTNEED), 0);
+	struct coh_pin_extent pe[4];
+	ck_assert_int_eq(coh_pin_query(ctx, p, 8 * ps, pe, 4), 2);
+	ck_assert_int_eq(pe[0].kind, COH_MEM_SYSTEM);
+	ck_assert_int_eq(pe[1].kind, COH_MEM_NOT_POPULATED);
+	ck_assert_int_eq(pe[0].long_term, pe[1].long_term);
+	ck_assert_int_eq(pe[0].short_term, pe[1].short_term);
+	ck_assert_uint_eq(pe[1].start, (uintptr_t)p + 4 * ps);
+	munmap(p, 8 * ps);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("pin");
@@ -268,6 +290,7 @@ int main(void)
 	tcase_add_test(tc, shared_file);
 	tcase_add_test(tc, unmapped);
 	tcase_add_test(tc, mixed_range);
+	tcase_add_test(tc, merging);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }
