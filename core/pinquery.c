@@ -150,9 +150,9 @@ static int cma_load(const coh_context *ctx, struct coh_frame_map *m)
 	struct dirent *de;
 	int e = 0;
 	while (!e && (de = readdir(d))) {
-		if (de->d_name[0] == '.' || strlen(de->d_name) > 200)
+		if (de->d_name[0] == '.')
 			continue;
-		char path[256];
+		char path[320];   /* room for any d_name */
 		uint64_t base, count;
 		snprintf(path, sizeof(path), "/sys/kernel/debug/cma/%s/base_pfn", de->d_name);
 		if (coh_fs_read_u64(ctx, path, &base))
