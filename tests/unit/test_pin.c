@@ -601,6 +601,159 @@ START_TEST(rules_for_frames)
 }
 END_TEST
 
+/* ---- real CMA and ZONE_MOVABLE frames (the VM: cma=, movablecore=) ---- */
+
+/* The node holding frame pfn: its memory block's link under /sys/devices/system/node. */
+static int node_of_pfn(uint64_t pfn)
+{
+	char buf[64], path[128];
+	FILE *f = fopen("/sys/devices/system/memory/block_size_bytes", "r");
+	if (!f)
+		return -1;
+	char *got = fgets(buf, sizeof(buf), f);
+	fclose(f);
+	uint64_t bs = got ? strtoull(buf, NULL, 16) : 0;
+	if (!bs)
+		return -1;
+	for (int n = 0; n < 64; n++) {
+		snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/memory%llu", n,
+			 (unsigned long long)(pfn * ps / bs));
+		if (access(path, F_OK) == 0)
+			return n;
+	}
+	return -1;
+}
+
+/* Free memory of a node in bytes (its meminfo), 0 when unreadable. */
+static uint64_t node_free(int node)
+{
+	char path[96], line[256];
+	snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/meminfo", node);
+	FILE *f = fopen(path, "r");
+	uint64_t kb = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		char *p = strstr(line, "MemFree:");
+		if (p)
+			kb = strtoull(p + 8, NULL, 10);
+	}
+	if (f)
+		fclose(f);
+	return kb * 1024;
+}
+
+struct chunk {
+	char *p;
+	size_t len;
+};
+
+/* Fills node with written chunks until some page of one lies in a frame of the
+ * type (at most until 48 MiB are left free): that chunk's index, or -1. */
+static int fill_until(struct coh_frame_map *m, int node, int type, struct chunk *ch, int maxch, int *nch,
+		      size_t *first)
+{
+	size_t clen = 16 << 20, np = clen / ps;
+	uint64_t *pfn = calloc(np, 8);
+	for (*nch = 0; *nch < maxch && node_free(node) > (48u << 20);) {
+		char *p = mmap(NULL, clen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		ck_assert_ptr_ne(p, MAP_FAILED);
+		ck_assert_int_eq(coh_sys_mbind_node(p, clen, node, 0), 0);
+		madvise(p, clen, MADV_NOHUGEPAGE);
+		memset(p, 0x6b, clen);
+		ch[(*nch)++] = (struct chunk){ p, clen };
+		if (pfns_of(p, np, pfn))
+			break;
+		for (size_t i = 0; i < np; i++)
+			if (coh_frame_type(ctx, m, pfn[i]) == type) {
+				*first = i;
+				free(pfn);
+				return *nch - 1;
+			}
+	}
+	free(pfn);
+	return -1;
+}
+
+/* Pages [first, first+n) of the chunk whose frames are all of the type; n at most max. */
+static size_t run_of_type(struct coh_frame_map *m, const struct chunk *c, size_t first, int type, size_t max)
+{
+	uint64_t pfn[64];
+	size_t n = 0;
+	if (max > 64)
+		max = 64;
+	if (first + max > c->len / ps)
+		max = c->len / ps - first;
+	ck_assert_int_eq(pfns_of(c->p + first * ps, max, pfn), 0);
+	while (n < max && coh_frame_type(ctx, m, pfn[n]) == type)
+		n++;
+	return n;
+}
+
+/* The pages sit in frames of the type: pin-query says after-migrate for long pins
+ * (in place for short ones); a short pin leaves them, a long pin moves every one
+ * out of such frames. */
+static void frames_pin_check(struct coh_frame_map *m, char *p, size_t n, int type, const char *what)
+{
+	struct coh_pin_extent v = one_verdict(p, n * ps);
+	ck_assert_msg(v.long_term == COH_PIN_AFTER_MIGRATE, "%s: long-term predicted %s (%s)", what,
+		      coh_pin_answer_name(v.long_term), v.reason);
+	ck_assert_int_eq(v.short_term, COH_PIN_IN_PLACE);
+	check_short(p, n * ps, v.short_term, 1);
+	check_long(p, n * ps, v.long_term);   /* every frame changed */
+	uint64_t pfn[64];
+	ck_assert_int_eq(pfns_of(p, n, pfn), 0);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_msg(coh_frame_type(ctx, m, pfn[i]) != type, "%s: page %zu still there after a long pin",
+			      what, i);
+	fprintf(stderr, "test_pin: %zu pages in %s frames: predicted after-migrate (%s); a long pin moved every one\n",
+		n, what, v.reason);
+	v = one_verdict(p, n * ps);
+	ck_assert_int_eq(v.long_term, COH_PIN_IN_PLACE);
+}
+
+static void frames_case(int type, const char *what)
+{
+	struct coh_frame_map m;
+	ck_assert_int_eq(coh_frame_map_load(ctx, &m), 0);
+	uint64_t probe = 0;
+	for (size_t i = 0; i < m.n; i++)
+		if (m.r[i].type == type && !m.r[i].by_block)
+			probe = m.r[i].start;
+	uint64_t one;
+	int node = probe ? node_of_pfn(probe) : -1;
+	if (!probe || pfns_of(&one, 1, &one) == -EPERM || node < 0 || !longpin_available()) {
+		fprintf(stderr, "test_pin: no %s memory here (or frames hidden, no io_uring): %s frames not checked\n",
+			what, what);
+		coh_frame_map_free(&m);
+		return;
+	}
+	struct chunk ch[160];
+	int nch = 0;
+	size_t first = 0;
+	int hit = fill_until(&m, node, type, ch, 160, &nch, &first);
+	ck_assert_msg(hit >= 0, "node %d filled (%d chunks of 16 MiB) without a page in %s frames", node, nch, what);
+	size_t n = run_of_type(&m, &ch[hit], first, type, 16);
+	/* give the rest back: the long pin needs somewhere to migrate to */
+	for (int i = 0; i < nch; i++)
+		if (i != hit)
+			munmap(ch[i].p, ch[i].len);
+	fprintf(stderr, "test_pin: node %d: a page in %s frames after %d MiB\n", node, what, nch * 16);
+	frames_pin_check(&m, ch[hit].p + first * ps, n, type, what);
+	munmap(ch[hit].p, ch[hit].len);
+	coh_frame_map_free(&m);
+}
+
+START_TEST(cma_frames)
+{
+	frames_case(COH_FRAME_CMA, "CMA");
+}
+END_TEST
+
+START_TEST(movable_frames)
+{
+	frames_case(COH_FRAME_MOVABLE, "ZONE_MOVABLE");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("pin");
@@ -624,5 +777,12 @@ int main(void)
 	tcase_add_test(tc, frame_map_from_tree);
 	tcase_add_test(tc, rules_for_frames);
 	suite_add_tcase(s, tc);
+	/* these fill a node until pages land in CMA or ZONE_MOVABLE: slow under TCG */
+	TCase *fr = tcase_create("frames");
+	tcase_add_checked_fixture(fr, setup, teardown);
+	tcase_set_timeout(fr, 400);
+	tcase_add_test(fr, cma_frames);
+	tcase_add_test(fr, movable_frames);
+	suite_add_tcase(s, fr);
 	return t_run(s);
 }
