@@ -188,6 +188,19 @@ bool coh_fs_exists(const coh_context *ctx, const char *path)
 	return true;
 }
 
+FILE *coh_fs_fopen(const coh_context *ctx, const char *path)
+{
+	int fd = coh_fs_open(ctx, path, O_RDONLY);
+	if (fd < 0) {
+		errno = -fd;
+		return NULL;
+	}
+	FILE *f = fdopen(fd, "r");
+	if (!f)
+		close(fd);
+	return f;
+}
+
 DIR *coh_fs_opendir(const coh_context *ctx, const char *path)
 {
 	int fd = coh_fs_open(ctx, path, O_RDONLY | O_DIRECTORY);

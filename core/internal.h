@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <dirent.h>
 
 #include "backend.h"
@@ -156,6 +157,8 @@ bool coh_fs_exists(const coh_context *ctx, const char *path);
 /* The text of a symbolic link (not followed): length or -errno. */
 int coh_fs_readlink(const coh_context *ctx, const char *path, char *buf, size_t len);
 DIR *coh_fs_opendir(const coh_context *ctx, const char *path);
+/* The file for reading through stdio, or NULL with errno set. */
+FILE *coh_fs_fopen(const coh_context *ctx, const char *path);
 /* Parses a kernel list like "0-3,8,10-11" into a bitmap of max bits; count or -EINVAL. */
 int coh_parse_list(const char *s, uint8_t *bits, int max);
 

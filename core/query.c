@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -77,22 +78,23 @@ static bool q_emit(struct coh_q *q, uintptr_t start, size_t len, int kind, int n
 
 /* ---------- /proc/PID/maps ---------- */
 
-static int maps_parse(const coh_context *ctx, pid_t pid, const char *file, uintptr_t start, uintptr_t end,
-		      struct coh_vma **out, size_t *count)
+/* /proc/PID/NAME (pid 0: self) for reading, or NULL with errno set. */
+static FILE *proc_fopen(const coh_context *ctx, pid_t pid, const char *name)
 {
 	char path[64];
 	if (pid)
-		snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+		snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
 	else
-		snprintf(path, sizeof(path), "/proc/self/%s", file);
-	int fd = coh_fs_open(ctx, path, O_RDONLY);
-	if (fd < 0)
-		return fd;
-	FILE *f = fdopen(fd, "r");
-	if (!f) {
-		close(fd);
-		return -ENOMEM;
-	}
+		snprintf(path, sizeof(path), "/proc/self/%s", name);
+	return coh_fs_fopen(ctx, path);
+}
+
+static int maps_parse(const coh_context *ctx, pid_t pid, const char *file, uintptr_t start, uintptr_t end,
+		      struct coh_vma **out, size_t *count)
+{
+	FILE *f = proc_fopen(ctx, pid, file);
+	if (!f)
+		return errno ? -errno : -ENOMEM;
 	struct coh_vma *v = NULL;
 	size_t n = 0, cap = 0;
 	char line[4352];
@@ -100,9 +102,10 @@ static int maps_parse(const coh_context *ctx, pid_t pid, const char *file, uintp
 	bool in_range = false;   /* smaps: the last header line was one of ours */
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long a, b;
+		unsigned dmaj = 0, dmin = 0;
 		char perms[8];
 		int off = 0;
-		if (sscanf(line, "%lx-%lx %7s %*s %*s %*s%n", &a, &b, perms, &off) < 3) {
+		if (sscanf(line, "%lx-%lx %7s %*s %x:%x %*s%n", &a, &b, perms, &dmaj, &dmin, &off) < 5) {
 			if (in_range && !strncmp(line, "VmFlags:", 8)) {
 				v[n - 1].dontcopy = strstr(line, " dc") != NULL;
 				v[n - 1].wipeonfork = strstr(line, " wf") != NULL;
@@ -133,6 +136,8 @@ static int maps_parse(const coh_context *ctx, pid_t pid, const char *file, uintp
 		m->read = perms[0] == 'r';
 		m->write = perms[1] == 'w';
 		m->shared = perms[3] == 's';
+		m->dev_major = dmaj;
+		m->dev_minor = dmin;
 		char *p = line + off;
 		while (*p == ' ' || *p == '\t')
 			p++;
@@ -241,9 +246,14 @@ int coh_vma_classify(const struct coh_vma *m)
 		return COH_VMA_DEVDAX;
 	if (!strncmp(p, "/dev/nvidia-uvm", 15))
 		return COH_VMA_VENDOR;
-	if (!strncmp(p, "/dev/zero", 9) || !strncmp(p, "/SYSV", 5) || !strncmp(p, "/memfd:", 7) ||
-	    !strncmp(p, "/dev/shm/", 9))
+	/* A private mapping of /dev/zero is anonymous memory (mmap_zero() makes
+	 * it so; only its name stays); a shared one is shmem, "/dev/zero (deleted)". */
+	if (!strncmp(p, "/dev/zero", 9))
+		return m->shared ? COH_VMA_SHMEM : COH_VMA_ANON;
+	if (!strncmp(p, "/SYSV", 5) || !strncmp(p, "/memfd:", 7))
 		return COH_VMA_SHMEM;
+	if (!strncmp(p, "/dev/shm/", 9))
+		return COH_VMA_FILE;     /* a file like any other: its file system decides */
 	if (!strncmp(p, "/dev/", 5))
 		return COH_VMA_DEVICE;   /* VM_IO / PFN maps of a driver */
 	if (p[0] == '/')
@@ -253,27 +263,67 @@ int coh_vma_classify(const struct coh_vma *m)
 	return COH_VMA_ANON;     /* "", [heap], [stack], [anon:...] */
 }
 
+/* ---------- the file system of a file mapping ---------- */
+
+#define COH_TMPFS_MAGIC 0x01021994
+#define COH_HUGETLBFS_MAGIC 0x958458f6
+
+/* The mount of device maj:min in /proc/PID/mountinfo (decimal there, hex in maps). */
+static int fs_by_mountinfo(const coh_context *ctx, pid_t pid, unsigned maj, unsigned min)
+{
+	FILE *f = proc_fopen(ctx, pid, "mountinfo");
+	if (!f)
+		return COH_FS_UNKNOWN;
+	char line[4352];
+	int fs = COH_FS_UNKNOWN;
+	while (fs == COH_FS_UNKNOWN && fgets(line, sizeof(line), f)) {
+		unsigned a, b;
+		char type[64];
+		const char *sep = strstr(line, " - ");
+		if (sscanf(line, "%*u %*u %u:%u", &a, &b) != 2 || a != maj || b != min || !sep ||
+		    sscanf(sep + 3, "%63s", type) != 1)
+			continue;
+		fs = !strcmp(type, "tmpfs") || !strcmp(type, "hugetlbfs") ? COH_FS_NO_DIRTY_TRACKING : COH_FS_OTHER;
+	}
+	fclose(f);
+	return fs;
+}
+
+int coh_vma_fs(const coh_context *ctx, pid_t pid, const struct coh_vma *m)
+{
+	char path[96];
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", (int)pid, (unsigned long)m->start,
+			 (unsigned long)m->end);
+	else
+		snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx", (unsigned long)m->start,
+			 (unsigned long)m->end);
+	int fd = coh_fs_open(ctx, path, O_PATH);
+	if (fd >= 0) {
+		struct statfs sf;
+		int r = fstatfs(fd, &sf);
+		close(fd);
+		if (r == 0)
+			return (unsigned long)sf.f_type == COH_TMPFS_MAGIC ||
+					       (unsigned long)sf.f_type == COH_HUGETLBFS_MAGIC
+				       ? COH_FS_NO_DIRTY_TRACKING
+				       : COH_FS_OTHER;
+	}
+	/* kernel-internal mounts (anonymous hugetlb, memfd) are not in mountinfo */
+	return fs_by_mountinfo(ctx, pid, m->dev_major, m->dev_minor);
+}
+
 /* ---------- /proc/PID/numa_maps: one node per mapping? ---------- */
 
 /* Fills node_of[i] for each vma: >= 0 the only node, -1 no pages, -2 several or unknown. */
 static void numa_maps_nodes(const coh_context *ctx, pid_t pid, const struct coh_vma *v, size_t n,
 			    int *node_of)
 {
-	char path[64];
 	for (size_t i = 0; i < n; i++)
 		node_of[i] = -2;
-	if (pid)
-		snprintf(path, sizeof(path), "/proc/%d/numa_maps", (int)pid);
-	else
-		snprintf(path, sizeof(path), "/proc/self/numa_maps");
-	int fd = coh_fs_open(ctx, path, O_RDONLY);
-	if (fd < 0)
+	FILE *f = proc_fopen(ctx, pid, "numa_maps");
+	if (!f)
 		return;
-	FILE *f = fdopen(fd, "r");
-	if (!f) {
-		close(fd);
-		return;
-	}
 	char line[4352];
 	size_t i = 0;
 	while (i < n && fgets(line, sizeof(line), f)) {

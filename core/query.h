@@ -7,7 +7,7 @@
 
 enum coh_vma_backing {
 	COH_VMA_ANON = 0,
-	COH_VMA_SHMEM,     /* shared anonymous, SysV, memfd, tmpfs */
+	COH_VMA_SHMEM,     /* shared anonymous (and /dev/zero), SysV, memfd */
 	COH_VMA_FILE,
 	COH_VMA_DEVDAX,
 	COH_VMA_VENDOR,    /* /dev/nvidia-uvm */
@@ -19,8 +19,22 @@ struct coh_vma {
 	bool read, write, shared;
 	bool dontcopy, wipeonfork;   /* VmFlags "dc", "wf" (read from smaps only) */
 	int backing;       /* enum coh_vma_backing */
+	unsigned dev_major, dev_minor;   /* of the mapped file, 0:0 when none */
 	char path[256];
 };
+
+/* The file system of a file mapping, as far as long-term pins care: tmpfs and
+ * hugetlbfs need no dirty tracking (Linux 6.5+ lets long-term write pins of
+ * their shared mappings through), other file systems do. */
+enum coh_vma_fs {
+	COH_FS_UNKNOWN = 0,    /* neither map_files nor mountinfo told */
+	COH_FS_NO_DIRTY_TRACKING,
+	COH_FS_OTHER,
+};
+/* Asks statfs() of /proc/PID/map_files/START-END (root or CAP_SYS_ADMIN on
+ * most kernels), else the mount of the mapping's device in
+ * /proc/PID/mountinfo.  Never opens the file itself. */
+int coh_vma_fs(const coh_context *ctx, pid_t pid, const struct coh_vma *m);
 
 struct coh_q {
 	coh_context *ctx;
@@ -75,5 +89,46 @@ int coh_query_refine(coh_context *ctx, struct coh_extent *ext, int n, size_t max
 int coh_pagemap_present(const coh_context *ctx, uintptr_t start, size_t npages, uint8_t *present);
 int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		     struct coh_extent *ext, size_t max);
+
+/* ---- frames a long-term pin must migrate first (pinquery.c) ---- */
+
+enum coh_frame_type {
+	COH_FRAME_PLAIN = 0,   /* pinnable where it is */
+	COH_FRAME_CMA,         /* in a CMA area */
+	COH_FRAME_MOVABLE,     /* in ZONE_MOVABLE */
+	COH_FRAME_UNKNOWN,     /* such memory exists but this frame cannot be placed */
+};
+struct coh_frame_range {
+	uint64_t start, end;   /* page frame numbers, end exclusive */
+	int type;              /* COH_FRAME_CMA or COH_FRAME_MOVABLE */
+	bool by_block;         /* the span overlaps another zone's: the memory block decides */
+};
+struct coh_frame_map {
+	struct coh_frame_range *r;
+	size_t n;
+	bool cma, movable;       /* the machine has such memory (meminfo, pagetypeinfo, zoneinfo) */
+	bool cma_located;        /* and the CMA areas were found (debugfs cma/NAME/base_pfn, count) */
+	uint64_t block_pages;    /* memory block size in pages, 0 unknown */
+	uint64_t last_block;     /* one-entry cache of valid_zones lookups */
+	int last_block_type;     /* -1: empty */
+};
+/* Reads /proc/zoneinfo, /proc/meminfo, /proc/pagetypeinfo and debugfs cma of
+ * the fsroot.  0 or -ENOMEM; what cannot be read is left out. */
+int coh_frame_map_load(const coh_context *ctx, struct coh_frame_map *m);
+int coh_frame_type(const coh_context *ctx, struct coh_frame_map *m, uint64_t pfn);
+void coh_frame_map_free(struct coh_frame_map *m);
+
+/* Facts of a run of pages the pin rules need beyond the residency kind. */
+#define COH_PAGE_COW_SHARED 1u   /* anonymous, mapped more than once: any pin copies it */
+#define COH_PAGE_FRAME_SHIFT 4   /* enum coh_frame_type << this */
+struct coh_pin_verdict {
+	int short_term, long_term;
+	const char *reason;
+};
+/* The pin rules for one run of pages: kind and node of the residency query,
+ * the mapping (NULL in a hole), the COH_PAGE_* facts and, for shared file
+ * mappings, the enum coh_vma_fs of the mapping. */
+struct coh_pin_verdict coh_pin_judge(const coh_context *ctx, const struct coh_vma *vma, int kind, int node,
+				     const coh_target *t, unsigned facts, int fs);
 
 #endif

@@ -328,6 +328,20 @@ START_TEST(adopt_release)
 	char *s = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ck_assert_int_eq(coh_adopt(t, s, ps, 0), -EOPNOTSUPP);
 	munmap(s, ps);
+	/* a private mapping of /dev/zero is anonymous memory: queried and adopted as such */
+	int zfd = open("/dev/zero", O_RDWR);
+	ck_assert_int_ge(zfd, 0);
+	char *z = mmap(NULL, 4 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE, zfd, 0);
+	ck_assert_ptr_ne(z, MAP_FAILED);
+	close(zfd);
+	memset(z, 0x33, 2 * ps);   /* written pages only: untouched ones may read-fault differently */
+	struct coh_extent x[4];
+	ck_assert_int_ge(coh_query(ctx, z, 2 * ps, x, 4), 1);
+	ck_assert_str_eq(coh_mem_kind_name(x[0].kind), "system");
+	ck_assert_uint_eq(x[0].length, 2 * ps);
+	ck_assert_int_eq(coh_adopt(t, z, 4 * ps, 0), 0);
+	ck_assert_int_eq(coh_release(ctx, z), 0);
+	munmap(z, 4 * ps);
 	void *a;
 	ck_assert_int_eq(coh_alloc(t, 4 * ps, 0, 0, &a), 0);
 	ck_assert_int_eq(coh_adopt(t, a, 4 * ps, 0), -EEXIST);

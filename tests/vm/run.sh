@@ -84,6 +84,10 @@ LIST
 log=${COH_VM_LOG:-$work/console.log}
 cmdline='console=ttyS0 panic=-1 loglevel=4 memmap=256M$0x40000000 memmap=256M$0x50000000'
 cmdline+=' test_hmm.spm_addr_dev0=0x40000000 test_hmm.spm_addr_dev1=0x50000000 memmap=256M!0x90000000 hugepages=16'
+# pin-query against real CMA and ZONE_MOVABLE frames (test_pin cma_frames, movable_frames): a
+# 64 MiB CMA area at a fixed place in node 0 (used for user pages only when the node runs
+# low), and 256 MiB of ZONE_MOVABLE, carved from the highest zone (Normal: node 2 only)
+cmdline+=' cma=64M@0x70000000 movablecore=256M'
 echo "vm: booting $(basename "$(dirname "$kernel")") under QEMU (TCG), console in $log" >&2
 start=$(date +%s)
 qemu-system-x86_64 -accel tcg -nographic -no-reboot -m 4G -smp 2 \
