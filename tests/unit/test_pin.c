@@ -506,6 +506,8 @@ static void put_file(const char *root, const char *rel, const char *text)
 
 static coh_context *tree_ctx(const char *root)
 {
+	/* a replay root must look like a machine: it has a node directory */
+	put_file(root, "sys/devices/system/node/node0/cpulist", "0\n");
 	struct coh_context_options o = { .size = sizeof(o), .backends = "host", .fsroot = root, .log_level = -1 };
 	coh_context *c = NULL;
 	ck_assert_int_eq(coh_context_create(&o, &c), 0);
