@@ -456,10 +456,23 @@ static int cmd_check(int argc, char **argv)
 		root = "/";
 	rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0) {
-		fprintf(stderr, "cohctl: %s: %s\n", root, strerror(errno));
+		int e = errno;
+		fprintf(stderr, "cohctl: fsroot %s: %s (%s)\n", root, errno_name(e), strerror(e));
 		return 1;
 	}
-	bool replay = strcmp(root, "/") != 0;
+	char real[4096];
+	bool replay = !(realpath(root, real) && !strcmp(real, "/"));
+	/* as for devices: a replay root that is no recorded machine is an error */
+	int nd = replay ? openat(rootfd, "sys/devices/system/node", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	if (replay && nd < 0) {
+		int e = errno;
+		fprintf(stderr, "cohctl: fsroot %s: %s/sys/devices/system/node: %s (%s): not a recorded machine\n",
+			root, root, errno_name(e), strerror(e));
+		close(rootfd);
+		return 1;
+	}
+	if (nd >= 0)
+		close(nd);
 	load_kconfig();
 
 	/* which backends this build has (a context without filter) */

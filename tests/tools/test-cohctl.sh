@@ -68,6 +68,8 @@ for root in "$tmp/empty" "$data" "$tmp/missing"; do
   if "$cohctl" --fsroot "$root" devices >"$tmp/out" 2>&1; then fail "fsroot $root accepted"; fi
   grep -q "fsroot $root: ENOENT" "$tmp/out" || fail "fsroot $root: error without path and ENOENT: $(cat "$tmp/out")"
   grep -q 'host:node0' "$tmp/out" && fail "fsroot $root invented a machine"
+  if "$cohctl" --fsroot "$root" check >"$tmp/out" 2>&1; then fail "check: fsroot $root accepted"; fi
+  grep -q "fsroot $root.*ENOENT" "$tmp/out" || fail "check: fsroot $root: error without path and ENOENT: $(cat "$tmp/out")"
 done
 ok "wrong fsroot"
 

@@ -61,6 +61,8 @@ fi
 cat >"$root/tests.list" <<'LIST'
 devdax-setup devdax-setup.sh
 cohctl-devices cohctl devices
+cohctl-devices-kinds cohctl devices | grep -q '^host:node0 .*host-node' && cohctl devices | grep -q '^host:node2 .*cpuless-node'
+cohctl-devices-no-warnings ! COH_LOG=warn cohctl devices 2>&1 | grep 'libcoherent: warn'
 cohctl-check cohctl check
 cohctl-check-host cohctl check | grep -q '^host     ready'
 cohctl-check-hmmtest cohctl check | grep -q '^hmmtest  ready'
