@@ -137,7 +137,7 @@ static int read_props(coh_context *ctx, char *buf, size_t len, const char *fmt, 
 /* Is node n a CPU node (cores, no SIMDs)? */
 static bool cpu_node(coh_context *ctx, int n)
 {
-	char buf[2048];
+	char buf[8192];
 	if (read_props(ctx, buf, sizeof(buf), TOPO "/%d/properties", n, 0) < 0)
 		return false;
 	return prop(buf, "simd_count") == 0 && prop(buf, "cpu_cores_count") > 0;
@@ -145,7 +145,7 @@ static bool cpu_node(coh_context *ctx, int n)
 
 static struct amd_gpu *read_gpu(coh_context *ctx, int n)
 {
-	char buf[4096];
+	char buf[8192];
 	if (read_props(ctx, buf, sizeof(buf), TOPO "/%d/gpu_id", n, 0) < 0)
 		return NULL;
 	uint32_t id = (uint32_t)strtoul(buf, NULL, 0);
