@@ -9,8 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/openat2.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -24,16 +22,7 @@ int coh_fs_open(const coh_context *ctx, const char *path, int flags)
 		path++;
 	if (!*path)
 		path = ".";
-	if (ctx->replay) {
-		struct open_how how = { .flags = (uint64_t)(flags | O_CLOEXEC), .resolve = RESOLVE_IN_ROOT };
-		long fd = syscall(SYS_openat2, ctx->rootfd, path, &how, sizeof(how));
-		if (fd >= 0)
-			return (int)fd;
-		if (errno != ENOSYS)
-			return -errno;
-	}
-	int fd = openat(ctx->rootfd, path, flags | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
+	return coh_sys_openat(ctx->rootfd, path, flags | O_CLOEXEC, ctx->replay);
 }
 
 int coh_fs_read(const coh_context *ctx, const char *path, char *buf, size_t len)
@@ -47,13 +36,12 @@ int coh_fs_read(const coh_context *ctx, const char *path, char *buf, size_t len)
 	}
 	size_t got = 0;
 	while (got < len - 1) {
-		ssize_t n = read(fd, buf + got, len - 1 - got);
+		ssize_t n = coh_sys_read(fd, buf + got, len - 1 - got);
 		if (n < 0) {
-			if (errno == EINTR)
+			if (n == -EINTR)
 				continue;
-			int e = -errno;
 			close(fd);
-			return e;
+			return (int)n;
 		}
 		if (n == 0)
 			break;
@@ -98,9 +86,9 @@ int coh_fs_readlink(const coh_context *ctx, const char *path, char *buf, size_t 
 		path++;
 	if (len == 0)
 		return -EINVAL;
-	ssize_t n = readlinkat(ctx->rootfd, path, buf, len - 1);
+	ssize_t n = coh_sys_readlinkat(ctx->rootfd, path, buf, len - 1);
 	if (n < 0)
-		return -errno;
+		return (int)n;
 	buf[n] = '\0';
 	return (int)n;
 }
