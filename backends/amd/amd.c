@@ -743,12 +743,18 @@ static void amd_atfork_prepare(coh_context *ctx, void *priv)
 
 static void amd_atfork_parent(coh_context *ctx, void *priv)
 {
-	(void)ctx;
 	struct amd_backend *ab = priv;
 	for (size_t i = 0; i < ab->nstage; i++)
 		if (ab->stage[i].copy) {
-			coh_sys_madvise((void *)ab->stage[i].start, ab->stage[i].len, MADV_DOFORK);
-			coh_sys_munmap(ab->stage[i].copy, ab->stage[i].len);
+			struct amd_stage *s = &ab->stage[i];
+			/* no caller to tell: the next fork's prepare sets both again */
+			int e = coh_sys_madvise((void *)s->start, s->len, MADV_DOFORK);
+			if (e)
+				coh_warn(ctx, "amd: fork: %#lx+%zu left out of child processes until the next fork: %s",
+					 (unsigned long)s->start, s->len, strerror(-e));
+			if ((e = coh_sys_munmap(s->copy, s->len)))
+				coh_warn(ctx, "amd: fork: staging copy %p+%zu left mapped: %s", s->copy, s->len,
+					 strerror(-e));
 		}
 	ab->nstage = 0;
 	if (ab->kfd >= 0 && ab->pid == getpid())
