@@ -41,15 +41,15 @@ struct tally {
 	unsigned kinds;      /* call kinds among the points */
 };
 
-static void seen_add(struct tally *t, int rc)
+static void seen_add(char *seen, size_t len, int rc)
 {
-	char tok[24];
 	const char *n = strerrorname_np(-rc);
+	char tok[24];
 	snprintf(tok, sizeof(tok), "%s", n ? n : "?");
-	if (strstr(t->seen, tok))
+	if (strstr(seen, tok))
 		return;
-	size_t u = strlen(t->seen);
-	snprintf(t->seen + u, sizeof(t->seen) - u, "%s%s", u ? " " : "", tok);
+	size_t u = strlen(seen);
+	snprintf(seen + u, len - u, "%s%s", u ? " " : "", tok);
 }
 
 static void report(const char *backend, const char *op, const struct tally *t, const char *note)
@@ -70,6 +70,92 @@ static void report(const char *backend, const char *op, const struct tally *t, c
 		return;
 	fprintf(f, "| %s | %s | %ld (%s) | %ld | %ld | %s | %ld | yes%s%s |\n", backend, op, t->points, kinds,
 		t->runs, t->failed, t->seen[0] ? t->seen : "-", t->absorbed, note ? ": " : "", note ? note : "");
+	fclose(f);
+}
+
+/* ---- the driver double's and the emulator's own failure injection ---- */
+#include "cuda_abi.h"
+
+static const char *const cu_entries[] = {
+#define X_NAME(field, type, name, req) name,
+	COH_CU_NAMES(X_NAME)
+#undef X_NAME
+};
+#define KFD_NRS 0x80   /* ioctl numbers kfdemu counts are below this */
+
+/* One entry point of the driver double (its name) or one KFD ioctl number. */
+struct drv {
+	const char *kind;    /* "cuda" or "kfd" */
+	int nentries;
+	void (*cu_fail)(const char *entry, int nth, int result);
+	long (*cu_calls)(const char *entry);
+	void (*kfd_fail)(unsigned nr, int nth, int err);
+	long (*kfd_calls)(unsigned nr);
+};
+static struct drv drv;
+
+/* What the driver fails with: CUDA results, or errnos for the emulator. */
+static const int cu_results[] = { CUDA_ERROR_OUT_OF_MEMORY, CUDA_ERROR_INVALID_VALUE, CUDA_ERROR_UNKNOWN };
+
+static void drv_find(const char *backend_name)
+{
+	memset(&drv, 0, sizeof(drv));
+	if (!strcmp(backend_name, "nvidia")) {
+		const char *lib = getenv("COH_CUDA_LIBRARY");
+		void *h = lib ? dlopen(lib, RTLD_NOW | RTLD_NOLOAD) : NULL;
+		if (!h && lib)
+			h = dlopen(lib, RTLD_NOW);   /* the backend loads the same one */
+		if (!h)
+			return;
+		drv.cu_fail = (void (*)(const char *, int, int))dlsym(h, "cudadouble_fail");
+		drv.cu_calls = (long (*)(const char *))dlsym(h, "cudadouble_calls");
+		if (drv.cu_fail && drv.cu_calls) {
+			drv.kind = "cuda";
+			drv.nentries = (int)(sizeof(cu_entries) / sizeof(cu_entries[0]));
+		}
+	} else if (!strcmp(backend_name, "amd")) {
+		drv.kfd_fail = (void (*)(unsigned, int, int))dlsym(RTLD_DEFAULT, "kfdemu_fail");
+		drv.kfd_calls = (long (*)(unsigned))dlsym(RTLD_DEFAULT, "kfdemu_calls");
+		if (drv.kfd_fail && drv.kfd_calls) {
+			drv.kind = "kfd";
+			drv.nentries = KFD_NRS;
+		}
+	}
+}
+
+static long drv_calls(int e)
+{
+	long n = drv.cu_calls ? drv.cu_calls(cu_entries[e]) : drv.kfd_calls((unsigned)e);
+	return n < 0 ? 0 : n;
+}
+
+static void drv_fail(int e, int nth, int err)
+{
+	if (drv.cu_fail)
+		drv.cu_fail(cu_entries[e], nth, err);
+	else
+		drv.kfd_fail((unsigned)e, nth, err);
+}
+
+static void drv_name(int e, char *buf, size_t len)
+{
+	if (drv.cu_fail)
+		snprintf(buf, len, "%s", cu_entries[e]);
+	else
+		snprintf(buf, len, "ioctl 0x%02x", e);
+}
+
+static void report_drv(const char *backend_name, const char *op, const char *kind, long points, const char *names,
+		       long runs, long failed, const char *seen)
+{
+	printf("faults: %s %s, %s injection: %ld calls (%s), %ld runs, %ld -errno (%s), %ld 0\n", backend_name, op,
+	       kind, points, names, runs, failed, seen[0] ? seen : "-", runs - failed);
+	const char *path = getenv("FAULTS_REPORT");
+	FILE *f = path && *path ? fopen(path, "a") : NULL;
+	if (!f)
+		return;
+	fprintf(f, "| %s (%s injection) | %s | %ld (%s) | %ld | %ld | %s | %ld | yes |\n", backend_name, kind, op, points,
+		names, runs, failed, seen[0] ? seen : "-", runs - failed);
 	fclose(f);
 }
 
@@ -181,6 +267,8 @@ struct fx {
 	int child;           /* fork: the child's exit status */
 	long xcalls;         /* fork: the child's injectable calls (its counter goes on from the parent's) */
 	int xfired;          /* fork: the kind that failed in the child, or -1 */
+	int drv_entry;       /* >= 0: the driver's entry that fails instead of a syscall */
+	long dcalls[KFD_NRS];  /* calls of each driver entry in the last run */
 };
 
 struct op {
@@ -472,14 +560,28 @@ static int one_run(const struct op *op, struct fx *f, long nth, int err, long *c
 	f->xfired = -1;
 	op->setup(f);
 	f->count0 = coh_alloc_count(f->ctx);
-	coh_fault_arm(nth, err, COH_FC_ALL);
+	long dbefore[KFD_NRS];
+	for (int e = 0; e < drv.nentries; e++)
+		dbefore[e] = drv_calls(e);
+	if (f->drv_entry >= 0)
+		drv_fail(f->drv_entry, (int)nth, err);
+	else
+		coh_fault_arm(nth, err, COH_FC_ALL);
 	int rc = op->run(f);
 	*calls = coh_fault_calls();
 	*fired = coh_fault_fired();
 	coh_fault_disarm();
+	for (int e = 0; e < drv.nentries; e++)
+		f->dcalls[e] = drv_calls(e) - dbefore[e];
+	if (f->drv_entry >= 0) {
+		drv_fail(f->drv_entry, 0, 0);
+		*calls = f->dcalls[f->drv_entry];
+		*fired = *calls >= nth ? 0 : -1;
+		f->xcalls = 0;
+	}
 	if (f->xcalls > *calls)
 		*calls = f->xcalls;
-	if (*fired < 0)
+	if (*fired < 0 && f->drv_entry < 0)
 		*fired = f->xfired;
 	ck_assert_msg(rc <= 0, "%s: result %d", op->name, rc);
 	op->check(f, rc);
@@ -489,7 +591,7 @@ static int one_run(const struct op *op, struct fx *f, long nth, int err, long *c
 static void walk(const struct op *op)
 {
 	coh_context *ctx = make_ctx();
-	struct fx f = { .ctx = ctx, .seed = 7 };
+	struct fx f = { .ctx = ctx, .seed = 7, .drv_entry = -1 };
 	f.t = dev_target(ctx);
 	f.h = host_target(ctx);
 	if (!f.t || !f.h) {
@@ -526,7 +628,7 @@ static void walk(const struct op *op)
 				       strerrorname_np(errs[k]), rc);
 			if (rc) {
 				t.failed++;
-				seen_add(&t, rc);
+				seen_add(t.seen, sizeof(t.seen), rc);
 			} else {
 				t.absorbed++;
 			}
@@ -553,11 +655,54 @@ static void walk(const struct op *op)
 			}
 			ck_assert_int_eq(coh_alloc_count(ctx), allocs);
 		}
-	char note[128] = "";
+	/* the driver's own injection: each entry point the operation calls, each call */
+	long dpoints = 0, druns = 0, dfailed = 0;
+	char dseen[160] = "", dnames[400] = "";
+	if (drv.kind) {
+		f.drv_entry = -1;
+		one_run(op, &f, 0, 0, &n, &fired);
+		long counts[KFD_NRS];
+		memcpy(counts, f.dcalls, sizeof(counts));
+		maps = count_maps();
+		const int *res = drv.cu_fail ? cu_results : errs;
+		size_t nres = drv.cu_fail ? sizeof(cu_results) / sizeof(cu_results[0]) : NERRS;
+		for (int e = 0; e < drv.nentries; e++) {
+			if (!counts[e])
+				continue;
+			char nm[64];
+			drv_name(e, nm, sizeof(nm));
+			size_t u = strlen(dnames);
+			snprintf(dnames + u, sizeof(dnames) - u, "%s%s", u ? " " : "", nm);
+			dpoints += counts[e];
+			for (long j = 1; j <= counts[e]; j++)
+				for (size_t k = 0; k < nres; k++) {
+					f.drv_entry = e;
+					f.seed = (unsigned)(j * 11 + k);
+					long calls;
+					int rc = one_run(op, &f, j, res[k], &calls, &fired);
+					f.drv_entry = -1;
+					druns++;
+					if (getenv("FAULTS_VERBOSE"))
+						printf("  %s %s call %ld fails %d: %d\n", op->name, nm, j, res[k], rc);
+					if (rc) {
+						dfailed++;
+						seen_add(dseen, sizeof(dseen), rc);
+					}
+					ck_assert_msg(count_fds() == fds, "%s: %s call %ld fails: %d fds, %d before", op->name,
+						      nm, j, count_fds(), fds);
+					ck_assert_msg(count_maps() == maps, "%s: %s call %ld fails: %ld mappings, %ld before",
+						      op->name, nm, j, count_maps(), maps);
+					ck_assert_int_eq(coh_alloc_count(ctx), allocs);
+				}
+		}
+	}
+	if (drv.kind && dpoints)
+		report_drv(backend, op->name, drv.kind, dpoints, dnames, druns, dfailed, dseen);
+	char note2[160] = "";
 	if (onetime || logged)
-		snprintf(note, sizeof(note), "%ld one-time mapping growth (not repeated); %ld runs left a mapping, logged",
+		snprintf(note2, sizeof(note2), "%ld one-time mapping growth (not repeated); %ld runs left a mapping, logged",
 			 onetime, logged);
-	report(backend, op->name, &t, note[0] ? note : NULL);
+	report(backend, op->name, &t, note2[0] ? note2 : NULL);
 	coh_context_unref(ctx);
 }
 
@@ -616,7 +761,7 @@ START_TEST(test_context)
 				ck_assert_int_lt(rc, 0);
 				ck_assert_ptr_null(ctx);
 				tc.failed++;
-				seen_add(&tc, rc);
+				seen_add(tc.seen, sizeof(tc.seen), rc);
 			} else {
 				tc.absorbed++;
 				/* a backend whose discovery failed is left out, the rest works */
@@ -640,6 +785,52 @@ START_TEST(test_context)
 				maps = now;
 			}
 		}
+	/* the driver's own injection during discovery */
+	if (drv.kind) {
+		long counts[KFD_NRS], dpoints = 0, druns = 0, dfailed = 0, dlost = 0;
+		char dnames[400] = "", dseen[160] = "";
+		for (int e = 0; e < drv.nentries; e++)
+			counts[e] = drv_calls(e);
+		coh_context_unref(make_ctx());
+		for (int e = 0; e < drv.nentries; e++)
+			counts[e] = drv_calls(e) - counts[e];
+		const int *res = drv.cu_fail ? cu_results : errs;
+		size_t nres = drv.cu_fail ? sizeof(cu_results) / sizeof(cu_results[0]) : NERRS;
+		for (int e = 0; e < drv.nentries; e++) {
+			if (!counts[e])
+				continue;
+			char nm[64];
+			drv_name(e, nm, sizeof(nm));
+			size_t u = strlen(dnames);
+			snprintf(dnames + u, sizeof(dnames) - u, "%s%s", u ? " " : "", nm);
+			dpoints += counts[e];
+			for (long j = 1; j <= counts[e]; j++)
+				for (size_t k = 0; k < nres; k++) {
+					struct coh_context_options o = { .size = sizeof(o), .log_level = COH_LOG_NONE };
+					o.backends = !strcmp(backend, "nvidia") ? "nvidia,host" : "amd,host";
+					coh_context *ctx = NULL;
+					drv_fail(e, (int)j, res[k]);
+					int rc = coh_context_create(&o, &ctx);
+					drv_fail(e, 0, 0);
+					druns++;
+					if (rc) {
+						dfailed++;
+						seen_add(dseen, sizeof(dseen), rc);
+					} else {
+						dlost += !dev_target(ctx);
+						coh_context_unref(ctx);
+					}
+					ck_assert_msg(count_fds() == fds, "create: %s call %ld fails: %d fds, %d before", nm, j,
+						      count_fds(), fds);
+					ck_assert_msg(count_maps() == maps, "create: %s call %ld fails: %ld mappings, %ld before", nm,
+						      j, count_maps(), maps);
+				}
+		}
+		report_drv(backend, "context create", drv.kind, dpoints, dnames, druns, dfailed, dseen);
+		printf("faults: %s context create, %s injection: %ld of the 0 results without the %s target\n", backend,
+		       drv.kind, dlost, backend);
+	}
+
 	char note[160];
 	snprintf(note, sizeof(note), "%ld of the %ld successes lost a backend or target (discovery failed); "
 		 "%ld one-time mapping growth (not repeated)", degraded, tc.absorbed, onetime);
@@ -683,6 +874,7 @@ int main(void)
 	backend = getenv("FAULTS_BACKEND");
 	if (!backend || !*backend)
 		backend = "host";
+	drv_find(backend);
 	coh_fault_disarm();
 	/* skip where the backend has no target here; asked in a child, as a
 	 * driver initialised here would be unusable in Check's forked tests */
