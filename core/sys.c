@@ -77,6 +77,7 @@ const char *coh_fault_call_name(int c)
 	return c >= 0 && c < COH_FC_NKINDS ? fault_names[c] : "?";
 }
 
+#ifdef COH_FAULT_INJECTION
 static const struct {
 	const char *name;
 	int err;
@@ -118,11 +119,14 @@ static void fault_env_parse(void)
 
 void coh_fault_env(void)
 {
-#ifdef COH_FAULT_INJECTION
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	pthread_once(&once, fault_env_parse);
-#endif
 }
+#else
+void coh_fault_env(void)
+{
+}
+#endif
 
 /* ---- the wrappers ---- */
 #define FAULT_RETURN(c)                \
