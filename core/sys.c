@@ -167,10 +167,16 @@ int coh_sys_mmap_aligned(size_t len, size_t align, int prot, int flags, void **o
 	/* over-reserved by align - page: trim both ends to an aligned start */
 	uintptr_t a = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
 	uintptr_t tail = (uintptr_t)p + len + extra, end = a + len;
-	if (a > (uintptr_t)p)
-		coh_sys_munmap(p, a - (uintptr_t)p);
-	if (tail > end)
-		coh_sys_munmap((void *)end, tail - end);
+	/* a failed trim gives the rest of the reservation back (not injected:
+	 * the one failure is the trim's) and reports the error */
+	if (a > (uintptr_t)p && (e = coh_sys_munmap(p, a - (uintptr_t)p))) {
+		munmap(p, tail - (uintptr_t)p);
+		return e;
+	}
+	if (tail > end && (e = coh_sys_munmap((void *)end, tail - end))) {
+		munmap((void *)a, tail - a);
+		return e;
+	}
 	*out = (void *)a;
 	return 0;
 }

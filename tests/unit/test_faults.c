@@ -333,6 +333,12 @@ static int run_alloc_zero(struct fx *f)
 	f->p = NULL;
 	return coh_alloc(f->t, LEN, 0, COH_ALLOC_FORK(COH_FORK_ZERO), &f->p);
 }
+/* aligned beyond a page: the over-reservation is trimmed (coh_sys_mmap_aligned) */
+static int run_alloc_aligned(struct fx *f)
+{
+	f->p = NULL;
+	return coh_alloc(f->t, LEN, 2u << 20, 0, &f->p);
+}
 static void check_alloc(struct fx *f, int rc)
 {
 	if (rc) {
@@ -538,6 +544,7 @@ static void setup_copy(struct fx *f)
 static const struct op ops[] = {
 	{ "alloc", COH_CAP_ALLOC, setup_none, run_alloc, check_alloc },
 	{ "alloc (fork ZERO)", COH_CAP_FORK_ZERO, setup_none, run_alloc_zero, check_alloc },
+	{ "alloc (2 MiB aligned)", COH_CAP_ALLOC, setup_none, run_alloc_aligned, check_alloc },
 	{ "free", COH_CAP_ALLOC, setup_alloc, run_free, check_free },
 	{ "adopt (host)", 0, setup_own, run_adopt, check_adopt },
 	{ "release (host)", 0, setup_adopted, run_release, check_release },
@@ -628,20 +635,31 @@ static void walk(const struct op *op)
 	 * (lookup-table chunks, the worker's thread stack) */
 	long n;
 	int fired;
-	ck_assert_int_eq(one_run(op, &f, 0, 0, &n, &fired), 0);
+	int rc0 = one_run(op, &f, 0, 0, &n, &fired);
+	if (rc0 == -EINVAL || rc0 == -EOPNOTSUPP) {
+		printf("faults: %s %s: refused by %s (%d), skipped\n", backend, op->name, coh_target_name(f.t), rc0);
+		coh_context_unref(ctx);
+		return;
+	}
+	ck_assert_int_eq(rc0, 0);
 	ck_assert_int_eq(one_run(op, &f, 0, 0, &n, &fired), 0);
 	ck_assert_int_lt(n, MAXPTS);
 	int fds = count_fds(), allocs = coh_alloc_count(ctx);
 	long maps = count_maps();
 	struct tally t = { .points = n };
-	long onetime = 0, logged = 0;
+	long onetime = 0, logged = 0, unreached = 0;
 	atomic_store(&warnings, 0);
 	for (long i = 1; i <= n; i++)
 		for (size_t k = 0; k < NERRS; k++) {
 			f.seed = (unsigned)(i * 7 + k);
 			long calls;
 			int rc = one_run(op, &f, i, errs[k], &calls, &fired);
-			ck_assert_msg(fired >= 0, "%s: point %ld of %ld not reached (%ld calls)", op->name, i, n, calls);
+			if (fired < 0) {
+				/* fewer calls this time (an aligned reservation needs one trim, not two) */
+				ck_assert_msg(calls < i, "%s: point %ld of %ld not failed after %ld calls", op->name, i, n, calls);
+				unreached++;
+				continue;
+			}
 			t.kinds |= 1u << fired;
 			t.runs++;
 			if (getenv("FAULTS_VERBOSE"))
@@ -715,10 +733,12 @@ static void walk(const struct op *op)
 	}
 	if (drv.kind && dpoints)
 		report_drv(backend, op->name, drv.kind, dpoints, dnames, druns, dfailed, dseen);
-	char note2[160] = "";
-	if (onetime || logged)
-		snprintf(note2, sizeof(note2), "%ld one-time mapping growth (not repeated); %ld runs left a mapping, logged",
-			 onetime, logged);
+	char note2[200] = "";
+	if (onetime || logged || unreached)
+		snprintf(note2, sizeof(note2),
+			 "%ld one-time mapping growth (not repeated); %ld runs left a mapping, logged; %ld runs made "
+			 "fewer calls than the point",
+			 onetime, logged, unreached);
 	report(backend, op->name, &t, note2[0] ? note2 : NULL);
 	coh_context_unref(ctx);
 }
