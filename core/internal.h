@@ -215,6 +215,10 @@ int coh_pci_name(const coh_context *ctx, const char *address, char *buf, size_t 
 void coh_fork_register(coh_context *ctx);
 void coh_fork_unregister(coh_context *ctx);
 int coh_fork_apply(coh_context *ctx, struct coh_rec *r, int policy);
+/* For a backend's parent hook, after fork: MADV_DOFORK on [start, start+len)
+ * again when dofork (prepare set DONTFORK to stage it), and unmaps the staged
+ * copy; failures are logged through ctx, as nobody can be told. */
+void coh_fork_unstage(coh_context *ctx, const char *who, uintptr_t start, size_t len, void *copy, bool dofork);
 /* The copy a fork prepare hook takes of memory other threads may be writing. */
 void coh_fork_snapshot(void *dst, const void *src, size_t len);
 

@@ -745,17 +745,8 @@ static void amd_atfork_parent(coh_context *ctx, void *priv)
 {
 	struct amd_backend *ab = priv;
 	for (size_t i = 0; i < ab->nstage; i++)
-		if (ab->stage[i].copy) {
-			struct amd_stage *s = &ab->stage[i];
-			/* no caller to tell: the next fork's prepare sets both again */
-			int e = coh_sys_madvise((void *)s->start, s->len, MADV_DOFORK);
-			if (e)
-				coh_warn(ctx, "amd: fork: %#lx+%zu left out of child processes until the next fork: %s",
-					 (unsigned long)s->start, s->len, strerror(-e));
-			if ((e = coh_sys_munmap(s->copy, s->len)))
-				coh_warn(ctx, "amd: fork: staging copy %p+%zu left mapped: %s", s->copy, s->len,
-					 strerror(-e));
-		}
+		if (ab->stage[i].copy)
+			coh_fork_unstage(ctx, "amd", ab->stage[i].start, ab->stage[i].len, ab->stage[i].copy, true);
 	ab->nstage = 0;
 	if (ab->kfd >= 0 && ab->pid == getpid())
 		pthread_mutex_unlock(&ab->lock);
