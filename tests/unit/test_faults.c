@@ -269,6 +269,7 @@ struct fx {
 	long xcalls;         /* fork: the child's injectable calls (its counter goes on from the parent's) */
 	int xfired;          /* fork: the kind that failed in the child, or -1 */
 	int drv_entry;       /* >= 0: the driver's entry that fails instead of a syscall */
+	bool injecting;      /* this run has a failure armed */
 	long dcalls[KFD_NRS];  /* calls of each driver entry in the last run */
 };
 
@@ -529,6 +530,10 @@ static int run_fork(struct fx *f)
 static void check_forked(struct fx *f, int rc)
 {
 	ck_assert_int_eq(rc, 0);
+	/* with nothing failing the child reads its copy; else a range the hooks
+	 * could not stage forks the driver's way (unreadable: SIGSEGV) */
+	if (!f->injecting)
+		ck_assert_msg(WIFEXITED(f->child) && WEXITSTATUS(f->child) == 0, "clean fork: child status %#x", f->child);
 	ck_assert_msg(!WIFSIGNALED(f->child) || WTERMSIG(f->child) == SIGSEGV,
 		      "child killed by signal %d", WTERMSIG(f->child));
 	if (WIFEXITED(f->child) && WEXITSTATUS(f->child) != 2)
@@ -568,6 +573,7 @@ static int one_run(const struct op *op, struct fx *f, long nth, int err, long *c
 	f->xfired = -1;
 	op->setup(f);
 	f->count0 = coh_alloc_count(f->ctx);
+	f->injecting = nth > 0;
 	long dbefore[KFD_NRS];
 	for (int e = 0; e < drv.nentries; e++)
 		dbefore[e] = drv_calls(e);
