@@ -141,6 +141,20 @@ int coh_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **o
 	return 0;
 }
 
+/* Puts back a record taken out of the map whose memory the backend could not
+ * free or release: the caller keeps it, and may try again. */
+static void rec_restore(coh_context *ctx, struct coh_rec *r, int why)
+{
+	pthread_rwlock_wrlock(&ctx->amap.lock);
+	int e = coh_amap_insert(&ctx->amap, r);
+	pthread_rwlock_unlock(&ctx->amap.lock);
+	if (e) {
+		coh_warn(ctx, "%#lx+%zu: could not be freed (%s) nor kept in the map (%s): no longer tracked",
+			 (unsigned long)r->pub.start, r->pub.length, strerror(-why), strerror(-e));
+		coh_rec_put(r);
+	}
+}
+
 static int free_check(const struct coh_rec *r)
 {
 	if (r->pub.adopted)
@@ -174,8 +188,13 @@ int coh_free(coh_context *ctx, void *ptr)
 	if (e)
 		return e;
 	e = r->pub.target->slot->ops->free(r->pub.target, ptr, r->pub.length);
+	if (e) {
+		/* still mapped: keep it in the map, so that it can be freed again */
+		rec_restore(ctx, r, e);
+		return e;
+	}
 	coh_rec_put(r);
-	return e;
+	return 0;
 }
 
 int coh_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
@@ -240,12 +259,23 @@ int coh_release(coh_context *ctx, void *addr)
 	pthread_rwlock_unlock(&ctx->amap.lock);
 	if (e)
 		return e;
-	/* The caller keeps the memory: undo what adopting changed. */
+	/* The caller keeps the memory: undo what adopting changed.  When that
+	 * fails the range stays adopted, under the policy it had. */
 	if (r->pub.fork_policy != COH_FORK_KERNEL)
-		coh_fork_apply(ctx, r, COH_FORK_KERNEL);
-	e = r->pub.target->slot->ops->release(r->pub.target, &r->pub);
+		e = coh_fork_apply(ctx, r, COH_FORK_KERNEL);
+	if (!e) {
+		e = r->pub.target->slot->ops->release(r->pub.target, &r->pub);
+		if (e && r->pub.fork_policy != COH_FORK_KERNEL)
+			coh_fork_apply(ctx, r, r->pub.fork_policy);
+	} else if (r->pub.fork_policy != COH_FORK_KERNEL) {
+		coh_fork_apply(ctx, r, r->pub.fork_policy);   /* a part may have changed */
+	}
+	if (e) {
+		rec_restore(ctx, r, e);
+		return e;
+	}
 	coh_rec_put(r);
-	return e;
+	return 0;
 }
 
 int coh_lookup(coh_context *ctx, const void *addr, struct coh_alloc_info *info)

@@ -37,7 +37,7 @@ int coh_amap_init(struct coh_amap *m)
 	return -r;
 }
 
-void coh_amap_destroy(struct coh_amap *m, void (*drop)(struct coh_rec *, void *), void *arg)
+int coh_amap_destroy(struct coh_amap *m, void (*drop)(struct coh_rec *, void *), void *arg)
 {
 	for (size_t i = 0; i < m->nleaves; i++) {
 		struct amap_leaf *l = m->leaves[i];
@@ -48,9 +48,10 @@ void coh_amap_destroy(struct coh_amap *m, void (*drop)(struct coh_rec *, void *)
 	free(m->spare);
 	free(m->leaves);
 	free(m->firsts);
-	coh_ptab_destroy(&m->ptab);
+	int e = coh_ptab_destroy(&m->ptab);
 	pthread_rwlock_destroy(&m->lock);
 	memset(m, 0, sizeof(*m));
+	return e;
 }
 
 /* Index of the last element <= key in a sorted array, or -1. */

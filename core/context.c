@@ -94,14 +94,21 @@ static void drop_rec(struct coh_rec *r, void *arg)
 	coh_context *ctx = arg;
 	const struct coh_backend_ops *ops = r->pub.target->slot->ops;
 	if (!ctx->replay) {
+		int e = 0;
 		if (r->pub.adopted) {
 			if (r->pub.fork_policy != COH_FORK_KERNEL)
-				coh_fork_apply(ctx, r, COH_FORK_KERNEL);
-			if (ops->release)
-				ops->release(r->pub.target, &r->pub);
+				e = coh_fork_apply(ctx, r, COH_FORK_KERNEL);
+			if (ops->release) {
+				int e2 = ops->release(r->pub.target, &r->pub);
+				e = e ? e : e2;
+			}
 		} else if (ops->free) {
-			ops->free(r->pub.target, (void *)r->pub.start, r->pub.length);
+			e = ops->free(r->pub.target, (void *)r->pub.start, r->pub.length);
 		}
+		/* nobody to return it to: say what is left behind */
+		if (e)
+			coh_warn(ctx, "context end: %s %#lx+%zu: %s", r->pub.adopted ? "releasing" : "freeing",
+				 (unsigned long)r->pub.start, r->pub.length, strerror(-e));
 	}
 	coh_rec_put(r);
 }
@@ -109,7 +116,9 @@ static void drop_rec(struct coh_rec *r, void *arg)
 static void context_free(coh_context *ctx)
 {
 	coh_fork_unregister(ctx);
-	coh_amap_destroy(&ctx->amap, drop_rec, ctx);
+	int e = coh_amap_destroy(&ctx->amap, drop_rec, ctx);
+	if (e)
+		coh_warn(ctx, "context end: lookup table memory left mapped: %s", strerror(-e));
 	free(atomic_load(&ctx->spare_rec));
 	free_targets(ctx);
 	for (int i = ctx->nslots - 1; i >= 0; i--)
@@ -137,6 +146,7 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 			return -EINVAL;
 	}
 
+	coh_fault_env();
 	coh_context *ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
 		return -ENOMEM;
@@ -164,9 +174,9 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 		goto fail;
 	}
 	strcpy(ctx->fsroot, root);
-	ctx->rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ctx->rootfd = coh_sys_openat(AT_FDCWD, root, O_RDONLY | O_DIRECTORY | O_CLOEXEC, false);
 	if (ctx->rootfd < 0) {
-		err = -errno;
+		err = ctx->rootfd;
 		coh_err(ctx, "fsroot %s: %s", root, strerror(-err));
 		goto fail;
 	}

@@ -41,6 +41,17 @@ void coh_fork_snapshot(void *dst, const void *src, size_t len)
 #endif
 }
 
+void coh_fork_unstage(coh_context *ctx, const char *who, uintptr_t start, size_t len, void *copy, bool dofork)
+{
+	/* a parent hook has no caller to tell: what stays wrong is logged */
+	int e = dofork ? coh_sys_madvise((void *)start, len, MADV_DOFORK) : 0;
+	if (e)
+		coh_warn(ctx, "%s: fork: %#lx+%zu left out of child processes until the next fork: %s", who,
+			 (unsigned long)start, len, strerror(-e));
+	if (copy && (e = coh_sys_munmap(copy, len)))
+		coh_warn(ctx, "%s: fork: staging copy %p+%zu left mapped: %s", who, copy, len, strerror(-e));
+}
+
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static coh_context *registry_head;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;

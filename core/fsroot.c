@@ -9,9 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/openat2.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -25,16 +23,7 @@ static int fs_open_raw(const coh_context *ctx, const char *path, int flags)
 		path++;
 	if (!*path)
 		path = ".";
-	if (ctx->replay) {
-		struct open_how how = { .flags = (uint64_t)(flags | O_CLOEXEC), .resolve = RESOLVE_IN_ROOT };
-		long fd = syscall(SYS_openat2, ctx->rootfd, path, &how, sizeof(how));
-		if (fd >= 0)
-			return (int)fd;
-		if (errno != ENOSYS)
-			return -errno;
-	}
-	int fd = openat(ctx->rootfd, path, flags | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
+	return coh_sys_openat(ctx->rootfd, path, flags | O_CLOEXEC, ctx->replay);
 }
 
 /* Every open of a file goes through O_NONBLOCK and fstat: a FIFO (or socket)
@@ -85,13 +74,12 @@ static int fs_read(const coh_context *ctx, const char *path, char *buf, size_t l
 		bool full = got == len - 1;
 		if (full && !whole)
 			break;
-		ssize_t n = full ? read(fd, &extra, 1) : read(fd, buf + got, len - 1 - got);
+		ssize_t n = full ? coh_sys_read(fd, &extra, 1) : coh_sys_read(fd, buf + got, len - 1 - got);
 		if (n < 0) {
-			if (errno == EINTR)
+			if (n == -EINTR)
 				continue;
-			int e = -errno;
 			close(fd);
-			return e;
+			return (int)n;
 		}
 		if (n == 0)
 			break;
@@ -172,9 +160,9 @@ int coh_fs_readlink(const coh_context *ctx, const char *path, char *buf, size_t 
 		path++;
 	if (len == 0)
 		return -EINVAL;
-	ssize_t n = readlinkat(ctx->rootfd, path, buf, len - 1);
+	ssize_t n = coh_sys_readlinkat(ctx->rootfd, path, buf, len - 1);
 	if (n < 0)
-		return -errno;
+		return (int)n;
 	buf[n] = '\0';
 	return (int)n;
 }

@@ -34,7 +34,8 @@ struct coh_ptab_hit {
 };
 struct coh_amap_val;
 int coh_ptab_init(struct coh_ptab *t);
-void coh_ptab_destroy(struct coh_ptab *t);
+/* 0, or the first error unmapping its chunks (what failed stays mapped) */
+int coh_ptab_destroy(struct coh_ptab *t);
 /* Writers hold the allocation map's write lock. */
 int coh_ptab_set(struct coh_ptab *t, uintptr_t start, const struct coh_amap_val *v, int tindex);
 void coh_ptab_clear(struct coh_ptab *t, uintptr_t start, size_t length);
@@ -64,7 +65,8 @@ struct coh_amap_val {
 	uint8_t adopted;
 };
 int coh_amap_init(struct coh_amap *m);
-void coh_amap_destroy(struct coh_amap *m, void (*drop)(struct coh_rec *, void *), void *arg);
+/* 0, or the error of the lookup table's teardown */
+int coh_amap_destroy(struct coh_amap *m, void (*drop)(struct coh_rec *, void *), void *arg);
 /* Callers hold m->lock as stated. */
 struct coh_rec *coh_amap_find(const struct coh_amap *m, uintptr_t addr);   /* read */
 const struct coh_amap_val *coh_amap_find_val(const struct coh_amap *m, uintptr_t addr,
@@ -163,6 +165,42 @@ FILE *coh_fs_fopen(const coh_context *ctx, const char *path);
 int coh_parse_list(const char *s, uint8_t *bits, int max);
 
 /* ---- sys.c: the thin syscall layer, each returns -errno ---- */
+/* Fault injection (tests only): every wrapper below, and every open, read and
+ * readlink of the fsroot, is one injectable call.  When armed, the nth
+ * injectable call of the kinds in the mask fails with the chosen errno before
+ * reaching the kernel; a count-only mode tells how many calls an operation
+ * makes.  The control functions are hidden symbols of the static archive, not
+ * part of the shared library's interface.  Compiled out with
+ * -DCOH_FAULT_INJECTION=OFF; when compiled in but unarmed it costs one relaxed
+ * load and a predicted-false branch per call. */
+enum coh_fault_call {
+	COH_FC_MMAP, COH_FC_MUNMAP, COH_FC_MREMAP, COH_FC_MADVISE, COH_FC_MBIND, COH_FC_MOVE_PAGES,
+	COH_FC_IOCTL, COH_FC_PREAD, COH_FC_OPEN, COH_FC_READ, COH_FC_READLINK, COH_FC_NKINDS
+};
+#define COH_FC_ALL ((1u << COH_FC_NKINDS) - 1)
+#ifdef COH_FAULT_INJECTION
+extern atomic_int coh_fault_active;
+int coh_fault_hit(enum coh_fault_call c);
+#define COH_FAULT(c) \
+	(__builtin_expect(atomic_load_explicit(&coh_fault_active, memory_order_relaxed) != 0, 0) ? coh_fault_hit(c) : 0)
+#else
+#define COH_FAULT(c) 0
+#endif
+/* Counts the injectable calls of the kinds in mask from now on; the nth of
+ * them (1 = the next) fails with -err (err > 0), once.  nth 0: count only. */
+void coh_fault_arm(long nth, int err, unsigned mask);
+void coh_fault_disarm(void);
+long coh_fault_calls(void);         /* counted since the last arm */
+int coh_fault_fired(void);          /* the kind that failed, or -1 */
+const char *coh_fault_call_name(int c);
+/* COH_FAULT="nth=N,errno=ENOMEM[,call=mmap]" arms at the first context (by hand, cohctl). */
+void coh_fault_env(void);
+
+/* openat; in_root: symlinks and ".." stay inside dirfd (openat2 RESOLVE_IN_ROOT,
+ * plain openat where the kernel lacks openat2).  No O_CREAT. */
+int coh_sys_openat(int dirfd, const char *path, int flags, bool in_root);
+ssize_t coh_sys_read(int fd, void *buf, size_t len);   /* no retry: EINTR comes back */
+ssize_t coh_sys_readlinkat(int dirfd, const char *path, char *buf, size_t len);
 int coh_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **out);
 int coh_sys_munmap(void *addr, size_t len);
 /* Anonymous mapping (flags without MAP_ANONYMOUS) whose start is a multiple of
@@ -194,6 +232,10 @@ int coh_pci_name(const coh_context *ctx, const char *address, char *buf, size_t 
 void coh_fork_register(coh_context *ctx);
 void coh_fork_unregister(coh_context *ctx);
 int coh_fork_apply(coh_context *ctx, struct coh_rec *r, int policy);
+/* For a backend's parent hook, after fork: MADV_DOFORK on [start, start+len)
+ * again when dofork (prepare set DONTFORK to stage it), and unmaps the staged
+ * copy; failures are logged through ctx, as nobody can be told. */
+void coh_fork_unstage(coh_context *ctx, const char *who, uintptr_t start, size_t len, void *copy, bool dofork);
 /* The copy a fork prepare hook takes of memory other threads may be writing. */
 void coh_fork_snapshot(void *dst, const void *src, size_t len);
 

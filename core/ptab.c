@@ -71,18 +71,21 @@ int coh_ptab_init(struct coh_ptab *t)
 	return t->top ? 0 : -ENOMEM;
 }
 
-void coh_ptab_destroy(struct coh_ptab *t)
+int coh_ptab_destroy(struct coh_ptab *t)
 {
+	int err = 0;
 	for (unsigned i = 0; t->top && i < TOP_N; i++)
 		free(atomic_load_explicit(&t->top[i], memory_order_relaxed));
 	free(t->top);
 	struct pt_chunk *c = t->chunks;
 	while (c) {
 		struct pt_chunk *n = c->next;
-		munmap(c, CHUNK);
+		int e = coh_sys_munmap(c, CHUNK);
+		err = err ? err : e;
 		c = n;
 	}
 	memset(t, 0, sizeof(*t));
+	return err;
 }
 
 /* Leaves are carved from 2 MiB chunks (the chunk header takes the first leaf's room). */
@@ -91,16 +94,11 @@ static struct pt_leaf *leaf_alloc(struct coh_ptab *t)
 	struct pt_chunk *c = t->chunks;
 	size_t sz = sizeof(struct pt_leaf);
 	if (!c || c->used + sz > CHUNK) {
-		void *p = mmap(NULL, CHUNK * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (p == MAP_FAILED)
+		void *p;
+		if (coh_sys_mmap_aligned(CHUNK, CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE, &p))
 			return NULL;
-		uintptr_t a = ((uintptr_t)p + CHUNK - 1) & ~(uintptr_t)(CHUNK - 1);
-		if (a > (uintptr_t)p)
-			munmap(p, a - (uintptr_t)p);
-		if ((uintptr_t)p + 2 * CHUNK > a + CHUNK)
-			munmap((void *)(a + CHUNK), (uintptr_t)p + 2 * CHUNK - (a + CHUNK));
-		madvise((void *)a, CHUNK, MADV_HUGEPAGE);
-		c = (struct pt_chunk *)a;
+		coh_sys_madvise(p, CHUNK, MADV_HUGEPAGE);   /* a hint */
+		c = p;
 		c->next = t->chunks;
 		c->used = sz;   /* the header sits in the first leaf's slot */
 		t->chunks = c;

@@ -1,8 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* The thin syscall layer: each wrapper returns -errno, never touches errno's meaning. */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <numaif.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -10,8 +16,129 @@
 
 #include "internal.h"
 
+/* ---- fault injection ---- */
+#ifdef COH_FAULT_INJECTION
+atomic_int coh_fault_active;
+#endif
+static atomic_long fault_nth, fault_count;
+static atomic_int fault_err, fault_fired = -1;
+static atomic_uint fault_mask;
+
+#ifdef COH_FAULT_INJECTION
+int coh_fault_hit(enum coh_fault_call c)
+{
+	if (!(atomic_load(&fault_mask) & (1u << c)))
+		return 0;
+	long n = atomic_fetch_add(&fault_count, 1) + 1;
+	if (n != atomic_load(&fault_nth))
+		return 0;
+	atomic_store(&fault_fired, (int)c);
+	return -atomic_load(&fault_err);
+}
+#endif
+
+void coh_fault_arm(long nth, int err, unsigned mask)
+{
+	atomic_store(&fault_nth, nth > 0 && err > 0 ? nth : 0);
+	atomic_store(&fault_err, err);
+	atomic_store(&fault_mask, mask & COH_FC_ALL);
+	atomic_store(&fault_count, 0);
+	atomic_store(&fault_fired, -1);
+#ifdef COH_FAULT_INJECTION
+	atomic_store(&coh_fault_active, 1);
+#endif
+}
+
+void coh_fault_disarm(void)
+{
+#ifdef COH_FAULT_INJECTION
+	atomic_store(&coh_fault_active, 0);
+#endif
+	atomic_store(&fault_nth, 0);
+}
+
+long coh_fault_calls(void)
+{
+	return atomic_load(&fault_count);
+}
+
+int coh_fault_fired(void)
+{
+	return atomic_load(&fault_fired);
+}
+
+static const char *const fault_names[COH_FC_NKINDS] = {
+	"mmap", "munmap", "mremap", "madvise", "mbind", "move_pages",
+	"ioctl", "pread", "open", "read", "readlink",
+};
+
+const char *coh_fault_call_name(int c)
+{
+	return c >= 0 && c < COH_FC_NKINDS ? fault_names[c] : "?";
+}
+
+#ifdef COH_FAULT_INJECTION
+static const struct {
+	const char *name;
+	int err;
+} fault_errnos[] = {
+	{ "ENOMEM", ENOMEM }, { "EINTR", EINTR }, { "EAGAIN", EAGAIN }, { "EBUSY", EBUSY },
+	{ "EFAULT", EFAULT }, { "EIO", EIO }, { "EPERM", EPERM }, { "EINVAL", EINVAL },
+};
+
+static void fault_env_parse(void)
+{
+	const char *env = getenv("COH_FAULT");
+	if (!env || !*env)
+		return;
+	long nth = 0;
+	int err = 0;
+	unsigned mask = COH_FC_ALL;
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", env);
+	char *save = NULL;
+	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (!strncmp(tok, "nth=", 4)) {
+			nth = strtol(tok + 4, NULL, 10);
+		} else if (!strncmp(tok, "errno=", 6)) {
+			for (size_t i = 0; i < sizeof(fault_errnos) / sizeof(fault_errnos[0]); i++)
+				if (!strcmp(tok + 6, fault_errnos[i].name))
+					err = fault_errnos[i].err;
+			if (!err)
+				err = (int)strtol(tok + 6, NULL, 10);
+		} else if (!strncmp(tok, "call=", 5)) {
+			mask = 0;
+			for (int c = 0; c < COH_FC_NKINDS; c++)
+				if (!strcmp(tok + 5, fault_names[c]))
+					mask = 1u << c;
+		}
+	}
+	if (nth > 0 && err > 0 && mask)
+		coh_fault_arm(nth, err, mask);
+}
+
+void coh_fault_env(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, fault_env_parse);
+}
+#else
+void coh_fault_env(void)
+{
+}
+#endif
+
+/* ---- the wrappers ---- */
+#define FAULT_RETURN(c)                \
+	do {                           \
+		int f_ = COH_FAULT(c); \
+		if (f_)                \
+			return f_;     \
+	} while (0)
+
 int coh_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **out)
 {
+	FAULT_RETURN(COH_FC_MMAP);
 	void *p = mmap(addr, len, prot, flags, fd, off);
 	if (p == MAP_FAILED)
 		return -errno;
@@ -21,6 +148,7 @@ int coh_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off,
 
 int coh_sys_munmap(void *addr, size_t len)
 {
+	FAULT_RETURN(COH_FC_MUNMAP);
 	return munmap(addr, len) ? -errno : 0;
 }
 
@@ -39,16 +167,23 @@ int coh_sys_mmap_aligned(size_t len, size_t align, int prot, int flags, void **o
 	/* over-reserved by align - page: trim both ends to an aligned start */
 	uintptr_t a = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
 	uintptr_t tail = (uintptr_t)p + len + extra, end = a + len;
-	if (a > (uintptr_t)p)
-		coh_sys_munmap(p, a - (uintptr_t)p);
-	if (tail > end)
-		coh_sys_munmap((void *)end, tail - end);
+	/* a failed trim gives the rest of the reservation back (not injected:
+	 * the one failure is the trim's) and reports the error */
+	if (a > (uintptr_t)p && (e = coh_sys_munmap(p, a - (uintptr_t)p))) {
+		munmap(p, tail - (uintptr_t)p);
+		return e;
+	}
+	if (tail > end && (e = coh_sys_munmap((void *)end, tail - end))) {
+		munmap((void *)a, tail - a);
+		return e;
+	}
 	*out = (void *)a;
 	return 0;
 }
 
 int coh_sys_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr, void **out)
 {
+	FAULT_RETURN(COH_FC_MREMAP);
 	void *p = mremap(old, old_len, new_len, flags, new_addr);
 	if (p == MAP_FAILED)
 		return -errno;
@@ -58,12 +193,14 @@ int coh_sys_mremap(void *old, size_t old_len, size_t new_len, int flags, void *n
 
 int coh_sys_madvise(void *addr, size_t len, int advice)
 {
+	FAULT_RETURN(COH_FC_MADVISE);
 	return madvise(addr, len, advice) ? -errno : 0;
 }
 
 int coh_sys_mbind(void *addr, size_t len, int mode, const unsigned long *nodemask,
 		  unsigned long maxnode, unsigned flags)
 {
+	FAULT_RETURN(COH_FC_MBIND);
 	long r = syscall(SYS_mbind, addr, len, mode, nodemask, maxnode, flags);
 	return r ? -errno : 0;
 }
@@ -80,12 +217,14 @@ int coh_sys_mbind_node(void *addr, size_t len, int node, unsigned flags)
 long coh_sys_move_pages(pid_t pid, unsigned long count, void **pages, const int *nodes,
 			int *status, int flags)
 {
+	FAULT_RETURN(COH_FC_MOVE_PAGES);
 	long r = syscall(SYS_move_pages, pid, count, pages, nodes, status, flags);
 	return r < 0 ? -errno : r;
 }
 
 int coh_sys_ioctl(int fd, unsigned long req, void *arg)
 {
+	FAULT_RETURN(COH_FC_IOCTL);
 	int r = ioctl(fd, req, arg);
 	return r < 0 ? -errno : r;
 }
@@ -94,7 +233,45 @@ ssize_t coh_sys_pread(int fd, void *buf, size_t len, off_t off)
 {
 	ssize_t r;
 	do {
-		r = pread(fd, buf, len, off);
+		int f = COH_FAULT(COH_FC_PREAD);
+		if (f) {
+			errno = -f;
+			r = -1;
+		} else {
+			r = pread(fd, buf, len, off);
+		}
 	} while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : r;
+}
+
+int coh_sys_openat(int dirfd, const char *path, int flags, bool in_root)
+{
+	FAULT_RETURN(COH_FC_OPEN);
+	if (flags & O_CREAT)
+		return -EINVAL;   /* the library opens existing files only */
+	if (in_root) {
+		/* symlinks and ".." resolved inside dirfd (openat2 RESOLVE_IN_ROOT) */
+		struct open_how how = { .flags = (uint64_t)flags, .resolve = RESOLVE_IN_ROOT };
+		long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+		if (fd >= 0)
+			return (int)fd;
+		if (errno != ENOSYS)
+			return -errno;
+	}
+	int fd = openat(dirfd, path, flags);
+	return fd < 0 ? -errno : fd;
+}
+
+ssize_t coh_sys_read(int fd, void *buf, size_t len)
+{
+	FAULT_RETURN(COH_FC_READ);
+	ssize_t r = read(fd, buf, len);
+	return r < 0 ? -errno : r;
+}
+
+ssize_t coh_sys_readlinkat(int dirfd, const char *path, char *buf, size_t len)
+{
+	FAULT_RETURN(COH_FC_READLINK);
+	ssize_t r = readlinkat(dirfd, path, buf, len);
 	return r < 0 ? -errno : r;
 }

@@ -743,13 +743,10 @@ static void amd_atfork_prepare(coh_context *ctx, void *priv)
 
 static void amd_atfork_parent(coh_context *ctx, void *priv)
 {
-	(void)ctx;
 	struct amd_backend *ab = priv;
 	for (size_t i = 0; i < ab->nstage; i++)
-		if (ab->stage[i].copy) {
-			coh_sys_madvise((void *)ab->stage[i].start, ab->stage[i].len, MADV_DOFORK);
-			coh_sys_munmap(ab->stage[i].copy, ab->stage[i].len);
-		}
+		if (ab->stage[i].copy)
+			coh_fork_unstage(ctx, "amd", ab->stage[i].start, ab->stage[i].len, ab->stage[i].copy, true);
 	ab->nstage = 0;
 	if (ab->kfd >= 0 && ab->pid == getpid())
 		pthread_mutex_unlock(&ab->lock);

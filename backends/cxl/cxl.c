@@ -755,11 +755,10 @@ static void cxl_atfork_prepare(coh_context *ctx, void *priv)
 
 static void cxl_atfork_parent(coh_context *ctx, void *priv)
 {
-	(void)ctx;
 	struct cxl_backend *cb = priv;
 	for (size_t i = 0; i < cb->nstage; i++)
-		if (cb->stage[i].copy)
-			coh_sys_munmap(cb->stage[i].copy, cb->stage[i].len);   /* the child has its own */
+		if (cb->stage[i].copy)   /* the child has its own */
+			coh_fork_unstage(ctx, "cxl", cb->stage[i].start, cb->stage[i].len, cb->stage[i].copy, false);
 	cb->nstage = 0;
 	for (int i = 0; i < cb->n; i++)
 		pthread_mutex_unlock(&cb->ts[i]->lock);
@@ -803,10 +802,13 @@ static int cxl_free_bytes(coh_target *t, uint64_t *free_bytes)
 
 static void cxl_target_fini(coh_target *t, void *priv)
 {
-	(void)t;
 	struct cxl_target *ct = priv;
-	if (ct->base && ct->pid == getpid())
-		coh_sys_munmap(ct->base, ct->nchunks * ct->align);
+	if (ct->base && ct->pid == getpid()) {
+		int e = coh_sys_munmap(ct->base, ct->nchunks * ct->align);
+		if (e)
+			coh_warn(coh_target_context(t), "cxl: %s: device window %p left mapped: %s", coh_target_name(t),
+				 (void *)ct->base, strerror(-e));
+	}
 	if (ct->fd >= 0)
 		close(ct->fd);
 	pthread_mutex_destroy(&ct->lock);

@@ -364,12 +364,9 @@ static void hmm_atfork_prepare(coh_context *ctx, void *priv)
 
 static void hmm_atfork_parent(coh_context *ctx, void *priv)
 {
-	(void)ctx;
 	struct hmm_backend *hb = priv;
-	for (size_t i = 0; i < hb->nstage; i++) {
-		coh_sys_madvise((void *)hb->stage[i].start, hb->stage[i].len, MADV_DOFORK);
-		coh_sys_munmap(hb->stage[i].copy, hb->stage[i].len);
-	}
+	for (size_t i = 0; i < hb->nstage; i++)
+		coh_fork_unstage(ctx, "hmmtest", hb->stage[i].start, hb->stage[i].len, hb->stage[i].copy, true);
 	hb->nstage = 0;
 }
 

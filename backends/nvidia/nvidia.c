@@ -348,7 +348,7 @@ static void staging_drop(struct nv_backend *nb)
 		return;
 	if (nb->staging_pinned && !in_child(nb))
 		nb->cu.host_unregister(nb->staging);
-	munmap(nb->staging, nb->staging_len);
+	coh_sys_munmap(nb->staging, nb->staging_len);
 	nb->staging = NULL;
 	nb->staging_len = 0;
 	nb->staging_pinned = false;
@@ -1017,9 +1017,10 @@ static int staging_ready(struct nv_backend *nb, size_t need)
 		staging_drop(nb);
 	}
 	size_t len = (need + ps + NV_2M - 1) & ~(size_t)(NV_2M - 1);
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return -errno;
+	void *p;
+	int e = coh_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0, &p);
+	if (e)
+		return e;
 	nb->staging = p;
 	nb->staging_len = len;
 	CUresult r = nb->cu.host_register(p, len, 0);

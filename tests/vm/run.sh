@@ -29,7 +29,7 @@ cmake -S "$here/../.." -B "$static" -DCOH_STATIC_PROGRAMS=ON -DCOH_WITH_LIBPCI=O
       -DCOH_BACKEND_HOST=ON -DCOH_BACKEND_HMMTEST=ON -DCOH_BACKEND_CXL=ON -DCOH_BACKEND_NVIDIA=OFF -DCOH_BACKEND_AMD=OFF \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$static" -j"$(nproc)" --target cohctl coh-conformance test_host test_pin test_badinput \
-      test_amap test_core test_devdax test_cxl_alloc test_hmm_residency test_seed_fork coh-bench >"$work/static-build.log" 2>&1 || {
+      test_amap test_core test_devdax test_cxl_alloc test_hmm_residency test_seed_fork test_faults coh-bench >"$work/static-build.log" 2>&1 || {
   tail -30 "$work/static-build.log" >&2
   exit 1
 }
@@ -42,7 +42,8 @@ install -m 0755 "$here/init.sh" "$root/init"
 install -m 0755 "$here/../devdax/setup.sh" "$root/bin/devdax-setup.sh"
 progs=(tools/cohctl tests/conformance/coh-conformance tests/unit/test_host tests/unit/test_pin
        tests/unit/test_badinput tests/unit/test_amap tests/unit/test_core tests/devdax/test_devdax
-       tests/devdax/test_cxl_alloc tests/hmmtest/test_hmm_residency tests/hmmtest/test_seed_fork bench/coh-bench)
+       tests/devdax/test_cxl_alloc tests/hmmtest/test_hmm_residency tests/hmmtest/test_seed_fork
+       tests/unit/test_faults bench/coh-bench)
 for p in "${progs[@]}"; do
   if ldd "$static/$p" >/dev/null 2>&1; then
     echo "vm: $p is not static" >&2
@@ -78,6 +79,9 @@ test_amap CK_DEFAULT_TIMEOUT=300 test_amap
 test_core test_core
 test_devdax test_devdax
 test_cxl_alloc test_cxl_alloc
+test_faults_host FAULTS_BACKEND=host CK_DEFAULT_TIMEOUT=300 test_faults
+test_faults_hmmtest FAULTS_BACKEND=hmmtest CK_DEFAULT_TIMEOUT=300 test_faults
+test_faults_cxl FAULTS_BACKEND=cxl CK_DEFAULT_TIMEOUT=300 test_faults
 bench-cxl coh-bench cxl
 LIST
 (cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1) >"$work/initramfs.cpio.gz"
