@@ -527,6 +527,7 @@ START_TEST(frame_map_from_tree)
 	char root[] = "/tmp/coh-pin-tree-XXXXXX";
 	ck_assert_ptr_nonnull(mkdtemp(root));
 	put_file(root, "proc/zoneinfo", zoneinfo);
+	put_file(root, "proc/buddyinfo", "Node 0, zone   Normal   1   2\nNode 0, zone  Movable   3   4\n");
 	put_file(root, "proc/meminfo", "MemTotal: 100 kB\nCmaTotal:           4096 kB\n");
 	put_file(root, "sys/kernel/debug/cma/reserved/base_pfn", "5120\n");
 	put_file(root, "sys/kernel/debug/cma/reserved/count", "1024\n");
