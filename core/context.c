@@ -126,6 +126,8 @@ static void context_free(coh_context *ctx)
 	if (ctx->rootfd >= 0)
 		close(ctx->rootfd);
 	pthread_mutex_destroy(&ctx->log_lock);
+	pthread_mutex_destroy(&ctx->cma_lock);
+	free(ctx->cma_ranges);
 	free(ctx);
 }
 
@@ -152,6 +154,7 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 		return -ENOMEM;
 	atomic_init(&ctx->refs, 1);
 	pthread_mutex_init(&ctx->log_lock, NULL);
+	pthread_mutex_init(&ctx->cma_lock, NULL);
 	ctx->rootfd = -1;
 	ctx->log_level = o.log_level >= 0 ? o.log_level : coh_log_level_parse(getenv("COH_LOG"));
 	ctx->log_fn = o.log_fn;
@@ -162,6 +165,7 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 	int err = coh_amap_init(&ctx->amap);
 	if (err) {
 		pthread_mutex_destroy(&ctx->log_lock);
+		pthread_mutex_destroy(&ctx->cma_lock);
 		free(ctx);
 		return err;
 	}

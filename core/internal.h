@@ -121,6 +121,12 @@ struct coh_context {
 	struct coh_target **targets;
 	int ntargets, tcap;
 
+	/* CMA areas, fixed at boot: read once, on the first pin-query that needs them */
+	pthread_mutex_t cma_lock;
+	bool cma_read, cma, cma_located;
+	struct coh_frame_range *cma_ranges;
+	size_t ncma;
+
 	struct coh_amap amap;
 	_Atomic(struct coh_rec *) spare_rec;  /* one freed record, reused by the next allocation */
 	struct coh_context *fork_next;  /* fork registry list */

@@ -141,7 +141,7 @@ static bool cma_exists(const coh_context *ctx)
 	return found;
 }
 
-static int cma_load(const coh_context *ctx, struct coh_frame_map *m)
+static int cma_read(const coh_context *ctx, struct coh_frame_map *m)
 {
 	m->cma = cma_exists(ctx);
 	DIR *d = coh_fs_opendir(ctx, "/sys/kernel/debug/cma");
@@ -167,16 +167,52 @@ static int cma_load(const coh_context *ctx, struct coh_frame_map *m)
 	return e;
 }
 
-int coh_frame_map_load(const coh_context *ctx, struct coh_frame_map *m)
+/* The CMA areas into m, read once per context. */
+static int cma_load(coh_context *ctx, struct coh_frame_map *m)
+{
+	int e = 0;
+	pthread_mutex_lock(&ctx->cma_lock);
+	if (!ctx->cma_read) {
+		struct coh_frame_map c = { 0 };
+		e = cma_read(ctx, &c);
+		if (!e) {
+			ctx->cma_ranges = c.r;
+			ctx->ncma = c.n;
+			ctx->cma = c.cma;
+			ctx->cma_located = c.cma_located;
+			ctx->cma_read = true;
+		} else {
+			free(c.r);
+		}
+	}
+	for (size_t i = 0; !e && i < ctx->ncma; i++)
+		e = frame_add(m, ctx->cma_ranges[i].start, ctx->cma_ranges[i].end, COH_FRAME_CMA);
+	m->cma = ctx->cma;
+	m->cma_located = ctx->cma_located;
+	pthread_mutex_unlock(&ctx->cma_lock);
+	return e;
+}
+
+/* A populated Movable zone shows in /proc/buddyinfo (a few lines, cheap,
+ * where /proc/zoneinfo takes milliseconds to generate). */
+static bool movable_zone_exists(const coh_context *ctx)
+{
+	char buf[4096];
+	int n = coh_fs_read(ctx, "/proc/buddyinfo", buf, sizeof(buf));
+	return n <= 0 || strstr(buf, "Movable") != NULL;   /* unreadable: ask zoneinfo */
+}
+
+int coh_frame_map_load(coh_context *ctx, struct coh_frame_map *m)
 {
 	memset(m, 0, sizeof(*m));
 	m->last_block_type = -1;
-	char buf[64];   /* block_size_bytes: hexadecimal without "0x" */
-	if (coh_fs_read(ctx, "/sys/devices/system/memory/block_size_bytes", buf, sizeof(buf)) > 0)
-		m->block_pages = strtoull(buf, NULL, 16) / ctx->page_size;
-	int e = zones_load(ctx, m);
-	if (!e)
-		e = cma_load(ctx, m);
+	int e = cma_load(ctx, m);
+	if (!e && movable_zone_exists(ctx)) {
+		char buf[64];   /* block_size_bytes: hexadecimal without "0x" */
+		if (coh_fs_read(ctx, "/sys/devices/system/memory/block_size_bytes", buf, sizeof(buf)) > 0)
+			m->block_pages = strtoull(buf, NULL, 16) / ctx->page_size;
+		e = zones_load(ctx, m);
+	}
 	if (e)
 		coh_frame_map_free(m);
 	return e;
@@ -391,7 +427,39 @@ static unsigned page_facts(struct pin_out *o, uint64_t e, bool anon_private, boo
 
 #define PM_BATCH 4096
 
-/* Present ordinary pages: cut the piece where the page facts change. */
+/* Runs of equal facts within one piece, emitted when the facts change. */
+struct facts_run {
+	struct pin_out *o;
+	const struct coh_extent *x;
+	const struct coh_vma *m;
+	uintptr_t start;
+	unsigned facts;
+	bool open;
+};
+
+static bool run_flush(struct facts_run *r, uintptr_t end)
+{
+	struct pin_out *o = r->o;
+	return !r->open || emit(o, r->start, end - r->start, r->x,
+				coh_pin_judge(o->h.ctx, r->m, r->x->kind, r->x->node, r->x->target, r->facts, o->fs));
+}
+
+/* The pages from a on have facts f. */
+static bool run_add(struct facts_run *r, uintptr_t a, unsigned f)
+{
+	if (r->open && f == r->facts)
+		return true;
+	if (!run_flush(r, a))
+		return false;
+	r->start = a;
+	r->facts = f;
+	r->open = true;
+	return true;
+}
+
+/* Present ordinary pages: cut the piece where the page facts change.  A
+ * PMD-mapped huge page is one folio, mapped (and shared) as a whole and in
+ * one pageblock: its first entry speaks for all of it. */
 static bool facts_walk(struct pin_out *o, uintptr_t a, size_t len, const struct coh_extent *x,
 		       const struct coh_vma *m, bool anon_private, bool frames)
 {
@@ -401,30 +469,29 @@ static bool facts_walk(struct pin_out *o, uintptr_t a, size_t len, const struct 
 			o->pmfd = -2;
 	}
 	size_t ps = o->h.ctx->page_size;
+	size_t step = x->kind == COH_MEM_SYSTEM_THP ? ps * (ps / 8) : ps;   /* a PMD maps ps/8 pages */
+	/* unreadable: no facts beyond the kind, frames unknown where they matter */
+	unsigned blind = frames ? (unsigned)COH_FRAME_UNKNOWN << COH_PAGE_FRAME_SHIFT : 0;
+	struct facts_run r = { .o = o, .x = x, .m = m };
 	uint64_t buf[PM_BATCH];
-	uintptr_t run = a, end = a + len;
-	unsigned run_facts = 0;
-	bool first = true;
+	uintptr_t end = a + len;
 	for (uintptr_t cur = a; cur < end;) {
+		if (step > ps) {
+			ssize_t got = o->pmfd >= 0 ? coh_sys_pread(o->pmfd, buf, 8, (off_t)(cur / ps) * 8) : -1;
+			if (!run_add(&r, cur, got == 8 ? page_facts(o, buf[0], anon_private, frames) : blind))
+				return false;
+			cur = (cur | (step - 1)) + 1;
+			continue;
+		}
 		size_t n = (end - cur) / ps < PM_BATCH ? (end - cur) / ps : PM_BATCH;
 		ssize_t got = o->pmfd >= 0 ? coh_sys_pread(o->pmfd, buf, n * 8, (off_t)(cur / ps) * 8) : -1;
-		for (size_t i = 0; i < n; i++) {
-			/* unreadable: no facts beyond the kind, frames unknown where they matter */
-			unsigned f = got == (ssize_t)(n * 8) ? page_facts(o, buf[i], anon_private, frames)
-				     : frames ? (unsigned)COH_FRAME_UNKNOWN << COH_PAGE_FRAME_SHIFT : 0;
-			uintptr_t pa = cur + i * ps;
-			if (first || f != run_facts) {
-				if (!first && !emit(o, run, pa - run, x, coh_pin_judge(o->h.ctx, m, x->kind, x->node,
-										       x->target, run_facts, o->fs)))
-					return false;
-				run = pa;
-				run_facts = f;
-				first = false;
-			}
-		}
+		for (size_t i = 0; i < n; i++)
+			if (!run_add(&r, cur + i * ps,
+				     got == (ssize_t)(n * 8) ? page_facts(o, buf[i], anon_private, frames) : blind))
+				return false;
 		cur += n * ps;
 	}
-	return emit(o, run, end - run, x, coh_pin_judge(o->h.ctx, m, x->kind, x->node, x->target, run_facts, o->fs));
+	return run_flush(&r, end);
 }
 
 static bool pin_piece(void *arg, uintptr_t a, size_t len, const struct coh_extent *x, const struct coh_vma *m)

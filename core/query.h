@@ -112,9 +112,11 @@ struct coh_frame_map {
 	uint64_t last_block;     /* one-entry cache of valid_zones lookups */
 	int last_block_type;     /* -1: empty */
 };
-/* Reads /proc/zoneinfo, /proc/meminfo, /proc/pagetypeinfo and debugfs cma of
- * the fsroot.  0 or -ENOMEM; what cannot be read is left out. */
-int coh_frame_map_load(const coh_context *ctx, struct coh_frame_map *m);
+/* The Movable zones (/proc/buddyinfo, then /proc/zoneinfo when it names one,
+ * on each call: memory hotplug changes them) and the CMA areas (/proc/meminfo,
+ * /proc/pagetypeinfo, debugfs cma: once per context, they are fixed at boot)
+ * of the fsroot.  0 or -ENOMEM; what cannot be read is left out. */
+int coh_frame_map_load(coh_context *ctx, struct coh_frame_map *m);
 int coh_frame_type(const coh_context *ctx, struct coh_frame_map *m, uint64_t pfn);
 void coh_frame_map_free(struct coh_frame_map *m);
 

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -444,6 +445,29 @@ START_TEST(tmpfs_elsewhere)
 	ck_assert_int_eq(v.long_term, COH_PIN_IN_PLACE);   /* no dirty tracking on tmpfs */
 	check_long(p, 16 * ps, v.long_term);
 	check_short(p, 16 * ps, v.short_term, 0);
+	/* without CAP_SYS_ADMIN map_files is closed: mountinfo names the tmpfs;
+	 * hugetlbfs of MAP_HUGETLB is a kernel-internal mount: unknown, not never */
+	char *h = mmap(NULL, 2 << 20, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* a changed uid makes the process undumpable: its /proc files root's */
+		if (setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534) ||
+		    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0))
+			_exit(2);
+		struct coh_pin_extent x[2];
+		if (coh_pin_query(ctx, p, 16 * ps, x, 2) != 1 || x[0].long_term != COH_PIN_IN_PLACE)
+			_exit(3);
+		if (h != MAP_FAILED && ctx->kernel_version >= 6005 &&
+		    (coh_pin_query(ctx, h, ps, x, 2) != 1 || x[0].long_term != COH_PIN_UNKNOWN))
+			_exit(4);
+		_exit(0);
+	}
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "unprivileged pin-query: exit %d", WEXITSTATUS(st));
+	if (h != MAP_FAILED)
+		munmap(h, 2 << 20);
 	munmap(p, 16 * ps);
 	close(fd);
 	unlink(path);
@@ -529,6 +553,7 @@ START_TEST(frame_map_from_tree)
 	char root[] = "/tmp/coh-pin-tree-XXXXXX";
 	ck_assert_ptr_nonnull(mkdtemp(root));
 	put_file(root, "proc/zoneinfo", zoneinfo);
+	put_file(root, "proc/buddyinfo", "Node 0, zone   Normal   1   2\nNode 0, zone  Movable   3   4\n");
 	put_file(root, "proc/meminfo", "MemTotal: 100 kB\nCmaTotal:           4096 kB\n");
 	put_file(root, "sys/kernel/debug/cma/reserved/base_pfn", "5120\n");
 	put_file(root, "sys/kernel/debug/cma/reserved/count", "1024\n");
