@@ -485,10 +485,22 @@ static bool facts_walk(struct pin_out *o, uintptr_t a, size_t len, const struct 
 		}
 		size_t n = (end - cur) / ps < PM_BATCH ? (end - cur) / ps : PM_BATCH;
 		ssize_t got = o->pmfd >= 0 ? coh_sys_pread(o->pmfd, buf, n * 8, (off_t)(cur / ps) * 8) : -1;
-		for (size_t i = 0; i < n; i++)
-			if (!run_add(&r, cur + i * ps,
-				     got == (ssize_t)(n * 8) ? page_facts(o, buf[i], anon_private, frames) : blind))
-				return false;
+		if (got == (ssize_t)(n * 8) && !frames) {
+			/* without frames the facts are three bits of the entry:
+			 * judge once per run of equal bits, not once per page */
+			const uint64_t bits = PM_PRESENT | PM_FILE | PM_EXCLUSIVE;
+			for (size_t i = 0, j; i < n; i = j) {
+				for (j = i + 1; j < n && !((buf[j] ^ buf[i]) & bits); j++)
+					;
+				if (!run_add(&r, cur + i * ps, page_facts(o, buf[i], anon_private, false)))
+					return false;
+			}
+		} else {
+			for (size_t i = 0; i < n; i++)
+				if (!run_add(&r, cur + i * ps,
+					     got == (ssize_t)(n * 8) ? page_facts(o, buf[i], anon_private, frames) : blind))
+					return false;
+		}
 		cur += n * ps;
 	}
 	return run_flush(&r, end);
