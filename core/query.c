@@ -77,8 +77,8 @@ static bool q_emit(struct coh_q *q, uintptr_t start, size_t len, int kind, int n
 
 /* ---------- /proc/PID/maps ---------- */
 
-static int maps_parse(const coh_context *ctx, pid_t pid, const char *file, uintptr_t start, uintptr_t end,
-		      struct coh_vma **out, size_t *count)
+/* Opens /proc/PID/<file> (PID 0: self) through the fsroot as a stdio stream. */
+static int proc_fopen(const coh_context *ctx, pid_t pid, const char *file, FILE **out)
 {
 	char path[64];
 	if (pid)
@@ -88,11 +88,16 @@ static int maps_parse(const coh_context *ctx, pid_t pid, const char *file, uintp
 	int fd = coh_fs_open(ctx, path, O_RDONLY);
 	if (fd < 0)
 		return fd;
-	FILE *f = fdopen(fd, "r");
-	if (!f) {
+	*out = fdopen(fd, "r");
+	if (!*out) {
 		close(fd);
 		return -ENOMEM;
 	}
+	return 0;
+}
+
+int coh_maps_parse(FILE *f, uintptr_t start, uintptr_t end, struct coh_vma **out, size_t *count)
+{
 	struct coh_vma *v = NULL;
 	size_t n = 0, cap = 0;
 	char line[4352];
@@ -144,7 +149,6 @@ static int maps_parse(const coh_context *ctx, pid_t pid, const char *file, uintp
 		m->backing = coh_vma_classify(m);
 		in_range = true;
 	}
-	fclose(f);
 	if (err) {
 		free(v);
 		return err;
@@ -154,16 +158,28 @@ static int maps_parse(const coh_context *ctx, pid_t pid, const char *file, uintp
 	return 0;
 }
 
+static int maps_read(const coh_context *ctx, pid_t pid, const char *file, uintptr_t start, uintptr_t end,
+		     struct coh_vma **out, size_t *count)
+{
+	FILE *f;
+	int e = proc_fopen(ctx, pid, file, &f);
+	if (e)
+		return e;
+	e = coh_maps_parse(f, start, end, out, count);
+	fclose(f);
+	return e;
+}
+
 int coh_maps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		  struct coh_vma **out, size_t *count)
 {
-	return maps_parse(ctx, pid, "maps", start, end, out, count);
+	return maps_read(ctx, pid, "maps", start, end, out, count);
 }
 
 int coh_smaps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		   struct coh_vma **out, size_t *count)
 {
-	return maps_parse(ctx, pid, "smaps", start, end, out, count);
+	return maps_read(ctx, pid, "smaps", start, end, out, count);
 }
 
 void coh_split_by_vma(const struct coh_extent *ext, int n, const struct coh_vma *v, size_t nv,
@@ -255,25 +271,10 @@ int coh_vma_classify(const struct coh_vma *m)
 
 /* ---------- /proc/PID/numa_maps: one node per mapping? ---------- */
 
-/* Fills node_of[i] for each vma: >= 0 the only node, -1 no pages, -2 several or unknown. */
-static void numa_maps_nodes(const coh_context *ctx, pid_t pid, const struct coh_vma *v, size_t n,
-			    int *node_of)
+void coh_numa_maps_parse(FILE *f, const struct coh_vma *v, size_t n, int *node_of)
 {
-	char path[64];
 	for (size_t i = 0; i < n; i++)
 		node_of[i] = -2;
-	if (pid)
-		snprintf(path, sizeof(path), "/proc/%d/numa_maps", (int)pid);
-	else
-		snprintf(path, sizeof(path), "/proc/self/numa_maps");
-	int fd = coh_fs_open(ctx, path, O_RDONLY);
-	if (fd < 0)
-		return;
-	FILE *f = fdopen(fd, "r");
-	if (!f) {
-		close(fd);
-		return;
-	}
 	char line[4352];
 	size_t i = 0;
 	while (i < n && fgets(line, sizeof(line), f)) {
@@ -294,6 +295,15 @@ static void numa_maps_nodes(const coh_context *ctx, pid_t pid, const struct coh_
 		node_of[i] = node;
 		i++;
 	}
+}
+
+static void numa_maps_nodes(const coh_context *ctx, pid_t pid, const struct coh_vma *v, size_t n,
+			    int *node_of)
+{
+	FILE *f;
+	if (proc_fopen(ctx, pid, "numa_maps", &f))
+		return;   /* node_of stays -2: unknown */
+	coh_numa_maps_parse(f, v, n, node_of);
 	fclose(f);
 }
 

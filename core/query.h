@@ -3,6 +3,8 @@
 #ifndef COH_CORE_QUERY_H
 #define COH_CORE_QUERY_H
 
+#include <stdio.h>
+
 #include "internal.h"
 
 enum coh_vma_backing {
@@ -34,6 +36,12 @@ struct coh_q {
 	int vma_node;      /* >= 0: every present page of the mapping is there */
 };
 
+/* The parsers of /proc/PID/maps (and smaps: VmFlags lines fill in the facts)
+ * and numa_maps, on any stream (the fuzzers feed them memory).  maps: the
+ * mappings meeting [start, end), in a fresh array; 0 or -errno.  numa_maps:
+ * node_of[i] for v[i]: >= 0 its only node, -1 no pages, -2 several or unknown. */
+int coh_maps_parse(FILE *f, uintptr_t start, uintptr_t end, struct coh_vma **out, size_t *count);
+void coh_numa_maps_parse(FILE *f, const struct coh_vma *v, size_t n, int *node_of);
 int coh_maps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		  struct coh_vma **out, size_t *count);
 /* The same from /proc/PID/smaps, with the VmFlags facts filled in. */
