@@ -287,10 +287,15 @@ void coh_numa_maps_parse(FILE *f, const struct coh_vma *v, size_t n, int *node_o
 			continue;
 		int node = -1;
 		for (char *p = strstr(line, " N"); p; p = strstr(p + 1, " N")) {
-			int nd;
-			if (sscanf(p, " N%d=", &nd) != 1)
+			char *q = p + 2, *e;
+			long nd = strtol(q, &e, 10);
+			if (e == q || *e != '=')
 				continue;
-			node = node == -1 ? nd : -2;
+			if (nd < 0 || nd >= 1024) {
+				node = -2;   /* not a node number: the mapping's nodes are unknown */
+				break;
+			}
+			node = node == -1 ? (int)nd : -2;
 		}
 		node_of[i] = node;
 		i++;
