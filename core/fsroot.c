@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/openat2.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -18,6 +19,22 @@
 /* Opens path inside the fsroot.  Replays resolve symlinks and ".." inside the
  * root (openat2 RESOLVE_IN_ROOT), so a recorded tree never reads the live
  * machine; the live root "/" needs no such care. */
+/* A replayed tree is only files: a FIFO (or socket) in it would block the
+ * reader forever, so replays open without blocking and refuse those. */
+static int replay_checked(int fd, int flags)
+{
+	struct stat st;
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
+		close(fd);
+		return -EINVAL;
+	}
+	if (!(flags & O_NONBLOCK))
+		(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+}
+
 int coh_fs_open(const coh_context *ctx, const char *path, int flags)
 {
 	while (*path == '/')
@@ -25,12 +42,16 @@ int coh_fs_open(const coh_context *ctx, const char *path, int flags)
 	if (!*path)
 		path = ".";
 	if (ctx->replay) {
-		struct open_how how = { .flags = (uint64_t)(flags | O_CLOEXEC), .resolve = RESOLVE_IN_ROOT };
+		/* O_PATH opens nothing to read (and openat2 refuses it with O_NONBLOCK) */
+		int nb = flags & O_PATH ? 0 : O_NONBLOCK;
+		struct open_how how = { .flags = (uint64_t)(flags | O_CLOEXEC | nb), .resolve = RESOLVE_IN_ROOT };
 		long fd = syscall(SYS_openat2, ctx->rootfd, path, &how, sizeof(how));
 		if (fd >= 0)
-			return (int)fd;
+			return replay_checked((int)fd, flags);
 		if (errno != ENOSYS)
 			return -errno;
+		fd = openat(ctx->rootfd, path, flags | O_CLOEXEC | nb);
+		return replay_checked(fd < 0 ? -errno : (int)fd, flags);
 	}
 	int fd = openat(ctx->rootfd, path, flags | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
