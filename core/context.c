@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "query.h"
 
 int coh_backend_validate(const struct coh_backend_ops *ops)
 {
@@ -112,6 +113,7 @@ static void context_free(coh_context *ctx)
 	coh_amap_destroy(&ctx->amap, drop_rec, ctx);
 	free(atomic_load(&ctx->spare_rec));
 	free_targets(ctx);
+	coh_pfn_map_free(ctx);
 	for (int i = ctx->nslots - 1; i >= 0; i--)
 		ctx->slots[i].ops->fini(ctx, ctx->slots[i].priv);
 	if (ctx->rootfd >= 0)

@@ -4,10 +4,12 @@
  *  1. /proc/PID/maps says what backs each mapping (gaps are "unmapped");
  *  2. page states come from /proc/PID/pagemap: the PAGEMAP_SCAN ioctl
  *     (Linux 6.7+, returns runs), else a bulk pread of the u64 entries;
- *  3. nodes of present pages: when /proc/PID/numa_maps puts a whole mapping
- *     on one node and no ZONE_DEVICE target exists, that node; otherwise
+ *  3. nodes of present pages: one memory node, that node; as root, from each
+ *     page's PFN and the memory blocks of the nodes (pfnnode.c), read with
+ *     the pagemap entries; when /proc/PID/numa_maps puts a whole mapping on
+ *     one node and no ZONE_DEVICE target exists, that node; otherwise
  *     move_pages(nodes=NULL) page by page in batches (-ENOENT on a present
- *     page marks ZONE_DEVICE memory);
+ *     page marks ZONE_DEVICE memory, whose PFNs lie in no memory block);
  *  4. the owning backend may refine the extents of its allocations.
  * Same-kind, same-node neighbours are merged, so a mapping that sits in one
  * place is one extent.
@@ -43,6 +45,7 @@ struct pm_scan_arg {
 #define PM_SWAPPED (1ULL << 62)
 #define PM_FILE (1ULL << 61)
 #define PM_EXCLUSIVE (1ULL << 56)
+#define PM_PFN_MASK ((1ULL << 55) - 1)
 
 /* Internal kind of the pread path: a present anonymous page that is not
  * exclusively mapped is either shared after fork or the shared zero page;
@@ -345,6 +348,20 @@ static bool resolve_nodes(struct coh_q *q, uintptr_t a, size_t len, int kind)
 	return true;
 }
 
+/* Node hint of a run: ask move_pages. */
+#define NODE_RESOLVE (-3)
+
+/* A run whose node is known (>= 0), unknown for a kind without one (-1), or
+ * to be resolved page by page (NODE_RESOLVE). */
+static bool emit_run_node(struct coh_q *q, uintptr_t a, size_t len, int kind, int node)
+{
+	if (kind == KIND_MAYBE_ZERO)
+		return resolve_nodes(q, a, len, COH_MEM_SYSTEM);
+	if (node == NODE_RESOLVE)
+		return resolve_nodes(q, a, len, kind);
+	return q_emit(q, a, len, kind, node);
+}
+
 static bool emit_run(struct coh_q *q, uintptr_t a, size_t len, int kind)
 {
 	if (kind == KIND_MAYBE_ZERO)
@@ -421,12 +438,32 @@ static int scan_ioctl(struct coh_q *q, uintptr_t a, uintptr_t b)
 
 #define PM_CHUNK 8192
 
+/* Node of a present page from its pagemap entry, through the PFN table. */
+static int pfn_node(struct coh_q *q, uint64_t e)
+{
+	uint64_t pfn = e & PM_PFN_MASK;
+	if (pfn == 0) {
+		/* PFNs read as 0 without CAP_SYS_ADMIN: none will show, stop looking */
+		atomic_store(&q->ctx->pfn_unusable, 1);
+		q->pfn = NULL;
+		return NODE_RESOLVE;
+	}
+	int n = coh_pfn_node(q->pfn, pfn);
+	if (n < 0 && !q->pfn_refreshed) {
+		/* memory hotplug, or ZONE_DEVICE memory (in no block: move_pages names it) */
+		q->pfn_refreshed = true;
+		q->pfn = coh_pfn_map_get(q->ctx, true);
+		n = q->pfn ? coh_pfn_node(q->pfn, pfn) : -1;
+	}
+	return n >= 0 ? n : NODE_RESOLVE;
+}
+
 static int scan_pread(struct coh_q *q, uintptr_t a, uintptr_t b)
 {
 	uint64_t buf[PM_CHUNK];
 	size_t ps = q->ctx->page_size;
 	uintptr_t run_start = a;
-	int run_kind = -1;
+	int run_kind = -1, run_node = -1;
 	for (uintptr_t cur = a; cur < b;) {
 		size_t n = (b - cur) / ps;
 		if (n > PM_CHUNK)
@@ -438,7 +475,7 @@ static int scan_pread(struct coh_q *q, uintptr_t a, uintptr_t b)
 			return -EIO;
 		for (size_t i = 0; i < n; i++) {
 			uint64_t e = buf[i];
-			int kind;
+			int kind, node = -1;
 			if ((e & PM_PRESENT) && ((e & PM_FILE) || q->vma_backing == COH_VMA_SHMEM))
 				kind = COH_MEM_FILE;
 			else if (e & PM_PRESENT)
@@ -447,17 +484,20 @@ static int scan_pread(struct coh_q *q, uintptr_t a, uintptr_t b)
 				kind = swapped_kind(q);
 			else
 				kind = COH_MEM_NOT_POPULATED;
+			if (kind == COH_MEM_FILE || kind == COH_MEM_SYSTEM)
+				node = q->vma_node >= 0 ? q->vma_node : q->pfn ? pfn_node(q, e) : NODE_RESOLVE;
 			uintptr_t pa = cur + i * ps;
-			if (kind != run_kind) {
-				if (run_kind >= 0 && !emit_run(q, run_start, pa - run_start, run_kind))
+			if (kind != run_kind || node != run_node) {
+				if (run_kind >= 0 && !emit_run_node(q, run_start, pa - run_start, run_kind, run_node))
 					return 1;
 				run_start = pa;
 				run_kind = kind;
+				run_node = node;
 			}
 		}
 		cur += n * ps;
 	}
-	if (run_kind >= 0 && !emit_run(q, run_start, b - run_start, run_kind))
+	if (run_kind >= 0 && !emit_run_node(q, run_start, b - run_start, run_kind, run_node))
 		return 1;
 	return 0;
 }
@@ -498,10 +538,16 @@ int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end
 	int only_node = -1;
 	if (!zone_device && ctx->ntargets == 1 && ctx->targets[0]->d.numa_node >= 0)
 		only_node = ctx->targets[0]->d.numa_node;
-	if (nv && !zone_device && only_node < 0)
+	/* Several nodes: as root each page's node follows from its PFN (pagemap)
+	 * and the memory blocks of the nodes, at pagemap speed.  numa_maps then
+	 * only helps where PAGEMAP_SCAN can report a one-node mapping in runs. */
+	const struct coh_pfn_map *pfn = NULL;
+	if (only_node < 0 && !atomic_load(&ctx->pfn_unusable))
+		pfn = coh_pfn_map_get(ctx, false);
+	if (nv && !zone_device && only_node < 0 && (!pfn || atomic_load(&scan_works)))
 		numa_maps_nodes(ctx, pid, v, nv, node_of);
 
-	struct coh_q q = { .ctx = ctx, .ext = ext, .max = max, .pid = pid, .pmfd = -1 };
+	struct coh_q q = { .ctx = ctx, .ext = ext, .max = max, .pid = pid, .pmfd = -1, .pfn = pfn };
 	q.swap_active = swap_active(ctx);
 	char path[64];
 	if (pid)
@@ -542,7 +588,9 @@ int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end
 			continue;
 		}
 		int r = 1;
-		if (atomic_load(&scan_works)) {
+		/* PAGEMAP_SCAN reports no PFN: a mapping on several nodes is read by pread */
+		bool by_pfn = q.pfn && q.vma_node < 0;
+		if (atomic_load(&scan_works) && !by_pfn) {
 			r = scan_ioctl(&q, vs, ve);
 			if (r == -ENOTTY || r == -EINVAL) {
 				atomic_store(&scan_works, 0);
