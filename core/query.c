@@ -712,13 +712,22 @@ static int resolve_pass(coh_context *ctx, struct coh_extent *ext, int n, size_t 
 
 int coh_query_refine(coh_context *ctx, struct coh_extent *ext, int n, size_t max)
 {
-	for (int i = 0; i < n; i++) {
-		struct coh_rec *r;
-		if (coh_rec_get(ctx, (void *)ext[i].start, 1, &r))
+	/* One map search per record, not per extent: a range over several nodes
+	 * is thousands of extents, most of them in one record or in none. */
+	for (int i = 0; i < n;) {
+		uintptr_t next = 0;
+		struct coh_rec *r = rec_at(ctx, ext[i].start, &next);
+		if (!r) {
+			/* the extents that start before the next record are in none */
+			for (i++; i < n && (next == 0 || ext[i].start + ext[i].length <= next); i++)
+				;
 			continue;
+		}
+		uintptr_t rend = r->pub.start + r->pub.length;
 		const struct coh_backend_ops *ops = r->pub.target->slot->ops;
-		if (ops->query_refine)
-			ops->query_refine(&r->pub, &ext[i], 1);
+		for (; i < n && ext[i].start < rend; i++)
+			if (ops->query_refine)
+				ops->query_refine(&r->pub, &ext[i], 1);
 		coh_rec_put(r);
 	}
 	return n > 0 && any_resolver(ctx) ? resolve_pass(ctx, ext, n, max) : n;
