@@ -161,7 +161,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		case 4: {   /* query */
 			struct coh_extent ext[16];
-			size_t max = take(&in) % 18;
+			size_t max = take(&in) % 17;   /* 0..16: the buffers hold 16 */
 			range(&in, s, &a, &len);
 			e = coh_query(ctx, a, len, take(&in) % 8 ? ext : NULL, max);
 			FUZZ_ASSERT(e <= (int)max);
@@ -171,7 +171,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		case 5: {   /* pin query */
 			struct coh_pin_extent ext[16];
-			size_t max = take(&in) % 18;
+			size_t max = take(&in) % 17;   /* 0..16: the buffers hold 16 */
 			range(&in, s, &a, &len);
 			e = coh_pin_query(ctx, a, len, take(&in) % 8 ? ext : NULL, max);
 			FUZZ_ASSERT(e <= (int)max);
