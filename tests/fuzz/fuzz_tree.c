@@ -111,6 +111,15 @@ static void put(const struct tfile *t, const void *data, size_t len)
 	close(fd);
 }
 
+/* The private copy goes when the process exits (libFuzzer ends through exit()). */
+static void remove_copy(void)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	if (system(cmd) != 0)
+		fprintf(stderr, "coh-fuzz: could not remove %s\n", root);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
@@ -127,6 +136,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		fprintf(stderr, "coh-fuzz: cannot copy %s/%s\n", COH_TEST_DATA, FUZZ_TREE);
 		exit(1);
 	}
+	atexit(remove_copy);
 	collect("");
 	qsort(files, (size_t)nfiles, sizeof(files[0]), cmp_file);
 	if (nfiles == 0) {
@@ -147,9 +157,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 			fwrite(files[i].orig, 1, files[i].len, f);
 			fclose(f);
 		}
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-		if (system(cmd) != 0)
-			exit(1);
 		exit(0);
 	}
 	return 0;

@@ -13,7 +13,12 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 data=$here/../data
 cohctl=${1:?usage: tree-fuzz.sh COHCTL [WORKDIR]}
-work=${2:-$(mktemp -d /tmp/coh-treefuzz-XXXXXX)}
+if [[ -n ${2:-} ]]; then
+  work=$2
+else
+  work=$(mktemp -d /tmp/coh-treefuzz-XXXXXX)
+  trap 'rm -rf "$work"' EXIT
+fi
 per_tree=${COH_TREE_FUZZ_FILES:-0}
 budget=${COH_TREE_FUZZ_SECONDS:-0}
 seed=${COH_TREE_FUZZ_SEED:-$(date +%s)}
