@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "query.h"
 
 int coh_backend_validate(const struct coh_backend_ops *ops)
 {
@@ -121,6 +122,7 @@ static void context_free(coh_context *ctx)
 		coh_warn(ctx, "context end: lookup table memory left mapped: %s", strerror(-e));
 	free(atomic_load(&ctx->spare_rec));
 	free_targets(ctx);
+	coh_pfn_map_free(ctx);
 	for (int i = ctx->nslots - 1; i >= 0; i--)
 		ctx->slots[i].ops->fini(ctx, ctx->slots[i].priv);
 	if (ctx->rootfd >= 0)

@@ -130,7 +130,13 @@ struct coh_context {
 	struct coh_amap amap;
 	_Atomic(struct coh_rec *) spare_rec;  /* one freed record, reused by the next allocation */
 	struct coh_context *fork_next;  /* fork registry list */
+	/* Residency query: the PFN -> node table (pfnnode.c), and whether this
+	 * process sees no PFNs in pagemap (no CAP_SYS_ADMIN) or has no table. */
+	_Atomic(struct coh_pfn_map *) pfn_map;
+	atomic_int pfn_unusable;
 };
+
+struct coh_pfn_map;
 
 /* registry (generated): every backend compiled in, in discovery order. */
 extern const struct coh_backend_ops *const coh_builtin_backends[];

@@ -4,10 +4,12 @@
  *  1. /proc/PID/maps says what backs each mapping (gaps are "unmapped");
  *  2. page states come from /proc/PID/pagemap: the PAGEMAP_SCAN ioctl
  *     (Linux 6.7+, returns runs), else a bulk pread of the u64 entries;
- *  3. nodes of present pages: when /proc/PID/numa_maps puts a whole mapping
- *     on one node and no ZONE_DEVICE target exists, that node; otherwise
+ *  3. nodes of present pages: one memory node, that node; as root, from each
+ *     page's PFN and the memory blocks of the nodes (pfnnode.c), read with
+ *     the pagemap entries; when /proc/PID/numa_maps puts a whole mapping on
+ *     one node and no ZONE_DEVICE target exists, that node; otherwise
  *     move_pages(nodes=NULL) page by page in batches (-ENOENT on a present
- *     page marks ZONE_DEVICE memory);
+ *     page marks ZONE_DEVICE memory, whose PFNs lie in no memory block);
  *  4. the owning backend may refine the extents of its allocations.
  * Same-kind, same-node neighbours are merged, so a mapping that sits in one
  * place is one extent.
@@ -44,6 +46,7 @@ struct pm_scan_arg {
 #define PM_SWAPPED (1ULL << 62)
 #define PM_FILE (1ULL << 61)
 #define PM_EXCLUSIVE (1ULL << 56)
+#define PM_PFN_MASK ((1ULL << 55) - 1)
 
 /* Internal kind of the pread path: a present anonymous page that is not
  * exclusively mapped is either shared after fork or the shared zero page;
@@ -89,12 +92,8 @@ static FILE *proc_fopen(const coh_context *ctx, pid_t pid, const char *name)
 	return coh_fs_fopen(ctx, path);
 }
 
-static int maps_parse(const coh_context *ctx, pid_t pid, const char *file, uintptr_t start, uintptr_t end,
-		      struct coh_vma **out, size_t *count)
+int coh_maps_parse(FILE *f, uintptr_t start, uintptr_t end, struct coh_vma **out, size_t *count)
 {
-	FILE *f = proc_fopen(ctx, pid, file);
-	if (!f)
-		return errno ? -errno : -ENOMEM;
 	struct coh_vma *v = NULL;
 	size_t n = 0, cap = 0;
 	char line[4352];
@@ -149,7 +148,6 @@ static int maps_parse(const coh_context *ctx, pid_t pid, const char *file, uintp
 		m->backing = coh_vma_classify(m);
 		in_range = true;
 	}
-	fclose(f);
 	if (err) {
 		free(v);
 		return err;
@@ -159,16 +157,27 @@ static int maps_parse(const coh_context *ctx, pid_t pid, const char *file, uintp
 	return 0;
 }
 
+static int maps_read(const coh_context *ctx, pid_t pid, const char *file, uintptr_t start, uintptr_t end,
+		     struct coh_vma **out, size_t *count)
+{
+	FILE *f = proc_fopen(ctx, pid, file);
+	if (!f)
+		return errno ? -errno : -ENOMEM;
+	int e = coh_maps_parse(f, start, end, out, count);
+	fclose(f);
+	return e;
+}
+
 int coh_maps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		  struct coh_vma **out, size_t *count)
 {
-	return maps_parse(ctx, pid, "maps", start, end, out, count);
+	return maps_read(ctx, pid, "maps", start, end, out, count);
 }
 
 int coh_smaps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		   struct coh_vma **out, size_t *count)
 {
-	return maps_parse(ctx, pid, "smaps", start, end, out, count);
+	return maps_read(ctx, pid, "smaps", start, end, out, count);
 }
 
 void coh_split_by_vma(const struct coh_extent *ext, int n, const struct coh_vma *v, size_t nv,
@@ -315,15 +324,10 @@ int coh_vma_fs(const coh_context *ctx, pid_t pid, const struct coh_vma *m)
 
 /* ---------- /proc/PID/numa_maps: one node per mapping? ---------- */
 
-/* Fills node_of[i] for each vma: >= 0 the only node, -1 no pages, -2 several or unknown. */
-static void numa_maps_nodes(const coh_context *ctx, pid_t pid, const struct coh_vma *v, size_t n,
-			    int *node_of)
+void coh_numa_maps_parse(FILE *f, const struct coh_vma *v, size_t n, int *node_of)
 {
 	for (size_t i = 0; i < n; i++)
 		node_of[i] = -2;
-	FILE *f = proc_fopen(ctx, pid, "numa_maps");
-	if (!f)
-		return;
 	char line[4352];
 	size_t i = 0;
 	while (i < n && fgets(line, sizeof(line), f)) {
@@ -336,14 +340,31 @@ static void numa_maps_nodes(const coh_context *ctx, pid_t pid, const struct coh_
 			continue;
 		int node = -1;
 		for (char *p = strstr(line, " N"); p; p = strstr(p + 1, " N")) {
-			int nd;
-			if (sscanf(p, " N%d=", &nd) != 1)
+			char *q = p + 2, *e;
+			long nd = strtol(q, &e, 10);
+			if (e == q || *e != '=')
 				continue;
-			node = node == -1 ? nd : -2;
+			if (nd < 0 || nd >= 1024) {
+				node = -2;   /* not a node number: the mapping's nodes are unknown */
+				break;
+			}
+			node = node == -1 ? (int)nd : -2;
 		}
 		node_of[i] = node;
 		i++;
 	}
+}
+
+static void numa_maps_nodes(const coh_context *ctx, pid_t pid, const struct coh_vma *v, size_t n,
+			    int *node_of)
+{
+	FILE *f = proc_fopen(ctx, pid, "numa_maps");
+	if (!f) {
+		for (size_t i = 0; i < n; i++)
+			node_of[i] = -2;   /* unknown */
+		return;
+	}
+	coh_numa_maps_parse(f, v, n, node_of);
 	fclose(f);
 }
 
@@ -378,6 +399,20 @@ static bool resolve_nodes(struct coh_q *q, uintptr_t a, size_t len, int kind)
 		done += c;
 	}
 	return true;
+}
+
+/* Node hint of a run: ask move_pages. */
+#define NODE_RESOLVE (-3)
+
+/* A run whose node is known (>= 0), unknown for a kind without one (-1), or
+ * to be resolved page by page (NODE_RESOLVE). */
+static bool emit_run_node(struct coh_q *q, uintptr_t a, size_t len, int kind, int node)
+{
+	if (kind == KIND_MAYBE_ZERO)
+		return resolve_nodes(q, a, len, COH_MEM_SYSTEM);
+	if (node == NODE_RESOLVE)
+		return resolve_nodes(q, a, len, kind);
+	return q_emit(q, a, len, kind, node);
 }
 
 static bool emit_run(struct coh_q *q, uintptr_t a, size_t len, int kind)
@@ -456,12 +491,32 @@ static int scan_ioctl(struct coh_q *q, uintptr_t a, uintptr_t b)
 
 #define PM_CHUNK 8192
 
+/* Node of a present page from its pagemap entry, through the PFN table. */
+static int pfn_node(struct coh_q *q, uint64_t e)
+{
+	uint64_t pfn = e & PM_PFN_MASK;
+	if (pfn == 0) {
+		/* PFNs read as 0 without CAP_SYS_ADMIN: none will show, stop looking */
+		atomic_store(&q->ctx->pfn_unusable, 1);
+		q->pfn = NULL;
+		return NODE_RESOLVE;
+	}
+	int n = coh_pfn_node(q->pfn, pfn);
+	if (n < 0 && !q->pfn_refreshed) {
+		/* memory hotplug, or ZONE_DEVICE memory (in no block: move_pages names it) */
+		q->pfn_refreshed = true;
+		q->pfn = coh_pfn_map_get(q->ctx, true);
+		n = q->pfn ? coh_pfn_node(q->pfn, pfn) : -1;
+	}
+	return n >= 0 ? n : NODE_RESOLVE;
+}
+
 static int scan_pread(struct coh_q *q, uintptr_t a, uintptr_t b)
 {
 	uint64_t buf[PM_CHUNK];
 	size_t ps = q->ctx->page_size;
 	uintptr_t run_start = a;
-	int run_kind = -1;
+	int run_kind = -1, run_node = -1;
 	for (uintptr_t cur = a; cur < b;) {
 		size_t n = (b - cur) / ps;
 		if (n > PM_CHUNK)
@@ -473,7 +528,7 @@ static int scan_pread(struct coh_q *q, uintptr_t a, uintptr_t b)
 			return -EIO;
 		for (size_t i = 0; i < n; i++) {
 			uint64_t e = buf[i];
-			int kind;
+			int kind, node = -1;
 			if ((e & PM_PRESENT) && ((e & PM_FILE) || q->vma_backing == COH_VMA_SHMEM))
 				kind = COH_MEM_FILE;
 			else if (e & PM_PRESENT)
@@ -482,17 +537,20 @@ static int scan_pread(struct coh_q *q, uintptr_t a, uintptr_t b)
 				kind = swapped_kind(q);
 			else
 				kind = COH_MEM_NOT_POPULATED;
+			if (kind == COH_MEM_FILE || kind == COH_MEM_SYSTEM)
+				node = q->vma_node >= 0 ? q->vma_node : q->pfn ? pfn_node(q, e) : NODE_RESOLVE;
 			uintptr_t pa = cur + i * ps;
-			if (kind != run_kind) {
-				if (run_kind >= 0 && !emit_run(q, run_start, pa - run_start, run_kind))
+			if (kind != run_kind || node != run_node) {
+				if (run_kind >= 0 && !emit_run_node(q, run_start, pa - run_start, run_kind, run_node))
 					return 1;
 				run_start = pa;
 				run_kind = kind;
+				run_node = node;
 			}
 		}
 		cur += n * ps;
 	}
-	if (run_kind >= 0 && !emit_run(q, run_start, b - run_start, run_kind))
+	if (run_kind >= 0 && !emit_run_node(q, run_start, b - run_start, run_kind, run_node))
 		return 1;
 	return 0;
 }
@@ -533,10 +591,16 @@ int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end
 	int only_node = -1;
 	if (!zone_device && ctx->ntargets == 1 && ctx->targets[0]->d.numa_node >= 0)
 		only_node = ctx->targets[0]->d.numa_node;
-	if (nv && !zone_device && only_node < 0)
+	/* Several nodes: as root each page's node follows from its PFN (pagemap)
+	 * and the memory blocks of the nodes, at pagemap speed.  numa_maps then
+	 * only helps where PAGEMAP_SCAN can report a one-node mapping in runs. */
+	const struct coh_pfn_map *pfn = NULL;
+	if (only_node < 0 && !atomic_load(&ctx->pfn_unusable))
+		pfn = coh_pfn_map_get(ctx, false);
+	if (nv && !zone_device && only_node < 0 && (!pfn || atomic_load(&scan_works)))
 		numa_maps_nodes(ctx, pid, v, nv, node_of);
 
-	struct coh_q q = { .ctx = ctx, .ext = ext, .max = max, .pid = pid, .pmfd = -1 };
+	struct coh_q q = { .ctx = ctx, .ext = ext, .max = max, .pid = pid, .pmfd = -1, .pfn = pfn };
 	q.swap_active = swap_active(ctx);
 	char path[64];
 	if (pid)
@@ -577,7 +641,9 @@ int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end
 			continue;
 		}
 		int r = 1;
-		if (atomic_load(&scan_works)) {
+		/* PAGEMAP_SCAN reports no PFN: a mapping on several nodes is read by pread */
+		bool by_pfn = q.pfn && q.vma_node < 0;
+		if (atomic_load(&scan_works) && !by_pfn) {
 			r = scan_ioctl(&q, vs, ve);
 			if (r == -ENOTTY || r == -EINVAL) {
 				atomic_store(&scan_works, 0);
@@ -699,13 +765,22 @@ static int resolve_pass(coh_context *ctx, struct coh_extent *ext, int n, size_t 
 
 int coh_query_refine(coh_context *ctx, struct coh_extent *ext, int n, size_t max)
 {
-	for (int i = 0; i < n; i++) {
-		struct coh_rec *r;
-		if (coh_rec_get(ctx, (void *)ext[i].start, 1, &r))
+	/* One map search per record, not per extent: a range over several nodes
+	 * is thousands of extents, most of them in one record or in none. */
+	for (int i = 0; i < n;) {
+		uintptr_t next = 0;
+		struct coh_rec *r = rec_at(ctx, ext[i].start, &next);
+		if (!r) {
+			/* the extents that start before the next record are in none */
+			for (i++; i < n && (next == 0 || ext[i].start + ext[i].length <= next); i++)
+				;
 			continue;
+		}
+		uintptr_t rend = r->pub.start + r->pub.length;
 		const struct coh_backend_ops *ops = r->pub.target->slot->ops;
-		if (ops->query_refine)
-			ops->query_refine(&r->pub, &ext[i], 1);
+		for (; i < n && ext[i].start < rend; i++)
+			if (ops->query_refine)
+				ops->query_refine(&r->pub, &ext[i], 1);
 		coh_rec_put(r);
 	}
 	return n > 0 && any_resolver(ctx) ? resolve_pass(ctx, ext, n, max) : n;

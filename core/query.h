@@ -3,6 +3,8 @@
 #ifndef COH_CORE_QUERY_H
 #define COH_CORE_QUERY_H
 
+#include <stdio.h>
+
 #include "internal.h"
 
 enum coh_vma_backing {
@@ -46,8 +48,16 @@ struct coh_q {
 	bool swap_active;
 	int vma_backing;
 	int vma_node;      /* >= 0: every present page of the mapping is there */
+	const struct coh_pfn_map *pfn;   /* node of each page from its PFN, or NULL */
+	bool pfn_refreshed;              /* the table was re-read in this query */
 };
 
+/* The parsers of /proc/PID/maps (and smaps: VmFlags lines fill in the facts)
+ * and numa_maps, on any stream (the fuzzers feed them memory).  maps: the
+ * mappings meeting [start, end), in a fresh array; 0 or -errno.  numa_maps:
+ * node_of[i] for v[i]: >= 0 its only node, -1 no pages, -2 several or unknown. */
+int coh_maps_parse(FILE *f, uintptr_t start, uintptr_t end, struct coh_vma **out, size_t *count);
+void coh_numa_maps_parse(FILE *f, const struct coh_vma *v, size_t n, int *node_of);
 int coh_maps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		  struct coh_vma **out, size_t *count);
 /* The same from /proc/PID/smaps, with the VmFlags facts filled in. */
@@ -87,6 +97,27 @@ int coh_query_refine(coh_context *ctx, struct coh_extent *ext, int n, size_t max
 /* Presence of each page of the caller's [start, start + npages pages) from
  * /proc/self/pagemap: present[i] = 1 when a page is mapped there.  0 or -errno. */
 int coh_pagemap_present(const coh_context *ctx, uintptr_t start, size_t npages, uint8_t *present);
+/* ---- pfnnode.c: the node of a page frame, from the memory blocks ---- */
+struct coh_pfn_map {
+	uint64_t block_pages;        /* frames per memory block */
+	uint64_t loaded_ns;          /* CLOCK_MONOTONIC of the read */
+	struct coh_pfn_map *older;   /* the table this one replaced */
+	size_t nblocks;
+	int16_t node[];              /* node of block i, -1 none */
+};
+/* The node holding frame pfn, or -1 when no known block holds it. */
+static inline int coh_pfn_node(const struct coh_pfn_map *m, uint64_t pfn)
+{
+	uint64_t b = pfn / m->block_pages;
+	return b < m->nblocks ? m->node[b] : -1;
+}
+/* Reads the table from the fsroot: 0, -ENOENT (no memory blocks), -EINVAL or -ENOMEM. */
+int coh_pfn_map_build(const coh_context *ctx, struct coh_pfn_map **out);
+/* The context's table, built on first use; refresh asks for a re-read when the
+ * last one is older than a second.  NULL when there is none. */
+const struct coh_pfn_map *coh_pfn_map_get(coh_context *ctx, bool refresh);
+void coh_pfn_map_free(coh_context *ctx);
+
 int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		     struct coh_extent *ext, size_t max);
 

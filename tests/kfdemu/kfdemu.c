@@ -3173,6 +3173,25 @@ static uint64_t fake_entry(uint64_t pfn, uint32_t gpu)
 	return PM_SWAPPED | PM_EXCLUSIVE | ((off & ((1ULL << 50) - 1)) << 5) | SWP_DEVICE_WRITE_61;
 }
 
+/* A present coherent VRAM page keeps its entry, but with a frame number in
+ * no memory block: the kernel's ZONE_DEVICE frames lie outside the memory
+ * blocks of /sys/devices/system/memory, so a reader that maps frames to
+ * nodes must ask move_pages (which says -ENOENT) rather than find the
+ * frame of the RAM page standing in for VRAM.  Frames read as 0 (no
+ * CAP_SYS_ADMIN) stay 0.  Only whole entries inside the read are changed. */
+static void coherent_frame(unsigned char *tmp, uint64_t off, uint64_t len, uint64_t k, uint32_t gpu)
+{
+	const uint64_t pfn_mask = (1ULL << 55) - 1;
+	uint64_t v;
+	if (k * 8 < off || k * 8 + 8 > off + len)
+		return;
+	memcpy(&v, tmp + (k * 8 - off), 8);
+	if (!(v & PM_PRESENT) || !(v & pfn_mask))
+		return;
+	v = (v & ~pfn_mask) | ((1ULL << 44) + ((uint64_t)gpu << 36) + (k & 0xfffffffffULL));
+	memcpy(tmp + (k * 8 - off), &v, 8);
+}
+
 static ssize_t do_pread(int fd, void *buf, size_t n, uint64_t off, bool is64)
 {
 	ensure_init();
@@ -3212,8 +3231,12 @@ static ssize_t do_pread(int fd, void *buf, size_t n, uint64_t off, bool is64)
 		uint64_t first = off / 8, last = (off + (uint64_t)r - 1) / 8;
 		for (uint64_t k = first; k <= last && ht_n; k++) {
 			struct vpage *e = ht_get(k);
-			if (!e || E.gpu[e->gpu - 1].coherent)
+			if (!e)
 				continue;
+			if (E.gpu[e->gpu - 1].coherent) {
+				coherent_frame(tmp, off, (uint64_t)r, k, e->gpu);
+				continue;
+			}
 			uint64_t v = fake_entry(k, e->gpu);
 			unsigned char b[8];
 			memcpy(b, &v, 8);

@@ -4,6 +4,7 @@
 # DEVICE_COHERENT devices and a pmem range, runs the project's tests there
 # and reports one line per target and a total.
 #   tests/vm/run.sh BUILD_DIR      (the static test programs are built in BUILD_DIR/vm-static)
+#   COH_VM_ONLY=REGEX runs only the tests whose names match; COH_VM_KEEP_LOG=FILE keeps the console
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:?usage: run.sh BUILD_DIR}" && pwd)
@@ -29,7 +30,7 @@ cmake -S "$here/../.." -B "$static" -DCOH_STATIC_PROGRAMS=ON -DCOH_WITH_LIBPCI=O
       -DCOH_BACKEND_HOST=ON -DCOH_BACKEND_HMMTEST=ON -DCOH_BACKEND_CXL=ON -DCOH_BACKEND_NVIDIA=OFF -DCOH_BACKEND_AMD=OFF \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$static" -j"$(nproc)" --target cohctl coh-conformance test_host test_pin test_badinput \
-      test_amap test_core test_devdax test_cxl_alloc test_hmm_residency test_seed_fork test_faults coh-bench >"$work/static-build.log" 2>&1 || {
+      test_amap test_core test_devdax test_cxl_alloc test_hmm_residency test_seed_fork test_faults test_query_nodes coh-bench >"$work/static-build.log" 2>&1 || {
   tail -30 "$work/static-build.log" >&2
   exit 1
 }
@@ -43,7 +44,7 @@ install -m 0755 "$here/../devdax/setup.sh" "$root/bin/devdax-setup.sh"
 progs=(tools/cohctl tests/conformance/coh-conformance tests/unit/test_host tests/unit/test_pin
        tests/unit/test_badinput tests/unit/test_amap tests/unit/test_core tests/devdax/test_devdax
        tests/devdax/test_cxl_alloc tests/hmmtest/test_hmm_residency tests/hmmtest/test_seed_fork
-       tests/unit/test_faults bench/coh-bench)
+       tests/unit/test_faults tests/unit/test_query_nodes bench/coh-bench)
 for p in "${progs[@]}"; do
   if ldd "$static/$p" >/dev/null 2>&1; then
     echo "vm: $p is not static" >&2
@@ -83,7 +84,14 @@ test_faults_host FAULTS_BACKEND=host CK_DEFAULT_TIMEOUT=300 test_faults
 test_faults_hmmtest FAULTS_BACKEND=hmmtest CK_DEFAULT_TIMEOUT=300 test_faults
 test_faults_cxl FAULTS_BACKEND=cxl CK_DEFAULT_TIMEOUT=300 test_faults
 bench-cxl coh-bench cxl
+test_query_nodes test_query_nodes
+test_query_nodes_multinode test_query_nodes multinode
+bench-query coh-bench --quick query
 LIST
+# COH_VM_ONLY=REGEX keeps the tests whose names match (and the devdax setup)
+if [[ -n ${COH_VM_ONLY:-} ]]; then
+  grep -E "^(devdax-setup|${COH_VM_ONLY}) " "$root/tests.list" >"$work/tests.list" && mv "$work/tests.list" "$root/tests.list"
+fi
 (cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1) >"$work/initramfs.cpio.gz"
 
 # ---- boot ----

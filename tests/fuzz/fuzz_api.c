@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fuzz target: sequences of public calls on the live host backend.  Each
+ * input is a program: one byte picks the call, the next bytes its arguments
+ * (which allocation, offsets and lengths that may fall outside it, flags,
+ * policies, targets).  A model of the live allocations is kept beside the
+ * library and checked after every call: the count, lookups of each live
+ * allocation, the contents written at allocation time, and that a failed
+ * call changed nothing.  Everything is freed at the end of each input.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "coherent.h"
+#include "fuzz.h"
+
+#define SLOTS 8
+
+static coh_context *ctx;
+static size_t ps;
+static int ntargets;
+
+struct slot {
+	unsigned char *p;
+	size_t len;
+	unsigned char fill;
+};
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	struct coh_context_options o = { .size = sizeof(o), .backends = "host", .log_level = 0 };
+	int e = coh_context_create(&o, &ctx);
+	if (e || coh_target_count(ctx) < 1) {
+		fprintf(stderr, "fuzz_api: no host context: %s\n", coh_strerror(e));
+		exit(1);
+	}
+	ps = (size_t)sysconf(_SC_PAGESIZE);
+	ntargets = coh_target_count(ctx);
+	return 0;
+}
+
+struct in {
+	const uint8_t *d;
+	size_t n;
+};
+
+static unsigned take(struct in *in)
+{
+	if (!in->n)
+		return 0;
+	in->n--;
+	return *in->d++;
+}
+
+static void check_slot(const struct slot *s)
+{
+	struct coh_alloc_info info = { .size = sizeof(info) };
+	FUZZ_ASSERT(coh_lookup(ctx, s->p + s->len - 1, &info) == 0);
+	FUZZ_ASSERT(info.base == s->p && info.length >= s->len && !info.adopted);
+	for (size_t i = 0; i < s->len; i += ps / 2)
+		FUZZ_ASSERT(s->p[i] == s->fill);
+}
+
+static void check_all(const struct slot *sl, int live)
+{
+	FUZZ_ASSERT(coh_alloc_count(ctx) == live);
+	for (int i = 0; i < SLOTS; i++)
+		if (sl[i].p)
+			check_slot(&sl[i]);
+}
+
+/* An address near slot s (or NULL) and a length, both from the input. */
+static void range(struct in *in, const struct slot *s, unsigned char **a, size_t *len)
+{
+	unsigned mode = take(in);
+	size_t off = (size_t)take(in) * (mode & 1 ? ps : 1);
+	*len = (size_t)take(in) * (mode & 2 ? ps : 1) + (mode & 4 ? 0 : ps);
+	if (mode & 8)
+		*len = SIZE_MAX - (size_t)take(in);
+	if (!s->p)
+		*a = (mode & 16) ? NULL : (unsigned char *)(uintptr_t)(ps * (1 + take(in)));
+	else
+		*a = s->p + off;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct in in = { data, size };
+	struct slot sl[SLOTS];
+	memset(sl, 0, sizeof(sl));
+	int live = 0;
+	unsigned char fill = 1;
+	for (int steps = 0; in.n && steps < 64; steps++) {
+		unsigned op = take(&in) % 10;
+		struct slot *s = &sl[take(&in) % SLOTS];
+		coh_target *t = coh_target_get(ctx, take(&in) % (unsigned)(ntargets + 1));   /* NULL sometimes */
+		unsigned char *a;
+		size_t len;
+		int e;
+		switch (op) {
+		case 0: {   /* alloc */
+			size_t sz = ((size_t)take(&in) + 1) * (take(&in) % 2 ? ps : 100);
+			size_t align = (size_t)1 << (take(&in) % 24);
+			if (take(&in) % 4 == 0)
+				align = 3 * ps;    /* not a power of two */
+			unsigned flags = take(&in) & 0x7;
+			flags |= COH_ALLOC_FORK(take(&in) % 6);
+			if (s->p)
+				break;
+			void *p = NULL;
+			e = coh_alloc(t, sz, align, flags, &p);
+			if (e == 0) {
+				FUZZ_ASSERT(p && ((uintptr_t)p % ps) == 0);
+				s->p = p;
+				s->len = sz;
+				s->fill = fill++;
+				memset(p, s->fill, sz);
+				live++;
+			} else {
+				FUZZ_ASSERT(e < 0);
+			}
+			break;
+		}
+		case 1:   /* free, sometimes of an address that is no start */
+			if (!s->p) {
+				FUZZ_ASSERT(coh_free(ctx, (void *)(uintptr_t)(ps * (1 + take(&in)))) < 0);
+				break;
+			}
+			if (take(&in) % 4 == 0 && s->len > ps) {
+				FUZZ_ASSERT(coh_free(ctx, s->p + ps) < 0);
+				break;
+			}
+			FUZZ_ASSERT(coh_free(ctx, s->p) == 0);
+			{
+				struct coh_alloc_info info = { .size = sizeof(info) };
+				FUZZ_ASSERT(coh_lookup(ctx, s->p, &info) == -ENOENT);
+			}
+			s->p = NULL;
+			live--;
+			break;
+		case 2:   /* migrate */
+			range(&in, s, &a, &len);
+			e = coh_migrate(ctx, a, len, t, take(&in) % 3);
+			FUZZ_ASSERT(e <= 0);
+			break;
+		case 3: {   /* migrate async */
+			range(&in, s, &a, &len);
+			coh_migration *m = NULL;
+			e = coh_migrate_async(ctx, a, len, t, 0, &m);
+			FUZZ_ASSERT(e <= 0);
+			if (e == 0) {
+				FUZZ_ASSERT(m != NULL);
+				e = coh_migration_wait(m, -1);
+				FUZZ_ASSERT(e <= 0);
+				coh_migration_free(m);
+			}
+			break;
+		}
+		case 4: {   /* query */
+			struct coh_extent ext[16];
+			size_t max = take(&in) % 17;   /* 0..16: the buffers hold 16 */
+			range(&in, s, &a, &len);
+			e = coh_query(ctx, a, len, take(&in) % 8 ? ext : NULL, max);
+			FUZZ_ASSERT(e <= (int)max);
+			for (int i = 1; i < e; i++)
+				FUZZ_ASSERT(ext[i].start == ext[i - 1].start + ext[i - 1].length);
+			break;
+		}
+		case 5: {   /* pin query */
+			struct coh_pin_extent ext[16];
+			size_t max = take(&in) % 17;   /* 0..16: the buffers hold 16 */
+			range(&in, s, &a, &len);
+			e = coh_pin_query(ctx, a, len, take(&in) % 8 ? ext : NULL, max);
+			FUZZ_ASSERT(e <= (int)max);
+			break;
+		}
+		case 6: {   /* fork policy set (and read back on success) */
+			int pol = (int)take(&in) % 8 - 1;
+			range(&in, s, &a, &len);
+			e = coh_fork_policy_set(ctx, a, len, pol);
+			FUZZ_ASSERT(e <= 0);
+			if (e == 0)
+				FUZZ_ASSERT(coh_fork_policy_get(ctx, a) == pol);
+			break;
+		}
+		case 7: {   /* lookup anywhere near */
+			struct coh_alloc_info info = { .size = sizeof(info) };
+			range(&in, s, &a, &len);
+			e = coh_lookup(ctx, a, &info);
+			FUZZ_ASSERT(e == 0 || e == -ENOENT || e == -EINVAL || e == -EFAULT);
+			if (e == 0)
+				FUZZ_ASSERT((unsigned char *)info.base <= a &&
+					    a < (unsigned char *)info.base + info.length);
+			break;
+		}
+		case 8:   /* advise */
+			range(&in, s, &a, &len);
+			e = coh_advise(ctx, a, len, (int)take(&in) % 8 - 1, t);
+			FUZZ_ASSERT(e <= 0);
+			break;
+		default: {   /* fork query */
+			struct coh_fork_extent ext[8];
+			range(&in, s, &a, &len);
+			e = coh_fork_query(ctx, a, len, ext, 8);
+			FUZZ_ASSERT(e <= 8);
+			break;
+		}
+		}
+		check_all(sl, live);
+	}
+	for (int i = 0; i < SLOTS; i++)
+		if (sl[i].p)
+			FUZZ_ASSERT(coh_free(ctx, sl[i].p) == 0);
+	FUZZ_ASSERT(coh_alloc_count(ctx) == 0);
+	return 0;
+}
