@@ -185,13 +185,22 @@ static void read_everything(coh_context *ctx)
 			FUZZ_ASSERT(free_b <= total || total == 0);
 		(void)coh_target_caps(t);
 		(void)coh_target_memory_tier(t);
-		struct coh_access acc;
+		struct coh_access acc = { .size = sizeof(acc) };
 		for (unsigned c = 0; c < 3; c++)
 			(void)coh_target_access(t, c, &acc);
 		coh_target_foreach(ctx, u) {
+			/* a distance is a SLIT value or -ENOENT, never a stray number */
 			int d = coh_target_distance(t, u);
-			(void)d;
+			FUZZ_ASSERT(d == -ENOENT || (d >= 10 && d <= 255));
 		}
+		for (unsigned i = 0; i < 8; i++) {
+			struct coh_memory_cache mc = { .size = sizeof(mc) };
+			if (coh_target_memory_cache(t, i, &mc) < 0)
+				break;
+			FUZZ_ASSERT(mc.cache_bytes > 0);
+		}
+		int pm = coh_target_persistent(t);
+		FUZZ_ASSERT(pm == 0 || pm == 1);
 	}
 	FUZZ_ASSERT(seen == n);
 	char buf[4096];
