@@ -579,13 +579,13 @@ static bool any_resolver(const coh_context *ctx)
  * (0 when none). */
 static struct coh_rec *rec_at(coh_context *ctx, uintptr_t c, uintptr_t *next)
 {
-	pthread_rwlock_rdlock(&ctx->amap.lock);
+	coh_amap_lock(&ctx->amap);
 	struct coh_rec *r = coh_amap_find(&ctx->amap, c);
 	if (r)
 		atomic_fetch_add(&r->refs, 1);
 	else if (!coh_amap_next_start(&ctx->amap, c, next))
 		*next = 0;
-	pthread_rwlock_unlock(&ctx->amap.lock);
+	coh_amap_unlock(&ctx->amap);
 	return r;
 }
 

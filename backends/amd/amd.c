@@ -90,6 +90,7 @@ struct amd_backend {
 	int minor;            /* KFD interface minor version */
 	int xnack;            /* process XNACK mode, -1 unknown */
 	pthread_mutex_t lock; /* ioctls; held across fork */
+	bool fork_locked;     /* the fork prepare hook holds lock */
 	struct amd_gpu *gpus[AMD_MAX_GPUS];
 	int ngpus;
 	struct amd_stage *stage;
@@ -718,9 +719,11 @@ static void amd_atfork_prepare(coh_context *ctx, void *priv)
 {
 	struct amd_backend *ab = priv;
 	ab->nstage = 0;
+	ab->fork_locked = false;
 	if (ab->kfd < 0 || ab->pid != getpid())
 		return;
 	pthread_mutex_lock(&ab->lock);   /* no ioctl in flight across fork; released in parent/child */
+	ab->fork_locked = true;
 	coh_rec_foreach(ctx, &coh_amd_backend, stage_one, ab);
 	for (size_t i = 0; i < ab->nstage; i++) {
 		struct amd_stage *s = &ab->stage[i];
@@ -751,8 +754,10 @@ static void amd_atfork_parent(coh_context *ctx, void *priv)
 			coh_sys_munmap(ab->stage[i].copy, ab->stage[i].len);
 		}
 	ab->nstage = 0;
-	if (ab->kfd >= 0 && ab->pid == getpid())
+	if (ab->fork_locked) {
+		ab->fork_locked = false;
 		pthread_mutex_unlock(&ab->lock);
+	}
 }
 
 /* Async-signal-safe: mremap. */
@@ -767,7 +772,12 @@ static void amd_atfork_child(coh_context *ctx, void *priv)
 				       (void *)ab->stage[i].start, &p);
 		}
 	ab->nstage = 0;
-	pthread_mutex_init(&ab->lock, NULL);   /* the KFD fd is the parent's: calls answer -ECHILD */
+	/* the forking thread took it and is the child's one thread: unlocked, not
+	 * made anew (the KFD fd is the parent's: calls answer -ECHILD) */
+	if (ab->fork_locked) {
+		ab->fork_locked = false;
+		pthread_mutex_unlock(&ab->lock);
+	}
 }
 
 const struct coh_backend_ops coh_amd_backend = {
