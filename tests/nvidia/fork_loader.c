@@ -96,6 +96,13 @@ int main(int argc, char **argv)
 		printf("fork_loader: skipped: COH_CUDA_LIBRARY does not name the driver double\n");
 		return 77;
 	}
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	/* their allocators are not fork-safe here: a child forked while another
+	 * thread allocates hangs in its first malloc, whatever the library does */
+	printf("fork_loader: skipped: the sanitizer's allocator deadlocks in a child forked during another "
+	       "thread's malloc\n");
+	return 77;
+#endif
 	int rounds = argc > 1 ? atoi(argv[1]) : 40, forks = argc > 2 ? atoi(argv[2]) : 10, bad = 0;
 	if (argc > 3)
 		return round_main(forks);   /* a fresh process: the driver not loaded yet */
