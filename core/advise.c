@@ -32,9 +32,9 @@ int coh_advise(coh_context *ctx, void *addr, size_t len, int advice, coh_target 
 	else
 		e = ops->advise(&r->pub, addr, len, advice, t);
 	if (e == 0 && advice == COH_ADVISE_PREFERRED_LOCATION) {
-		pthread_rwlock_wrlock(&ctx->amap.lock);
+		coh_amap_lock(&ctx->amap);
 		r->pub.placed = 1;
-		pthread_rwlock_unlock(&ctx->amap.lock);
+		coh_amap_unlock(&ctx->amap);
 	}
 	coh_rec_put(r);
 	return e;

@@ -44,16 +44,16 @@ void coh_rec_put(struct coh_rec *r)
 int coh_rec_get(coh_context *ctx, const void *addr, size_t len, struct coh_rec **out)
 {
 	uintptr_t a = (uintptr_t)addr;
-	pthread_rwlock_rdlock(&ctx->amap.lock);
+	coh_amap_lock(&ctx->amap);
 	struct coh_rec *r = coh_amap_find(&ctx->amap, a);
 	if (r) {
 		if (len > r->pub.start + r->pub.length - a) {
-			pthread_rwlock_unlock(&ctx->amap.lock);
+			coh_amap_unlock(&ctx->amap);
 			return -EINVAL;   /* runs past the end of the allocation */
 		}
 		atomic_fetch_add(&r->refs, 1);
 	}
-	pthread_rwlock_unlock(&ctx->amap.lock);
+	coh_amap_unlock(&ctx->amap);
 	if (!r)
 		return -ENOENT;
 	*out = r;
@@ -128,9 +128,9 @@ int coh_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **o
 	if (r->pub.fork_policy != COH_FORK_COPY && r->pub.fork_policy != COH_FORK_KERNEL)
 		e = coh_fork_apply(ctx, r, r->pub.fork_policy);
 	if (!e) {
-		pthread_rwlock_wrlock(&ctx->amap.lock);
+		coh_amap_lock(&ctx->amap);
 		e = coh_amap_insert(&ctx->amap, r);
-		pthread_rwlock_unlock(&ctx->amap.lock);
+		coh_amap_unlock(&ctx->amap);
 	}
 	if (e) {
 		t->slot->ops->free(t, p, len);
@@ -145,9 +145,9 @@ int coh_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **o
  * free or release: the caller keeps it, and may try again. */
 static void rec_restore(coh_context *ctx, struct coh_rec *r, int why)
 {
-	pthread_rwlock_wrlock(&ctx->amap.lock);
+	coh_amap_lock(&ctx->amap);
 	int e = coh_amap_insert(&ctx->amap, r);
-	pthread_rwlock_unlock(&ctx->amap.lock);
+	coh_amap_unlock(&ctx->amap);
 	if (e) {
 		coh_warn(ctx, "%#lx+%zu: could not be freed (%s) nor kept in the map (%s): no longer tracked",
 			 (unsigned long)r->pub.start, r->pub.length, strerror(-why), strerror(-e));
@@ -182,9 +182,9 @@ int coh_free(coh_context *ctx, void *ptr)
 	if (ctx->replay)
 		return -EROFS;
 	struct coh_rec *r = NULL;
-	pthread_rwlock_wrlock(&ctx->amap.lock);
+	coh_amap_lock(&ctx->amap);
 	int e = coh_amap_take(&ctx->amap, (uintptr_t)ptr, free_check, &r);
-	pthread_rwlock_unlock(&ctx->amap.lock);
+	coh_amap_unlock(&ctx->amap);
 	if (e)
 		return e;
 	e = r->pub.target->slot->ops->free(r->pub.target, ptr, r->pub.length);
@@ -221,9 +221,9 @@ int coh_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
 		return -ENOMEM;
 
 	/* Reserve the range first so two threads cannot adopt it twice. */
-	pthread_rwlock_wrlock(&ctx->amap.lock);
+	coh_amap_lock(&ctx->amap);
 	e = coh_amap_insert(&ctx->amap, r);
-	pthread_rwlock_unlock(&ctx->amap.lock);
+	coh_amap_unlock(&ctx->amap);
 	if (e) {
 		free(r);
 		return e;
@@ -236,9 +236,9 @@ int coh_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
 			t->slot->ops->release(t, &r->pub);
 	}
 	if (e) {
-		pthread_rwlock_wrlock(&ctx->amap.lock);
+		coh_amap_lock(&ctx->amap);
 		coh_amap_remove(&ctx->amap, r->pub.start);
-		pthread_rwlock_unlock(&ctx->amap.lock);
+		coh_amap_unlock(&ctx->amap);
 		coh_rec_put(r);
 		return e;
 	}
@@ -254,9 +254,9 @@ int coh_release(coh_context *ctx, void *addr)
 	if (ctx->replay)
 		return -EROFS;
 	struct coh_rec *r = NULL;
-	pthread_rwlock_wrlock(&ctx->amap.lock);
+	coh_amap_lock(&ctx->amap);
 	int e = coh_amap_take(&ctx->amap, (uintptr_t)addr, release_check, &r);
-	pthread_rwlock_unlock(&ctx->amap.lock);
+	coh_amap_unlock(&ctx->amap);
 	if (e)
 		return e;
 	/* The caller keeps the memory: undo what adopting changed.  When that
@@ -313,9 +313,9 @@ int coh_rec_foreach(coh_context *ctx, const struct coh_backend_ops *ops,
 		    int (*fn)(const struct coh_alloc_rec *rec, void *arg), void *arg)
 {
 	struct foreach_arg a = { ops, fn, arg };
-	pthread_rwlock_rdlock(&ctx->amap.lock);
+	coh_amap_lock(&ctx->amap);
 	int e = coh_amap_walk(&ctx->amap, foreach_one, &a);
-	pthread_rwlock_unlock(&ctx->amap.lock);
+	coh_amap_unlock(&ctx->amap);
 	return e;
 }
 
@@ -335,8 +335,8 @@ int coh_alloc_count(coh_context *ctx)
 {
 	if (!ctx)
 		return -EINVAL;
-	pthread_rwlock_rdlock(&ctx->amap.lock);
+	coh_amap_lock(&ctx->amap);
 	size_t n = ctx->amap.count;
-	pthread_rwlock_unlock(&ctx->amap.lock);
+	coh_amap_unlock(&ctx->amap);
 	return n > INT32_MAX ? INT32_MAX : (int)n;
 }

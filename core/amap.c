@@ -18,6 +18,7 @@
 
 struct amap_leaf {
 	unsigned n;
+	struct amap_leaf *next_dead;   /* on the map's dead list (fork child) */
 	uintptr_t keys[LEAF_MAX];
 	/* What a lookup reports sits beside the key, so it never touches the
 	 * record itself: one cache line fewer per lookup. */
@@ -31,14 +32,31 @@ int coh_amap_init(struct coh_amap *m)
 	int e = coh_ptab_init(&m->ptab);
 	if (e)
 		return e;
-	int r = pthread_rwlock_init(&m->lock, NULL);
+	int r = pthread_mutex_init(&m->lock, NULL);
 	if (r)
 		coh_ptab_destroy(&m->ptab);
 	return -r;
 }
 
+/* Frees what a fork child's handler unlinked; the records' users were the
+ * parent's other threads, which the child does not have. */
+static void amap_reap(struct coh_amap *m)
+{
+	while (m->dead_recs) {
+		struct coh_rec *r = m->dead_recs;
+		m->dead_recs = r->next_dead;
+		free(r);
+	}
+	while (m->dead_leaves) {
+		struct amap_leaf *l = m->dead_leaves;
+		m->dead_leaves = l->next_dead;
+		free(l);
+	}
+}
+
 int coh_amap_destroy(struct coh_amap *m, void (*drop)(struct coh_rec *, void *), void *arg)
 {
+	amap_reap(m);
 	for (size_t i = 0; i < m->nleaves; i++) {
 		struct amap_leaf *l = m->leaves[i];
 		for (unsigned j = 0; drop && j < l->n; j++)
@@ -49,7 +67,7 @@ int coh_amap_destroy(struct coh_amap *m, void (*drop)(struct coh_rec *, void *),
 	free(m->leaves);
 	free(m->firsts);
 	int e = coh_ptab_destroy(&m->ptab);
-	pthread_rwlock_destroy(&m->lock);
+	pthread_mutex_destroy(&m->lock);
 	memset(m, 0, sizeof(*m));
 	return e;
 }
@@ -344,8 +362,45 @@ static struct coh_rec *remove_at(struct coh_amap *m, long li, long si)
 	return r;
 }
 
+size_t coh_amap_drop_excluded(struct coh_amap *m)
+{
+	size_t dropped = 0, kept_leaves = 0;
+	for (size_t i = 0; i < m->nleaves; i++) {
+		struct amap_leaf *l = m->leaves[i];
+		unsigned k = 0;
+		for (unsigned j = 0; j < l->n; j++) {
+			if (l->vals[j].fork_policy != COH_FORK_EXCLUDE) {
+				l->keys[k] = l->keys[j];
+				l->vals[k] = l->vals[j];
+				l->recs[k] = l->recs[j];
+				k++;
+				continue;
+			}
+			struct coh_rec *r = l->recs[j];
+			coh_ptab_clear(&m->ptab, l->keys[j], l->vals[j].length);
+			r->next_dead = m->dead_recs;
+			m->dead_recs = r;
+			dropped++;
+		}
+		l->n = k;
+		if (k == 0) {
+			/* an empty leaf leaves the top array (a map with no leaf is valid) */
+			l->next_dead = m->dead_leaves;
+			m->dead_leaves = l;
+			continue;
+		}
+		m->leaves[kept_leaves] = l;
+		m->firsts[kept_leaves] = l->keys[0];
+		kept_leaves++;
+	}
+	m->nleaves = kept_leaves;
+	m->count -= dropped;
+	return dropped;
+}
+
 int coh_amap_insert(struct coh_amap *m, struct coh_rec *r)
 {
+	amap_reap(m);
 	int e = amap_insert(m, r);
 	if (e)
 		return e;

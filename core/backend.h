@@ -126,6 +126,12 @@ void *coh_target_backend_priv(const coh_target *t);
 int coh_backend_validate(const struct coh_backend_ops *ops);
 /* The record holding addr with a reference (drop it with coh_alloc_rec_put),
  * or NULL.  For backends that keep per-address state. */
+/* dlopen and dlsym under the library's loader lock, which the fork prepare
+ * handler takes: no child is forked while one of our threads is inside the
+ * dynamic loader (it would inherit the loader's state half-changed).  Use
+ * them for every library a backend loads. */
+void *coh_dlopen(const char *path, int flags);
+void *coh_dlsym(void *handle, const char *name);
 const struct coh_alloc_rec *coh_alloc_rec_get(coh_context *ctx, const void *addr);
 void coh_alloc_rec_put(const struct coh_alloc_rec *rec);
 

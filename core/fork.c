@@ -3,17 +3,24 @@
  * Fork engine: the per-allocation fork policy, and the one pthread_atfork
  * registry that calls every backend's prepare/parent/child hooks.
  *
- * prepare (in the forking thread): takes the registry lock, then each
- * context's log lock and allocation-map write lock, so that no other parent
- * thread is inside them when the address space is copied; then runs the
- * backends' prepare hooks (reverse registration order).
+ * A separate pair of handlers holds the loader lock across fork (held across
+ * every dlopen/dlsym of the library's own, coh_dlopen: a child forked while
+ * another thread is inside the dynamic loader inherits the loader's state
+ * half-changed).
+ * prepare (in the forking thread): takes the registry lock, then runs each
+ * context's backend prepare hooks and takes its log lock and allocation-map
+ * write lock, so that no other parent thread is inside them when the address
+ * space is copied.
  * parent: backends' parent hooks, then unlocks everything.
- * child: the child has one thread, so the locks are re-initialised rather
- * than unlocked (the owner is another thread id); only async-signal-safe
- * work happens there, and backends' child hooks must keep to that too.
+ * child: the child's one thread is the one that called fork and took the
+ * locks, so the child handler unlocks them as the parent's does (defined by
+ * POSIX; re-initialising a held lock is not).  It first drops the records of
+ * EXCLUDE ranges, which the child does not have.  Only async-signal-safe work
+ * happens there, and backends' child hooks must keep to that too.
  * pthread_atfork handlers do not run for vfork(), posix_spawn() or raw clone():
  * those children share or replace the address space, so no policy applies.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <sys/mman.h>
 
@@ -52,9 +59,12 @@ void coh_fork_unstage(coh_context *ctx, const char *who, uintptr_t start, size_t
 		coh_warn(ctx, "%s: fork: staging copy %p+%zu left mapped: %s", who, copy, len, strerror(-e));
 }
 
+static pthread_mutex_t loader_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static coh_context *registry_head;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static pthread_once_t loader_once = PTHREAD_ONCE_INIT;
 
 static void fork_prepare(void)
 {
@@ -64,14 +74,14 @@ static void fork_prepare(void)
 			if (c->slots[i].ops->atfork_prepare)
 				c->slots[i].ops->atfork_prepare(c, c->slots[i].priv);
 		pthread_mutex_lock(&c->log_lock);
-		pthread_rwlock_wrlock(&c->amap.lock);
+		coh_amap_lock(&c->amap);
 	}
 }
 
 static void fork_parent(void)
 {
 	for (coh_context *c = registry_head; c; c = c->fork_next) {
-		pthread_rwlock_unlock(&c->amap.lock);
+		coh_amap_unlock(&c->amap);
 		pthread_mutex_unlock(&c->log_lock);
 		for (int i = 0; i < c->nslots; i++)
 			if (c->slots[i].ops->atfork_parent)
@@ -83,18 +93,63 @@ static void fork_parent(void)
 static void fork_child(void)
 {
 	for (coh_context *c = registry_head; c; c = c->fork_next) {
-		pthread_rwlock_init(&c->amap.lock, NULL);
-		pthread_mutex_init(&c->log_lock, NULL);
+		/* the child has no mapping there: lookups must not find one, and
+		 * nothing may later unmap what the child puts in the hole */
+		coh_amap_drop_excluded(&c->amap);
+		coh_amap_unlock(&c->amap);
+		pthread_mutex_unlock(&c->log_lock);
 		for (int i = 0; i < c->nslots; i++)
 			if (c->slots[i].ops->atfork_child)
 				c->slots[i].ops->atfork_child(c, c->slots[i].priv);
 	}
-	pthread_mutex_init(&registry_lock, NULL);
+	pthread_mutex_unlock(&registry_lock);
 }
 
 static void atfork_install(void)
 {
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+/* The loader lock has handlers of its own, installed before the first load:
+ * prepare handlers run in the reverse order of their installation, so the
+ * registry's (installed after the first context's discovery) runs before
+ * those of the libraries discovery loaded (their locks are still free for
+ * the backends' prepare hooks, which call into them), and this one last. */
+static void loader_prepare(void)
+{
+	pthread_mutex_lock(&loader_lock);
+}
+
+static void loader_release(void)
+{
+	pthread_mutex_unlock(&loader_lock);   /* in the child too: the forking thread took it */
+}
+
+static void loader_install(void)
+{
+	pthread_atfork(loader_prepare, loader_release, loader_release);
+}
+
+/* Only the loader call itself is held: a library's own fork handlers,
+ * registered when it loads, run before ours and may take its locks, so a
+ * thread holding the loader lock must not call into such a library (cuInit,
+ * for one) or the fork waits on it while it waits on the fork. */
+void *coh_dlopen(const char *path, int flags)
+{
+	pthread_once(&loader_once, loader_install);   /* the first load is covered too */
+	pthread_mutex_lock(&loader_lock);
+	void *h = dlopen(path, flags);
+	pthread_mutex_unlock(&loader_lock);
+	return h;
+}
+
+void *coh_dlsym(void *handle, const char *name)
+{
+	pthread_once(&loader_once, loader_install);
+	pthread_mutex_lock(&loader_lock);
+	void *f = dlsym(handle, name);
+	pthread_mutex_unlock(&loader_lock);
+	return f;
 }
 
 void coh_fork_register(coh_context *ctx)
@@ -189,11 +244,11 @@ int coh_fork_policy_set(coh_context *ctx, void *addr, size_t len, int policy)
 	}
 	e = coh_fork_apply(ctx, r, policy);
 	if (!e) {
-		pthread_rwlock_wrlock(&ctx->amap.lock);
+		coh_amap_lock(&ctx->amap);
 		r->pub.fork_policy = policy;
 		if (coh_amap_find(&ctx->amap, r->pub.start) == r)   /* not freed meanwhile */
 			coh_amap_set_policy(&ctx->amap, r->pub.start, policy);
-		pthread_rwlock_unlock(&ctx->amap.lock);
+		coh_amap_unlock(&ctx->amap);
 	}
 	coh_rec_put(r);
 	return e;

@@ -44,17 +44,26 @@ bool coh_ptab_get(const struct coh_ptab *t, uintptr_t addr, struct coh_ptab_hit 
 /* ---- allocation map (amap.c) ---- */
 struct amap_leaf;
 struct coh_amap {
-	pthread_rwlock_t lock;
+	/* A mutex, not a rwlock: the fork prepare handler holds it across fork
+	 * and both the parent and the child handlers unlock it.  glibc's rwlock
+	 * cannot be unlocked in the child (it tells a writer's unlock by the
+	 * thread id, which fork changes); its critical sections are short. */
+	pthread_mutex_t lock;
 	struct amap_leaf **leaves;
 	uintptr_t *firsts;        /* first key of each leaf, for the top-level search */
 	size_t nleaves, cap;
 	size_t count;
 	struct amap_leaf *spare;  /* one emptied leaf, kept for reuse */
+	/* Records and leaves a fork child dropped (coh_amap_drop_excluded):
+	 * freed by the next writer, not in the atfork handler. */
+	struct coh_rec *dead_recs;
+	struct amap_leaf *dead_leaves;
 	struct coh_ptab ptab;     /* the same records, for lock-free lookups */
 };
 struct coh_rec {
 	struct coh_alloc_rec pub;
 	atomic_int refs;          /* map's reference + one per user in flight */
+	struct coh_rec *next_dead;  /* on the map's dead list after a fork child dropped it */
 };
 /* What a lookup reports, stored in the map beside the key. */
 struct coh_amap_val {
@@ -65,6 +74,14 @@ struct coh_amap_val {
 	uint8_t adopted;
 };
 int coh_amap_init(struct coh_amap *m);
+static inline void coh_amap_lock(struct coh_amap *m)
+{
+	pthread_mutex_lock(&m->lock);
+}
+static inline void coh_amap_unlock(struct coh_amap *m)
+{
+	pthread_mutex_unlock(&m->lock);
+}
 /* 0, or the error of the lookup table's teardown */
 int coh_amap_destroy(struct coh_amap *m, void (*drop)(struct coh_rec *, void *), void *arg);
 /* Callers hold m->lock as stated. */
@@ -82,6 +99,11 @@ struct coh_rec *coh_amap_remove(struct coh_amap *m, uintptr_t start);       /* w
 int coh_amap_take(struct coh_amap *m, uintptr_t start, int (*check)(const struct coh_rec *r),
 		  struct coh_rec **out);
 bool coh_amap_overlaps(const struct coh_amap *m, uintptr_t start, size_t len); /* read */
+/* In a fork child: drops the records of EXCLUDE ranges (the child has no
+ * mapping there) from the map and the lookup table.  Async-signal-safe: no
+ * malloc or free; what it unlinks is freed by the next insert or destroy.
+ * Returns how many it dropped.  (write) */
+size_t coh_amap_drop_excluded(struct coh_amap *m);
 
 /* ---- context ---- */
 struct coh_backend_slot {

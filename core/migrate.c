@@ -57,10 +57,10 @@ static int migrate_prepare(coh_context *ctx, void *addr, size_t len, coh_target 
 static void migrate_landed(struct coh_rec *r, coh_target *dst)
 {
 	coh_context *ctx = dst->ctx;
-	pthread_rwlock_wrlock(&ctx->amap.lock);
+	coh_amap_lock(&ctx->amap);
 	r->pub.home = dst;
 	r->pub.placed = 1;
-	pthread_rwlock_unlock(&ctx->amap.lock);
+	coh_amap_unlock(&ctx->amap);
 }
 
 static int migrate_run(struct coh_rec *r, void *addr, size_t len, coh_target *dst, unsigned flags)

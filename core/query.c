@@ -41,6 +41,17 @@ struct pm_scan_arg {
 #define PAGE_IS_HUGE (1ULL << 6)
 #endif
 #include <sys/ioctl.h>
+/* valgrind does not know PAGEMAP_SCAN: it cannot see the kernel fill the
+ * result vector.  Built with valgrind's header, the query tells memcheck. */
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define COH_SCAN_DEFINED(p, len) ((void)VALGRIND_MAKE_MEM_DEFINED((p), (len)))
+#endif
+#endif
+#ifndef COH_SCAN_DEFINED
+#define COH_SCAN_DEFINED(p, len) ((void)0)
+#endif
 
 #define PM_PRESENT (1ULL << 63)
 #define PM_SWAPPED (1ULL << 62)
@@ -457,6 +468,8 @@ static int scan_ioctl(struct coh_q *q, uintptr_t a, uintptr_t b)
 		int r = coh_sys_ioctl(q->pmfd, PAGEMAP_SCAN, &arg);
 		if (r < 0)
 			return r;
+		COH_SCAN_DEFINED(&arg, sizeof(arg));
+		COH_SCAN_DEFINED(reg, (size_t)r * sizeof(reg[0]));
 		for (int i = 0; i < r; i++) {
 			uint64_t c = reg[i].categories;
 			int kind;
@@ -695,13 +708,13 @@ static bool any_resolver(const coh_context *ctx)
  * (0 when none). */
 static struct coh_rec *rec_at(coh_context *ctx, uintptr_t c, uintptr_t *next)
 {
-	pthread_rwlock_rdlock(&ctx->amap.lock);
+	coh_amap_lock(&ctx->amap);
 	struct coh_rec *r = coh_amap_find(&ctx->amap, c);
 	if (r)
 		atomic_fetch_add(&r->refs, 1);
 	else if (!coh_amap_next_start(&ctx->amap, c, next))
 		*next = 0;
-	pthread_rwlock_unlock(&ctx->amap.lock);
+	coh_amap_unlock(&ctx->amap);
 	return r;
 }
 

@@ -348,12 +348,21 @@ enum coh_child_view {
 };
 COH_API const char *coh_child_view_name(int view);
 
+/* Whether the parent's pages stay where they are across fork. */
+enum coh_parent_keeps {
+	COH_KEEPS_UNKNOWN = -1,
+	COH_KEEPS_NO = 0,             /* the parent ends up with a system-memory copy */
+	COH_KEEPS_YES = 1,            /* the parent keeps its pages */
+	COH_KEEPS_FIRST_WRITER = 2,   /* kept if the child writes first; the parent's own first
+					 write may leave it a system-memory copy */
+};
+
 struct coh_fork_extent {
 	uintptr_t start;
 	size_t length;
 	int policy;           /* enum coh_fork_policy, -1 for memory libcoherent does not manage */
 	int child_view;       /* enum coh_child_view */
-	int parent_keeps;     /* 1: the parent's residency survives fork, 0: it does not, -1: unknown */
+	int parent_keeps;     /* enum coh_parent_keeps */
 	const char *reason;   /* static string */
 };
 /* What a child forked now would see for [addr, addr+len), and whether the

@@ -90,6 +90,7 @@ struct amd_backend {
 	int minor;            /* KFD interface minor version */
 	int xnack;            /* process XNACK mode, -1 unknown */
 	pthread_mutex_t lock; /* ioctls; held across fork */
+	bool fork_locked;     /* the fork prepare hook holds lock */
 	struct amd_gpu *gpus[AMD_MAX_GPUS];
 	int ngpus;
 	struct amd_stage *stage;
@@ -685,6 +686,16 @@ static int amd_fork_policy(const struct coh_alloc_rec *rec, int policy)
 
 static int amd_fork_view(const struct coh_alloc_rec *rec, int *view, int *keeps, const char **why)
 {
+	if (rec->fork_policy == COH_FORK_KERNEL && gpu_of(rec->target)->mem == AMD_PRIVATE) {
+		/* test_hmm's device-private pages move for both processes on the
+		 * child's first access; KFD's fault handler is its own and was
+		 * never measured on AMD hardware (the emulator keeps them) */
+		*view = COH_CHILD_COPY;
+		*keeps = COH_KEEPS_UNKNOWN;
+		*why = "kernel copy-on-write of VRAM the CPU cannot map: KFD's fault handler decides whether the "
+		       "parent's pages move (not measured on AMD hardware)";
+		return 0;
+	}
 	if (rec->fork_policy != COH_FORK_COPY)
 		return 1;
 	*view = COH_CHILD_COPY;
@@ -718,9 +729,11 @@ static void amd_atfork_prepare(coh_context *ctx, void *priv)
 {
 	struct amd_backend *ab = priv;
 	ab->nstage = 0;
+	ab->fork_locked = false;
 	if (ab->kfd < 0 || ab->pid != getpid())
 		return;
 	pthread_mutex_lock(&ab->lock);   /* no ioctl in flight across fork; released in parent/child */
+	ab->fork_locked = true;
 	coh_rec_foreach(ctx, &coh_amd_backend, stage_one, ab);
 	for (size_t i = 0; i < ab->nstage; i++) {
 		struct amd_stage *s = &ab->stage[i];
@@ -748,8 +761,10 @@ static void amd_atfork_parent(coh_context *ctx, void *priv)
 		if (ab->stage[i].copy)
 			coh_fork_unstage(ctx, "amd", ab->stage[i].start, ab->stage[i].len, ab->stage[i].copy, true);
 	ab->nstage = 0;
-	if (ab->kfd >= 0 && ab->pid == getpid())
+	if (ab->fork_locked) {
+		ab->fork_locked = false;
 		pthread_mutex_unlock(&ab->lock);
+	}
 }
 
 /* Async-signal-safe: mremap. */
@@ -764,7 +779,12 @@ static void amd_atfork_child(coh_context *ctx, void *priv)
 				       (void *)ab->stage[i].start, &p);
 		}
 	ab->nstage = 0;
-	pthread_mutex_init(&ab->lock, NULL);   /* the KFD fd is the parent's: calls answer -ECHILD */
+	/* the forking thread took it and is the child's one thread: unlocked, not
+	 * made anew (the KFD fd is the parent's: calls answer -ECHILD) */
+	if (ab->fork_locked) {
+		ab->fork_locked = false;
+		pthread_mutex_unlock(&ab->lock);
+	}
 }
 
 const struct coh_backend_ops coh_amd_backend = {

@@ -741,8 +741,8 @@ static int stage_one(const struct coh_alloc_rec *rec, void *arg)
 	return 0;
 }
 
-/* The chunk maps' locks are held across fork (released in the parent, made
- * anew in the child, whose allocations then answer -ECHILD: the window is
+/* The chunk maps' locks are held across fork (released in the parent and in
+ * the child, whose allocations then answer -ECHILD: the window is
  * the parent's); COPY ranges are copied out first. */
 static void cxl_atfork_prepare(coh_context *ctx, void *priv)
 {
@@ -780,7 +780,7 @@ static void cxl_atfork_child(coh_context *ctx, void *priv)
 	}
 	cb->nstage = 0;
 	for (int i = 0; i < cb->n; i++)
-		pthread_mutex_init(&cb->ts[i]->lock, NULL);
+		pthread_mutex_unlock(&cb->ts[i]->lock);   /* taken by the forking thread, the child's own */
 }
 
 static int cxl_query_refine(const struct coh_alloc_rec *rec, struct coh_extent *ext, size_t n)

@@ -353,6 +353,18 @@ static int stage_one(const struct coh_alloc_rec *rec, void *arg)
 	return 0;
 }
 
+/* COPY ranges are staged by the fork hooks, the others fork the kernel's way. */
+static int hmm_fork_view(const struct coh_alloc_rec *rec, int *view, int *keeps, const char **why)
+{
+	if (rec->fork_policy != COH_FORK_COPY)
+		return 1;
+	*view = COH_CHILD_COPY;
+	*keeps = COH_KEEPS_YES;
+	*why = "copied aside before fork (kept from the child), the child gets the copy at the same address: "
+	       "the parent's device pages stay";
+	return 0;
+}
+
 static void hmm_atfork_prepare(coh_context *ctx, void *priv)
 {
 	struct hmm_backend *hb = priv;
@@ -399,6 +411,7 @@ const struct coh_backend_ops coh_hmmtest_backend = {
 	.release = hmm_release,
 	.migrate = hmm_migrate,
 	.query_refine = hmm_query_refine,
+	.fork_view = hmm_fork_view,
 	.atfork_prepare = hmm_atfork_prepare,
 	.atfork_parent = hmm_atfork_parent,
 	.atfork_child = hmm_atfork_child,

@@ -186,14 +186,14 @@ static int load_driver(coh_context *ctx, struct nv_backend *nb)
 	const char *path = getenv("COH_CUDA_LIBRARY");
 	if (!path || !*path)
 		path = "libcuda.so.1";
-	nb->lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	nb->lib = coh_dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!nb->lib) {
 		const char *why = dlerror();
 		coh_backend_note(ctx, "no CUDA driver: cannot load %s (%s)", path, why ? why : "?");
 		return -ENODEV;
 	}
 #define X(field, type, name, req)                                                        \
-	nb->cu.field = (type)dlsym(nb->lib, name);                                       \
+	nb->cu.field = (type)coh_dlsym(nb->lib, name);                                       \
 	if (req && !nb->cu.field) {                                                      \
 		coh_backend_note(ctx, "%s lacks %s: driver too old for libcoherent", path, name); \
 		return -ENODEV;                                                          \
@@ -362,7 +362,8 @@ static void nv_fini(coh_context *ctx, void *priv)
 	free(nb->stage);
 	free(nb->al);
 	free(nb->adopted);
-	pthread_rwlock_destroy(&nb->calls);
+	if (!in_child(nb))
+		pthread_rwlock_destroy(&nb->calls);   /* a fork child's copy may be held (nv_atfork_child) */
 	pthread_mutex_destroy(&nb->lock);
 	free(nb);   /* the driver library stays loaded (see the top of this file) */
 }
@@ -1112,11 +1113,10 @@ static void nv_atfork_child(coh_context *ctx, void *priv)
 		}
 	}
 	nb->nstage = 0;
-	if (nb->fork_locked) {
-		/* one thread here: a fresh lock (the driver is not usable in the child anyway) */
-		nb->fork_locked = false;
-		pthread_rwlock_init(&nb->calls, NULL);
-	}
+	/* nb->calls stays as the prepare hook left it: every driver call answers
+	 * -ECHILD here before taking it, and re-initialising a held lock is
+	 * undefined (glibc's rwlock cannot be unlocked by the child either) */
+	nb->fork_locked = false;
 	if (nb->staging) {
 		if (nb->staged_copy)
 			atomic_store(&((struct stage_hdr *)nb->staging)->busy, 0);

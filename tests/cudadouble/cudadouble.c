@@ -774,8 +774,7 @@ static void atfork_parent(void)
 
 static void atfork_child(void)
 {
-	pthread_mutex_init(&g.mu, NULL);
-	atomic_store(&g.owner, 0);
+	unlock();   /* the forking thread took it in prepare: unlocked, not made anew */
 	/* Only a parent that initialised the driver leaves the child unusable
 	 * (the real driver's state is per process; a child of a parent that
 	 * never called cuInit may initialise it afresh). */

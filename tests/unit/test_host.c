@@ -609,6 +609,65 @@ START_TEST(fork_query_views)
 }
 END_TEST
 
+/* A fork child has no mapping where the parent's EXCLUDE ranges are: the
+ * library must not remember them there.  The child maps its own memory into
+ * the hole; lookups, frees and the context's unref must leave it alone. */
+static int child_reuses_excluded_hole(void *arg)
+{
+	void **a = arg;
+	coh_context *ctx = a[0];
+	unsigned char *p = a[1];
+	struct coh_alloc_info info = { .size = sizeof(info) };
+	if (coh_lookup(ctx, p, &info) != -ENOENT)
+		return 10;   /* a record of memory the child does not have */
+	void **many = a[2];
+	for (int i = 0; i < 300; i++) {
+		/* even ones COPY (kept), odd ones EXCLUDE (dropped), over several map leaves */
+		int e = coh_lookup(ctx, many[i], &info);
+		if (i % 2 ? e != -ENOENT : (e || info.base != many[i]))
+			return 11;
+	}
+	if (coh_alloc_count(ctx) != 150)
+		return 16;
+	void *mine = mmap(p, 4 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (mine != p)
+		return 12;   /* the kernel left the child nothing there, so this must work */
+	memset(mine, 0x3c, 4 * ps);
+	if (coh_free(ctx, p) != -ENOENT)
+		return 13;
+	void *q;
+	if (coh_alloc(t_node0(ctx), ps, 0, 0, &q) || coh_free(ctx, q))
+		return 14;   /* the map is usable after the drop */
+	coh_context_unref(ctx);   /* must not unmap the child's own memory */
+	for (size_t i = 0; i < 4 * ps; i++)
+		if (p[i] != 0x3c)
+			return 15;
+	return 0;
+}
+
+START_TEST(fork_child_forgets_excluded)
+{
+	coh_context *ctx = t_ctx();
+	unsigned char *p = pattern_alloc(ctx, COH_FORK_EXCLUDE);
+	void *many[300];
+	for (int i = 0; i < 300; i++)
+		ck_assert_int_eq(coh_alloc(t_node0(ctx), ps, 0, COH_ALLOC_FORK(i % 2 ? COH_FORK_EXCLUDE : COH_FORK_COPY),
+					   &many[i]), 0);
+	void *arg[3] = { ctx, p, many };
+	int st = in_child(child_reuses_excluded_hole, arg);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+	for (int i = 0; i < 300; i++)
+		ck_assert_int_eq(coh_free(ctx, many[i]), 0);
+	/* the parent keeps its record and its data */
+	struct coh_alloc_info info = { .size = sizeof(info) };
+	ck_assert_int_eq(coh_lookup(ctx, p + 5, &info), 0);
+	ck_assert_ptr_eq(info.base, p);
+	ck_assert_int_eq(p[5], 5);
+	ck_assert_int_eq(coh_free(ctx, p), 0);
+	coh_context_unref(ctx);
+}
+END_TEST
+
 /* vfork and posix_spawn run no fork handlers and apply no policy: a vfork
  * child shares the parent's memory, EXCLUDE ranges included. */
 START_TEST(vfork_and_spawn_untouched)
@@ -823,6 +882,7 @@ int main(void)
 	tcase_add_test(tc, fork_policies);
 	tcase_add_test(tc, fork_policies_thp);
 	tcase_add_test(tc, fork_query_views);
+	tcase_add_test(tc, fork_child_forgets_excluded);
 	tcase_add_test(tc, vfork_and_spawn_untouched);
 	tcase_add_test(tc, threads_and_fork);
 	tcase_add_test(tc, lookup_consistent_under_writes);
