@@ -73,20 +73,15 @@ static const char *data_dir(void)
 	return buf;
 }
 
-/* The tests/data copy; the shared originals only when that copy is missing. */
+/* The recording in tests/data: the tests read nothing outside the repository. */
 static char *find_tarball(const char *name)
 {
-	const char *dirs[] = { data_dir(), getenv("COH_SHARED_REPLAYS") };
-	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-		if (!dirs[i] || !*dirs[i])
-			continue;
-		char *p = NULL;
-		if (asprintf(&p, "%s/%s", dirs[i], name) < 0)
-			return NULL;
-		if (access(p, R_OK) == 0)
-			return p;
-		free(p);
-	}
+	char *p = NULL;
+	if (asprintf(&p, "%s/%s", data_dir(), name) < 0)
+		return NULL;
+	if (access(p, R_OK) == 0)
+		return p;
+	free(p);
 	return NULL;
 }
 
