@@ -31,6 +31,8 @@
 #define GRAN_BITS 4               /* 16 pages = 64 KiB */
 #define GRAN_N (LEAF_N >> GRAN_BITS)
 #define CHUNK (2u << 20)
+/* First address the table cannot hold. */
+#define PT_LIMIT ((uint64_t)1 << (PT_PAGE_SHIFT + LEAF_BITS + MID_BITS + TOP_BITS))
 
 struct pt_ent {
 	_Atomic uint64_t w0;   /* base page | (target index + 1) << 36 | flags << 48; 0 = empty */
@@ -242,6 +244,10 @@ static inline bool small_store(struct coh_ptab *t, uint64_t pn0, uint64_t pn1, u
 int coh_ptab_set(struct coh_ptab *t, uintptr_t start, const struct coh_amap_val *v, int tindex)
 {
 	uint64_t pn0 = start >> PT_PAGE_SHIFT, pn1 = (start + v->length) >> PT_PAGE_SHIFT;
+	/* 36-bit page numbers: a 48-bit address space.  An address above it
+	 * (5-level paging with a high mmap hint) would alias a lower one. */
+	if (v->length > PT_LIMIT || start > PT_LIMIT - v->length)
+		return -ERANGE;
 	uint64_t w0, w1;
 	encode(v, start, tindex, &w0, &w1);
 	if (small_store(t, pn0, pn1, w0, w1))
@@ -265,6 +271,8 @@ void coh_ptab_clear(struct coh_ptab *t, uintptr_t start, size_t length)
 
 bool coh_ptab_get(const struct coh_ptab *t, uintptr_t addr, struct coh_ptab_hit *hit)
 {
+	if ((uint64_t)addr >= PT_LIMIT)
+		return false;   /* nothing is stored there (coh_ptab_set refuses it) */
 	uint64_t pn = addr >> PT_PAGE_SHIFT;
 	unsigned ti = (unsigned)(pn >> (LEAF_BITS + MID_BITS)) & (TOP_N - 1);
 	unsigned mi = (unsigned)(pn >> LEAF_BITS) & (MID_N - 1);

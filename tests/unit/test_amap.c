@@ -133,6 +133,33 @@ END_TEST
 
 /* Large and odd-sized ranges: whole 8 MiB blocks, whole 64 KiB granules and
  * ragged pages, checked page by page through the page table. */
+/* The lookup table holds a 48-bit address space: a record above it (5-level
+ * paging gives user addresses up to 2^56) is refused, not stored where it
+ * would alias a low address. */
+START_TEST(ptab_limit)
+{
+	struct coh_amap m;
+	ck_assert_int_eq(coh_amap_init(&m), 0);
+	const uintptr_t top = (uintptr_t)1 << 48;
+	struct coh_rec *low = mk(0x10000, 0x1000), *high = mk(top + 0x10000, 0x1000);
+	struct coh_rec *across = mk(top - 0x1000, 0x2000), *last = mk(top - 0x1000, 0x1000);
+	ck_assert_int_eq(coh_amap_insert(&m, low), 0);
+	ck_assert_int_eq(coh_amap_insert(&m, high), -ERANGE);
+	ck_assert_int_eq(coh_amap_insert(&m, across), -ERANGE);
+	ck_assert_uint_eq(m.count, 1);
+	struct coh_ptab_hit h;
+	ck_assert(coh_ptab_get(&m.ptab, 0x10000, &h) && h.start == 0x10000);
+	ck_assert(!coh_ptab_get(&m.ptab, top + 0x10000, &h));
+	ck_assert_int_eq(coh_amap_insert(&m, last), 0);   /* ends exactly at the limit */
+	ck_assert(coh_ptab_get(&m.ptab, top - 1, &h) && h.start == top - 0x1000);
+	free(high);
+	free(across);
+	coh_amap_destroy(&m, NULL, NULL);
+	free(low);
+	free(last);
+}
+END_TEST
+
 START_TEST(ptab_shapes)
 {
 	struct coh_amap m;
@@ -184,6 +211,7 @@ int main(void)
 	tcase_add_test(tc, amap_model);
 	tcase_add_test(tc, amap_descending);
 	tcase_add_test(tc, ptab_shapes);
+	tcase_add_test(tc, ptab_limit);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }
