@@ -37,6 +37,25 @@ int coh_target_add(coh_context *ctx, const struct coh_target_desc *desc)
 		return -EINVAL;
 	if (coh_target_find(ctx, desc->name))
 		return -EEXIST;
+	/* a capability is a promise that its op exists: the core would call it */
+	const struct coh_backend_ops *o = ctx->slots[ctx->nslots - 1].ops;
+	const struct {
+		uint64_t cap;
+		bool have;
+		const char *op;
+	} needs[] = {
+		{ COH_CAP_ALLOC, o->alloc != NULL, "alloc" },
+		{ COH_CAP_ADOPT, o->adopt != NULL, "adopt" },
+		{ COH_CAP_MIGRATE, o->migrate != NULL, "migrate" },
+		{ COH_CAP_MIGRATE_ASYNC, o->migrate != NULL || o->migrate_start != NULL, "migrate or migrate_start" },
+		{ COH_CAP_ADVISE, o->advise != NULL, "advise" },
+	};
+	for (size_t i = 0; i < sizeof(needs) / sizeof(needs[0]); i++)
+		if ((desc->caps & needs[i].cap) && !needs[i].have) {
+			coh_err(ctx, "backend %s: target %.64s claims %s without the %s op: not added", o->name,
+				desc->name, coh_cap_name(needs[i].cap), needs[i].op);
+			return -EINVAL;
+		}
 	if (ctx->ntargets == ctx->tcap) {
 		int cap = ctx->tcap ? ctx->tcap * 2 : 8;
 		coh_target **nt = realloc(ctx->targets, (size_t)cap * sizeof(*nt));

@@ -100,6 +100,41 @@ static int noop_alloc(coh_target *t, size_t s, size_t a, unsigned f, void **o)
 	return -ENOSYS;
 }
 
+/* A target whose capability bits promise an op its backend lacks is refused:
+ * the core would call the missing op (ADOPT with no adopt was accepted). */
+START_TEST(caps_need_ops)
+{
+	struct coh_context *ctx = calloc(1, sizeof(*ctx));
+	ck_assert_ptr_nonnull(ctx);
+	pthread_mutex_init(&ctx->log_lock, NULL);
+	ctx->log_level = COH_LOG_NONE;
+	ctx->nslots = 1;
+	ctx->slots[0].table = (struct coh_backend_ops){ .abi = COH_BACKEND_ABI, .size = sizeof(struct coh_backend_ops),
+						      .name = "fake", .discover = noop_discover, .fini = noop_fini };
+	ctx->slots[0].ops = &ctx->slots[0].table;
+	struct coh_target_desc d = { .kind = COH_KIND_HOST_NODE, .numa_node = -1, .caps = COH_CAP_QUERY };
+	snprintf(d.name, sizeof(d.name), "fake:a");
+	ck_assert_int_eq(coh_target_add(ctx, &d), 0);   /* core-provided capabilities only */
+	static const uint64_t caps[] = { COH_CAP_ALLOC, COH_CAP_ADOPT, COH_CAP_MIGRATE, COH_CAP_MIGRATE_ASYNC,
+					 COH_CAP_ADVISE };
+	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		snprintf(d.name, sizeof(d.name), "fake:b%zu", i);
+		d.caps = COH_CAP_QUERY | caps[i];
+		ck_assert_int_eq(coh_target_add(ctx, &d), -EINVAL);
+	}
+	ck_assert_int_eq(ctx->ntargets, 1);
+	ctx->slots[0].table.alloc = noop_alloc;
+	snprintf(d.name, sizeof(d.name), "fake:c");
+	d.caps = COH_CAP_ALLOC;
+	ck_assert_int_eq(coh_target_add(ctx, &d), 0);
+	for (int i = 0; i < ctx->ntargets; i++)
+		free(ctx->targets[i]);
+	free(ctx->targets);
+	pthread_mutex_destroy(&ctx->log_lock);
+	free(ctx);
+}
+END_TEST
+
 START_TEST(backend_validation)
 {
 	struct coh_backend_ops ok = { .abi = COH_BACKEND_ABI, .size = sizeof(ok), .name = "fake",
@@ -212,6 +247,7 @@ int main(void)
 	tcase_add_test(tc, parse_list);
 	tcase_add_test(tc, backend_filter);
 	tcase_add_test(tc, backend_validation);
+	tcase_add_test(tc, caps_need_ops);
 	tcase_add_test(tc, logging);
 	tcase_add_test(tc, options);
 	suite_add_tcase(s, tc);
