@@ -72,8 +72,8 @@ struct staged {
 
 /* The backend's targets and the fork staging. */
 struct cxl_backend {
-	struct cxl_target *ts[64];
-	int n;
+	struct cxl_target **ts;   /* every target, for the fork hooks' locks */
+	int n, cap;
 	struct staged *stage;
 	size_t nstage, capstage;
 };
@@ -281,11 +281,23 @@ static int dax_discover(coh_context *ctx, struct cxl_backend *cb, const struct c
 		return 0;   /* no device-dax support or no device */
 	struct dirent *de;
 	int added = 0, err = 0;
-	char names[64][32];
-	int n = 0;
-	while ((de = readdir(d)) && n < 64)
-		if (!strncmp(de->d_name, "dax", 3))
+	char (*names)[32] = NULL;
+	int n = 0, cap = 0;
+	while ((de = readdir(d)))
+		if (!strncmp(de->d_name, "dax", 3)) {
+			if (n == cap) {
+				int nc = cap ? cap * 2 : 16;
+				char(*nn)[32] = realloc(names, (size_t)nc * sizeof(*names));
+				if (!nn) {
+					free(names);
+					closedir(d);
+					return -ENOMEM;
+				}
+				names = nn;
+				cap = nc;
+			}
 			snprintf(names[n++], sizeof(names[0]), "%.31s", de->d_name);
+		}
 	closedir(d);
 	/* readdir order is arbitrary: sort by name for stable target order */
 	qsort(names, (size_t)n, sizeof(names[0]), (int (*)(const void *, const void *))strcmp);
@@ -342,8 +354,10 @@ static int dax_discover(coh_context *ctx, struct cxl_backend *cb, const struct c
 		coh_backend_note(ctx, "%s: device-dax, %.1f GiB%s%.200s: target cxl:%s", name, (double)size / (1 << 30),
 				 reg ? ", " : parent[0] ? " under " : "", reg ? words : parent, name);
 		struct cxl_target *ct = calloc(1, sizeof(*ct));
-		if (!ct)
-			return -ENOMEM;
+		if (!ct) {
+			err = -ENOMEM;
+			break;
+		}
 		snprintf(ct->dev, sizeof(ct->dev), "%.31s", name);
 		ct->align = align ? align : 2u << 20;
 		ct->target_node = tnode;
@@ -359,7 +373,8 @@ static int dax_discover(coh_context *ctx, struct cxl_backend *cb, const struct c
 			free(ct->forks);
 			free(ct->run);
 			free(ct);
-			return -ENOMEM;
+			err = -ENOMEM;
+			break;
 		}
 		struct coh_target_desc desc = { 0 };
 		desc.kind = COH_KIND_DEVICE_DAX;
@@ -391,10 +406,20 @@ static int dax_discover(coh_context *ctx, struct cxl_backend *cb, const struct c
 			free(ct);
 			break;
 		}
-		if (cb->n < 64)
-			cb->ts[cb->n++] = ct;
+		if (cb->n == cb->cap) {
+			int ncap = cb->cap ? cb->cap * 2 : 8;
+			struct cxl_target **nt = realloc(cb->ts, (size_t)ncap * sizeof(*nt));
+			if (!nt) {
+				err = -ENOMEM;   /* the target is the context's now: it frees it */
+				break;
+			}
+			cb->ts = nt;
+			cb->cap = ncap;
+		}
+		cb->ts[cb->n++] = ct;
 		added++;
 	}
+	free(names);
 	return err ? err : added;
 }
 
@@ -403,6 +428,7 @@ static void cxl_fini(coh_context *ctx, void *priv)
 	(void)ctx;
 	struct cxl_backend *cb = priv;
 	free(cb->stage);
+	free(cb->ts);
 	free(cb);
 }
 

@@ -5,8 +5,11 @@
  * regions and dax devices are correlated, a devdax-mode expander is a target
  * named after its region and PCI function, and system-RAM expanders are
  * reported on their CPU-less host nodes as CXL. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common.h"
 
@@ -68,6 +71,57 @@ static void note_has(coh_context *ctx, const char *what)
 	ck_assert_int_ge(coh_backend_status(ctx, "cxl", note, sizeof(note)), 0);
 	ck_assert_msg(strstr(note, what), "cxl note lacks \"%s\":\n%s", what, note);
 }
+
+static void put(const char *root, const char *rel, const char *text)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	for (char *q = strchr(path + strlen(root) + 1, '/'); q; q = strchr(q + 1, '/')) {
+		*q = '\0';
+		mkdir(path, 0755);
+		*q = '/';
+	}
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* More device-dax devices than the backend once tracked (64): every one is a
+ * target, and the fork hooks know them all. */
+START_TEST(many_dax_devices)
+{
+	char root[] = "/tmp/coh-many-dax-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(root));
+	put(root, "sys/devices/system/node/node0/cpulist", "0\n");
+	put(root, "sys/devices/system/node/node0/meminfo", "Node 0 MemTotal: 1048576 kB\n");
+	put(root, "sys/bus/dax/drivers/device_dax/bind", "");
+	enum { N = 70 };
+	for (int i = 0; i < N; i++) {
+		char rel[128], link[256];
+		snprintf(rel, sizeof(rel), "sys/bus/dax/devices/dax%d.0/size", i);
+		put(root, rel, "2147483648\n");
+		snprintf(rel, sizeof(rel), "sys/bus/dax/devices/dax%d.0/align", i);
+		put(root, rel, "2097152\n");
+		snprintf(rel, sizeof(rel), "sys/bus/dax/devices/dax%d.0/target_node", i);
+		put(root, rel, "1\n");
+		snprintf(rel, sizeof(rel), "sys/bus/dax/devices/dax%d.0/numa_node", i);
+		put(root, rel, "0\n");
+		snprintf(link, sizeof(link), "%s/sys/bus/dax/devices/dax%d.0/driver", root, i);
+		ck_assert_int_eq(symlink("../../drivers/device_dax", link), 0);
+	}
+	struct coh_context_options o = { .size = sizeof(o), .backends = "cxl", .fsroot = root, .log_level = -1 };
+	coh_context *ctx;
+	ck_assert_int_eq(coh_context_create(&o, &ctx), 0);
+	ck_assert_int_eq(coh_target_count(ctx), N);
+	ck_assert_ptr_nonnull(coh_target_find(ctx, "cxl:dax0.0"));
+	ck_assert_ptr_nonnull(coh_target_find(ctx, "cxl:dax69.0"));
+	coh_context_unref(ctx);
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
 
 START_TEST(expander_system_ram)
 {
@@ -193,6 +247,7 @@ int main(void)
 	tcase_add_test(tc, expander_system_ram);
 	tcase_add_test(tc, expander_devdax);
 	tcase_add_test(tc, two_cxl_nodes);
+	tcase_add_test(tc, many_dax_devices);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }
