@@ -300,7 +300,8 @@ static int dax_discover(coh_context *ctx, struct cxl_backend *cb, const struct c
 		}
 	closedir(d);
 	/* readdir order is arbitrary: sort by name for stable target order */
-	qsort(names, (size_t)n, sizeof(names[0]), (int (*)(const void *, const void *))strcmp);
+	if (n > 1)
+		qsort(names, (size_t)n, sizeof(names[0]), (int (*)(const void *, const void *))strcmp);
 	for (int i = 0; i < n && !err; i++) {
 		const char *name = names[i];
 		char path[160], link[512], driver[64] = "";
