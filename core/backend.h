@@ -16,6 +16,10 @@
 
 #define COH_BACKEND_ABI 1
 
+/* NUMA node ids are below this everywhere in the library (node bitmaps,
+ * masks for mbind, ids read from sysfs). */
+#define COH_NODE_LIMIT 1024
+
 struct coh_alloc_rec;
 
 /* What a backend fills in for each target it discovers. */

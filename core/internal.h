@@ -13,8 +13,6 @@
 #include "backend.h"
 
 #define COH_PAGE_SIZE_MIN 4096u
-/* NUMA node ids read from sysfs must be below this (the core's node bitmaps). */
-#define COH_NODE_LIMIT 1024
 
 /* ---- lookup table (ptab.c): page -> allocation, read without a lock ---- */
 struct pt_mid;
@@ -244,8 +242,9 @@ int coh_sys_mremap(void *old, size_t old_len, size_t new_len, int flags, void *n
 int coh_sys_madvise(void *addr, size_t len, int advice);
 int coh_sys_mbind(void *addr, size_t len, int mode, const unsigned long *nodemask,
 		  unsigned long maxnode, unsigned flags);
-/* mbind(MPOL_BIND) of [addr, addr+len) to one node (0..1023). */
-int coh_sys_mbind_node(void *addr, size_t len, int node, unsigned flags);
+/* mbind(mode: MPOL_BIND, MPOL_PREFERRED) of [addr, addr+len) to one node
+ * (0 .. COH_NODE_LIMIT-1). */
+int coh_sys_mbind_node(void *addr, size_t len, int node, int mode, unsigned flags);
 long coh_sys_move_pages(pid_t pid, unsigned long count, void **pages, const int *nodes,
 			int *status, int flags);
 int coh_sys_ioctl(int fd, unsigned long req, void *arg);

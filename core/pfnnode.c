@@ -90,7 +90,7 @@ int coh_pfn_map_build(const coh_context *ctx, struct coh_pfn_map **out)
 	while (!e && (de = readdir(d))) {
 		int id;
 		char tail;
-		if (sscanf(de->d_name, "node%d%c", &id, &tail) == 1 && id >= 0 && id < 1024)
+		if (sscanf(de->d_name, "node%d%c", &id, &tail) == 1 && id >= 0 && id < COH_NODE_LIMIT)
 			e = add_node_blocks(ctx, id, &m);
 	}
 	closedir(d);

@@ -220,7 +220,7 @@ int coh_query_by_mapping(coh_context *ctx, const void *addr, size_t len, const v
 		return e;
 	out->ctx = ctx;
 	out->n = 0;
-	out->max = max > 65536 ? 65536 : max;
+	out->max = max > COH_QUERY_MAX_EXTENTS ? COH_QUERY_MAX_EXTENTS : max;
 	struct coh_extent *ext = NULL;
 	struct coh_vma *v = NULL;
 	size_t nv = 0;
@@ -355,7 +355,7 @@ void coh_numa_maps_parse(FILE *f, const struct coh_vma *v, size_t n, int *node_o
 			long nd = strtol(q, &e, 10);
 			if (e == q || *e != '=')
 				continue;
-			if (nd < 0 || nd >= 1024) {
+			if (nd < 0 || nd >= COH_NODE_LIMIT) {
 				node = -2;   /* not a node number: the mapping's nodes are unknown */
 				break;
 			}
@@ -821,8 +821,8 @@ int coh_query_args(const coh_context *ctx, const void *addr, size_t len, const v
 
 int coh_query_own(coh_context *ctx, uintptr_t start, uintptr_t end, size_t max, struct coh_extent **out)
 {
-	if (max > 65536)
-		max = 65536;   /* bounds the work buffer; the caller's cursor covers the rest */
+	if (max > COH_QUERY_MAX_EXTENTS)
+		max = COH_QUERY_MAX_EXTENTS;   /* bounds the work buffer; the caller's cursor covers the rest */
 	struct coh_extent *ext = calloc(max, sizeof(*ext));
 	if (!ext)
 		return -ENOMEM;

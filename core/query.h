@@ -7,6 +7,10 @@
 
 #include "internal.h"
 
+/* One query call answers at most this many extents (it bounds the work
+ * buffer); a caller asking for more continues from the last extent. */
+#define COH_QUERY_MAX_EXTENTS 65536
+
 enum coh_vma_backing {
 	COH_VMA_ANON = 0,
 	COH_VMA_SHMEM,     /* shared anonymous (and /dev/zero), SysV, memfd */

@@ -205,13 +205,14 @@ int coh_sys_mbind(void *addr, size_t len, int mode, const unsigned long *nodemas
 	return r ? -errno : 0;
 }
 
-int coh_sys_mbind_node(void *addr, size_t len, int node, unsigned flags)
+int coh_sys_mbind_node(void *addr, size_t len, int node, int mode, unsigned flags)
 {
-	if (node < 0 || node >= 1024)
+	if (node < 0 || node >= COH_NODE_LIMIT)
 		return -EINVAL;
-	unsigned long mask[1024 / (8 * sizeof(unsigned long))] = { 0 };
+	unsigned long mask[COH_NODE_LIMIT / (8 * sizeof(unsigned long))] = { 0 };
 	mask[node / (8 * sizeof(unsigned long))] |= 1UL << (node % (8 * sizeof(unsigned long)));
-	return coh_sys_mbind(addr, len, MPOL_BIND, mask, 1025, flags);
+	/* maxnode counts bits, and the kernel reads maxnode - 1 of them */
+	return coh_sys_mbind(addr, len, mode, mask, COH_NODE_LIMIT + 1, flags);
 }
 
 long coh_sys_move_pages(pid_t pid, unsigned long count, void **pages, const int *nodes,

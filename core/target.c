@@ -17,13 +17,13 @@ static int read_tier(const coh_context *ctx, int node)
 	while (tier < 0 && (de = readdir(d))) {
 		int id;
 		char buf[256];
-		uint8_t bits[1024 / 8];
+		uint8_t bits[COH_NODE_LIMIT / 8];
 		if (sscanf(de->d_name, "memory_tier%d", &id) != 1)
 			continue;
 		if (coh_fs_readf(ctx, buf, sizeof(buf), "/sys/devices/virtual/memory_tiering/%s/nodelist",
 				 de->d_name) < 0)
 			continue;
-		if (coh_parse_list(buf, bits, 1024) > 0 && node < 1024 && (bits[node / 8] & (1u << (node % 8))))
+		if (coh_parse_list(buf, bits, COH_NODE_LIMIT) > 0 && node < COH_NODE_LIMIT && (bits[node / 8] & (1u << (node % 8))))
 			tier = id;
 	}
 	closedir(d);
@@ -227,11 +227,11 @@ const char *coh_cap_name(uint64_t cap)
 static int node_order(const coh_context *ctx, int *nodes, int max)
 {
 	char buf[4096];
-	uint8_t bits[1024 / 8];
+	uint8_t bits[COH_NODE_LIMIT / 8];
 	int n = 0;
 	if (coh_fs_read(ctx, "/sys/devices/system/node/online", buf, sizeof(buf)) >= 0 &&
-	    coh_parse_list(buf, bits, 1024) > 0) {
-		for (int i = 0; i < 1024 && n < max; i++)
+	    coh_parse_list(buf, bits, COH_NODE_LIMIT) > 0) {
+		for (int i = 0; i < COH_NODE_LIMIT && n < max; i++)
 			if (bits[i / 8] & (1u << (i % 8)))
 				nodes[n++] = i;
 		return n;
@@ -245,11 +245,11 @@ static int node_order(const coh_context *ctx, int *nodes, int max)
 	while ((de = readdir(d))) {
 		int id;
 		char tail;
-		if (sscanf(de->d_name, "node%d%c", &id, &tail) == 1 && id >= 0 && id < 1024)
+		if (sscanf(de->d_name, "node%d%c", &id, &tail) == 1 && id >= 0 && id < COH_NODE_LIMIT)
 			bits[id / 8] |= (uint8_t)(1u << (id % 8));
 	}
 	closedir(d);
-	for (int i = 0; i < 1024 && n < max; i++)
+	for (int i = 0; i < COH_NODE_LIMIT && n < max; i++)
 		if (bits[i / 8] & (1u << (i % 8)))
 			nodes[n++] = i;
 	return n;

@@ -591,7 +591,7 @@ static int amd_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *a
 		return e ? e : g->mem == AMD_UNIFIED ? 0 : all_on_device(ab, (uintptr_t)addr, len);
 	}
 	int node = coh_target_numa_node(dst);
-	if (node < 0 || node >= 1024)
+	if (node < 0 || node >= COH_NODE_LIMIT)
 		return -EOPNOTSUPP;
 	int e = amd_enter(ab);
 	if (e)
@@ -601,7 +601,7 @@ static int amd_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *a
 	if (e)
 		return e;
 	/* system memory now; then onto the node asked for */
-	e = coh_sys_mbind_node(addr, len, node, MPOL_MF_MOVE);
+	e = coh_sys_mbind_node(addr, len, node, MPOL_BIND, MPOL_MF_MOVE);
 	return e == -ENOSYS ? 0 : e;   /* a kernel without NUMA has one node anyway */
 }
 

@@ -605,7 +605,7 @@ static int to_host(const struct coh_alloc_rec *rec, struct cxl_target *ct, size_
 		return e;
 	if (!rec->shared)
 		coh_sys_madvise(tmp, len, MADV_HUGEPAGE);   /* a hint: fewer faults to populate and to free */
-	e = coh_sys_mbind_node(tmp, len, node, 0);
+	e = coh_sys_mbind_node(tmp, len, node, MPOL_BIND, 0);
 	if (e == -ENOSYS || e == -EPERM)
 		e = 0;   /* a kernel without NUMA: there is one node anyway */
 	if (!e) {
@@ -652,7 +652,7 @@ static int cxl_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *a
 	coh_target *t = rec->target;
 	struct cxl_target *ct = ct_of(t);
 	int node = coh_target_numa_node(dst);
-	if (dst != t && (is_cxl(dst) || node < 0 || node >= 1024))
+	if (dst != t && (is_cxl(dst) || node < 0 || node >= COH_NODE_LIMIT))
 		return -EOPNOTSUPP;   /* another device, or no node to put host pages on */
 	pthread_mutex_lock(&ct->lock);
 	int e = ct->base && ct->pid != getpid() ? -ECHILD : 0;

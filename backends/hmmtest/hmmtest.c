@@ -271,7 +271,7 @@ static int hmm_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *a
 	if (coh_target_backend(dst) == coh_hmmtest_backend.name)
 		return to_device(dst, (uintptr_t)addr, len);
 	int node = coh_target_numa_node(dst);
-	if (node < 0 || node >= 1024)
+	if (node < 0 || node >= COH_NODE_LIMIT)
 		return -EOPNOTSUPP;
 	/* to a NUMA node: out of every emulated device, then a kernel move */
 	for (int i = 0; i < HMM_NDEV; i++)
@@ -280,7 +280,7 @@ static int hmm_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *a
 			if (e)
 				return e;
 		}
-	int e = coh_sys_mbind_node(addr, len, node, MPOL_MF_MOVE | MPOL_MF_STRICT);
+	int e = coh_sys_mbind_node(addr, len, node, MPOL_BIND, MPOL_MF_MOVE | MPOL_MF_STRICT);
 	return e == -EIO ? -EBUSY : e;
 }
 

@@ -23,7 +23,6 @@
 #define MADV_POPULATE_WRITE 23
 #endif
 
-#define HOST_MAX_NODES 1024
 #define HOST_HUGE (2u << 20)
 
 const struct coh_backend_ops coh_host_backend;
@@ -78,7 +77,7 @@ static int node_meminfo(const coh_context *ctx, int node, const char *key, uint6
 static void movable_nodes(const coh_context *ctx, uint8_t *movable)
 {
 	int fd = coh_fs_open(ctx, "/proc/zoneinfo", O_RDONLY);
-	memset(movable, 0, HOST_MAX_NODES / 8);
+	memset(movable, 0, COH_NODE_LIMIT / 8);
 	if (fd < 0)
 		return;
 	FILE *f = fdopen(fd, "r");
@@ -86,14 +85,14 @@ static void movable_nodes(const coh_context *ctx, uint8_t *movable)
 		close(fd);
 		return;
 	}
-	uint64_t *pm = calloc(HOST_MAX_NODES, sizeof(uint64_t)), *po = calloc(HOST_MAX_NODES, sizeof(uint64_t));
+	uint64_t *pm = calloc(COH_NODE_LIMIT, sizeof(uint64_t)), *po = calloc(COH_NODE_LIMIT, sizeof(uint64_t));
 	char line[512], zone[32] = "";
 	int node = -1;
 	while (pm && po && fgets(line, sizeof(line), f)) {
 		int n;
 		unsigned long long v;
 		if (sscanf(line, "Node %d, zone %31s", &n, zone) == 2) {
-			node = n >= 0 && n < HOST_MAX_NODES ? n : -1;
+			node = n >= 0 && n < COH_NODE_LIMIT ? n : -1;
 		} else if (node >= 0 && sscanf(line, " present %llu", &v) == 1) {
 			if (!strcmp(zone, "Movable"))
 				pm[node] += v;
@@ -101,7 +100,7 @@ static void movable_nodes(const coh_context *ctx, uint8_t *movable)
 				po[node] += v;
 		}
 	}
-	for (int i = 0; pm && po && i < HOST_MAX_NODES; i++)
+	for (int i = 0; pm && po && i < COH_NODE_LIMIT; i++)
 		if (pm[i] && !po[i])
 			movable[i / 8] |= (uint8_t)(1u << (i % 8));
 	free(pm);
@@ -235,7 +234,7 @@ static void pmem_nodes(const coh_context *ctx, char (*pmem)[48])
 		snprintf(path, sizeof(path), "/sys/bus/dax/devices/%s/target_node", de->d_name);
 		uint64_t node;
 		if (coh_fs_read(ctx, path, buf, sizeof(buf)) < 0 || coh_parse_u64(buf, 10, &node) ||
-		    node >= HOST_MAX_NODES)
+		    node >= COH_NODE_LIMIT)
 			continue;
 		snprintf(path, sizeof(path), "/sys/bus/dax/devices/%s", de->d_name);
 		if (coh_fs_readlink(ctx, path, link, sizeof(link)) <= 0)
@@ -271,8 +270,8 @@ static int host_discover(coh_context *ctx, void **priv)
 	char vendor[64];
 	cpu_vendor(ctx, vendor, sizeof(vendor));
 
-	uint8_t present[HOST_MAX_NODES / 8] = { 0 }, withcpu[HOST_MAX_NODES / 8] = { 0 };
-	uint8_t withmem[HOST_MAX_NODES / 8] = { 0 }, movable[HOST_MAX_NODES / 8];
+	uint8_t present[COH_NODE_LIMIT / 8] = { 0 }, withcpu[COH_NODE_LIMIT / 8] = { 0 };
+	uint8_t withmem[COH_NODE_LIMIT / 8] = { 0 }, movable[COH_NODE_LIMIT / 8];
 	char buf[4096];
 	bool have_mem_list = false, have_cpu_list = false;
 	DIR *d = coh_fs_opendir(ctx, "/sys/devices/system/node");
@@ -289,25 +288,25 @@ static int host_discover(coh_context *ctx, void **priv)
 	while ((de = readdir(d))) {
 		int id;
 		char tail;
-		if (sscanf(de->d_name, "node%d%c", &id, &tail) == 1 && id >= 0 && id < HOST_MAX_NODES)
+		if (sscanf(de->d_name, "node%d%c", &id, &tail) == 1 && id >= 0 && id < COH_NODE_LIMIT)
 			present[id / 8] |= (uint8_t)(1u << (id % 8));
 	}
 	closedir(d);
 	if (coh_fs_read(ctx, "/sys/devices/system/node/has_memory", buf, sizeof(buf)) >= 0 &&
-	    coh_parse_list(buf, withmem, HOST_MAX_NODES) >= 0)
+	    coh_parse_list(buf, withmem, COH_NODE_LIMIT) >= 0)
 		have_mem_list = true;
 	if (coh_fs_read(ctx, "/sys/devices/system/node/has_cpu", buf, sizeof(buf)) >= 0 &&
-	    coh_parse_list(buf, withcpu, HOST_MAX_NODES) >= 0)
+	    coh_parse_list(buf, withcpu, COH_NODE_LIMIT) >= 0)
 		have_cpu_list = true;
 	movable_nodes(ctx, movable);
 
-	char (*pmem)[48] = calloc(HOST_MAX_NODES, sizeof(*pmem));
+	char (*pmem)[48] = calloc(COH_NODE_LIMIT, sizeof(*pmem));
 	if (!pmem)
 		return -ENOMEM;
 	pmem_nodes(ctx, pmem);
 
 	int added = 0, err = 0;
-	for (int n = 0; n < HOST_MAX_NODES && !err; n++) {
+	for (int n = 0; n < COH_NODE_LIMIT && !err; n++) {
 		if (!(present[n / 8] & (1u << (n % 8))))
 			continue;
 		struct node_facts f = { .movable = (movable[n / 8] >> (n % 8)) & 1 };
@@ -363,16 +362,6 @@ static bool numa_on(const coh_target *t)
 	return hb->numa;
 }
 
-static int bind_to(void *addr, size_t len, int node, int mode, unsigned flags)
-{
-	unsigned long mask[HOST_MAX_NODES / (8 * sizeof(unsigned long))] = { 0 };
-	if (node < 0 || node >= HOST_MAX_NODES)
-		return -EINVAL;
-	mask[node / (8 * sizeof(unsigned long))] |= 1UL << (node % (8 * sizeof(unsigned long)));
-	/* maxnode counts bits, and the kernel reads maxnode - 1 of them */
-	return coh_sys_mbind(addr, len, mode, mask, HOST_MAX_NODES + 1, flags);
-}
-
 static int host_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out)
 {
 	const struct host_target *ht = coh_target_priv(t);
@@ -392,7 +381,7 @@ static int host_alloc(coh_target *t, size_t size, size_t align, unsigned flags, 
 		e = coh_sys_madvise(p, size, MADV_NOHUGEPAGE);
 	const struct host_backend *hb = coh_target_backend_priv(t);
 	if (!e && hb->numa && !hb->one_node)
-		e = bind_to(p, size, ht->node, MPOL_BIND, 0);
+		e = coh_sys_mbind_node(p, size, ht->node, MPOL_BIND, 0);
 	if (!e && (flags & COH_ALLOC_POPULATE)) {
 		e = coh_sys_madvise(p, size, MADV_POPULATE_WRITE);
 		if (e == -EINVAL) {   /* kernels before 5.14 */
@@ -440,7 +429,7 @@ static int host_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *
 	if (!numa_on(dst))
 		return -EOPNOTSUPP;
 	const struct host_target *ht = coh_target_priv(dst);
-	int e = bind_to(addr, len, ht->node, MPOL_BIND, MPOL_MF_MOVE | MPOL_MF_STRICT);
+	int e = coh_sys_mbind_node(addr, len, ht->node, MPOL_BIND, MPOL_MF_MOVE | MPOL_MF_STRICT);
 	/* EIO: some pages could not move (pinned, shared with another process);
 	 * they stay intact where they were. */
 	return e == -EIO ? -EBUSY : e;
@@ -454,7 +443,7 @@ static int host_advise(const struct coh_alloc_rec *rec, void *addr, size_t len, 
 	case COH_ADVISE_PREFERRED_LOCATION:
 		if (coh_target_backend(t) != coh_host_backend.name)
 			return -EOPNOTSUPP;
-		return bind_to(addr, len, ((const struct host_target *)coh_target_priv(t))->node,
+		return coh_sys_mbind_node(addr, len, ((const struct host_target *)coh_target_priv(t))->node,
 			       MPOL_PREFERRED, 0);
 	case COH_ADVISE_UNSET_PREFERRED_LOCATION:
 		/* Back to where later faults went before: the home node, if any. */
@@ -462,7 +451,7 @@ static int host_advise(const struct coh_alloc_rec *rec, void *addr, size_t len, 
 			return coh_sys_mbind(addr, len, MPOL_DEFAULT, NULL, 0, 0);
 		if (coh_target_backend(rec->home) != coh_host_backend.name)
 			return -EOPNOTSUPP;
-		return bind_to(addr, len, ((const struct host_target *)coh_target_priv(rec->home))->node,
+		return coh_sys_mbind_node(addr, len, ((const struct host_target *)coh_target_priv(rec->home))->node,
 			       MPOL_BIND, 0);
 	default:
 		/* Every CPU reaches every node, and Linux does not replicate pages. */

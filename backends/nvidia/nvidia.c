@@ -111,7 +111,6 @@ struct nv_backend {
 	bool fork_locked;         /* prepare holds calls for writing */
 };
 
-static __thread int nv_tls_err;   /* last CUresult, for messages */
 
 static struct nv_backend *nb_of(const coh_target *t)
 {
@@ -143,7 +142,6 @@ static const char *cu_name(const struct nv_backend *nb, CUresult r)
 
 static int cu_errno(CUresult r)
 {
-	nv_tls_err = r;
 	switch (r) {
 	case CUDA_SUCCESS: return 0;
 	case CUDA_ERROR_INVALID_VALUE: return -EINVAL;

@@ -9,6 +9,7 @@
  */
 #include <fcntl.h>
 #include <sched.h>
+#include <numaif.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -683,7 +684,7 @@ static int fill_until(struct coh_frame_map *m, int node, int type, struct chunk 
 	for (*nch = 0; *nch < maxch && node_free(node) > (48u << 20);) {
 		char *p = mmap(NULL, clen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		ck_assert_ptr_ne(p, MAP_FAILED);
-		ck_assert_int_eq(coh_sys_mbind_node(p, clen, node, 0), 0);
+		ck_assert_int_eq(coh_sys_mbind_node(p, clen, node, MPOL_BIND, 0), 0);
 		madvise(p, clen, MADV_NOHUGEPAGE);
 		memset(p, 0x6b, clen);
 		ch[(*nch)++] = (struct chunk){ p, clen };
