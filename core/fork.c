@@ -8,9 +8,10 @@
  * another thread is inside the dynamic loader inherits the loader's state
  * half-changed).
  * prepare (in the forking thread): takes the registry lock, then runs each
- * context's backend prepare hooks and takes its log lock and allocation-map
- * write lock, so that no other parent thread is inside them when the address
- * space is copied.
+ * context's backend prepare hooks (which take the backends' locks) and takes
+ * its allocation-map lock and log lock, in the library's lock order (see
+ * core/internal.h), so that no other parent thread is inside them when the
+ * address space is copied.
  * parent: backends' parent hooks, then unlocks everything.
  * child: the child's one thread is the one that called fork and took the
  * locks, so the child handler unlocks them as the parent's does (defined by
@@ -73,8 +74,8 @@ static void fork_prepare(void)
 		for (int i = c->nslots - 1; i >= 0; i--)
 			if (c->slots[i].ops->atfork_prepare)
 				c->slots[i].ops->atfork_prepare(c, c->slots[i].priv);
+		coh_amap_lock(&c->amap);   /* the lock order: map before log */
 		pthread_mutex_lock(&c->log_lock);
-		coh_amap_lock(&c->amap);
 	}
 }
 

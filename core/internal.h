@@ -123,6 +123,18 @@ struct coh_target {
 	char pci_name[128];
 };
 
+/*
+ * Lock order, outermost first; a thread holding one may take only those
+ * below it:
+ *   1. the fork registry lock (core/fork.c; the loader lock is taken alone)
+ *   2. backend locks (each backend's own, taken by its fork prepare hook too)
+ *   3. the allocation map's lock (coh_amap_lock; callbacks of
+ *      coh_rec_foreach run under it)
+ *   4. the log lock (coh_log): nothing is taken under it, so a log callback
+ *      must not call back into the library.
+ * Records are reference counted; work on a record's memory happens after the
+ * map lock is released.
+ */
 struct coh_context {
 	atomic_int refs;
 	pthread_mutex_t log_lock;
