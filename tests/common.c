@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -104,4 +105,20 @@ char *t_untar(const char *tarball)
 	}
 	closedir(d);
 	return out;
+}
+
+void t_put_file(const char *root, const char *rel, const char *text)
+{
+	char path[4096];
+	int n = snprintf(path, sizeof(path), "%s/%s", root, rel);
+	ck_assert(n > 0 && (size_t)n < sizeof(path));
+	for (char *q = strchr(path + strlen(root) + 1, '/'); q; q = strchr(q + 1, '/')) {
+		*q = '\0';
+		mkdir(path, 0755);
+		*q = '/';
+	}
+	FILE *f = fopen(path, "w");
+	ck_assert_msg(f != NULL, "cannot write %s", path);
+	fputs(text, f);
+	fclose(f);
 }

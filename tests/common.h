@@ -34,6 +34,8 @@ enum t_read_fault t_read_fault_behaviour(void);
 const char *t_read_fault_name(enum t_read_fault b);
 /* Runs a Check suite; returns the process exit code (0 pass, 1 fail). */
 int t_run(Suite *s);
+/* Writes text to root/rel, making the folders on the way (hand-written trees). */
+void t_put_file(const char *root, const char *rel, const char *text);
 /* Unpacks tarball into a fresh temporary folder; returns the folder of its single top entry. */
 char *t_untar(const char *tarball);
 

@@ -72,41 +72,26 @@ static void note_has(coh_context *ctx, const char *what)
 	ck_assert_msg(strstr(note, what), "cxl note lacks \"%s\":\n%s", what, note);
 }
 
-static void put(const char *root, const char *rel, const char *text)
-{
-	char path[512];
-	snprintf(path, sizeof(path), "%s/%s", root, rel);
-	for (char *q = strchr(path + strlen(root) + 1, '/'); q; q = strchr(q + 1, '/')) {
-		*q = '\0';
-		mkdir(path, 0755);
-		*q = '/';
-	}
-	FILE *f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-}
-
 /* More device-dax devices than the backend once tracked (64): every one is a
  * target, and the fork hooks know them all. */
 START_TEST(many_dax_devices)
 {
 	char root[] = "/tmp/coh-many-dax-XXXXXX";
 	ck_assert_ptr_nonnull(mkdtemp(root));
-	put(root, "sys/devices/system/node/node0/cpulist", "0\n");
-	put(root, "sys/devices/system/node/node0/meminfo", "Node 0 MemTotal: 1048576 kB\n");
-	put(root, "sys/bus/dax/drivers/device_dax/bind", "");
+	t_put_file(root, "sys/devices/system/node/node0/cpulist", "0\n");
+	t_put_file(root, "sys/devices/system/node/node0/meminfo", "Node 0 MemTotal: 1048576 kB\n");
+	t_put_file(root, "sys/bus/dax/drivers/device_dax/bind", "");
 	enum { N = 70 };
 	for (int i = 0; i < N; i++) {
 		char rel[128], link[256];
 		snprintf(rel, sizeof(rel), "sys/bus/dax/devices/dax%d.0/size", i);
-		put(root, rel, "2147483648\n");
+		t_put_file(root, rel, "2147483648\n");
 		snprintf(rel, sizeof(rel), "sys/bus/dax/devices/dax%d.0/align", i);
-		put(root, rel, "2097152\n");
+		t_put_file(root, rel, "2097152\n");
 		snprintf(rel, sizeof(rel), "sys/bus/dax/devices/dax%d.0/target_node", i);
-		put(root, rel, "1\n");
+		t_put_file(root, rel, "1\n");
 		snprintf(rel, sizeof(rel), "sys/bus/dax/devices/dax%d.0/numa_node", i);
-		put(root, rel, "0\n");
+		t_put_file(root, rel, "0\n");
 		snprintf(link, sizeof(link), "%s/sys/bus/dax/devices/dax%d.0/driver", root, i);
 		ck_assert_int_eq(symlink("../../drivers/device_dax", link), 0);
 	}

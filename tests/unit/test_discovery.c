@@ -281,30 +281,18 @@ static int rm_entry(const char *path, const struct stat *sb, int type, struct FT
 	return remove(path);
 }
 
-static void write_file(const char *dir, const char *rel, const char *text)
-{
-	char path[PATH_MAX], cmd[PATH_MAX + 32];
-	snprintf(path, sizeof(path), "%s/%s", dir, rel);
-	snprintf(cmd, sizeof(cmd), "mkdir -p \"$(dirname '%s')\"", path);
-	ck_assert_int_eq(system(cmd), 0);
-	FILE *f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-}
-
 START_TEST(fifo_does_not_hang)
 {
 	/* FIFOs where node1's meminfo and distance and has_cpu would be: opening one
 	 * without O_NONBLOCK blocks until a writer comes, which never happens. */
 	char dir[] = "/tmp/coh-disc-XXXXXX";
 	ck_assert_ptr_nonnull(mkdtemp(dir));
-	write_file(dir, "sys/devices/system/node/online", "0-1\n");
-	write_file(dir, "sys/devices/system/node/has_memory", "0-1\n");
-	write_file(dir, "sys/devices/system/node/node0/meminfo", "Node 0 MemTotal: 1048576 kB\n");
-	write_file(dir, "sys/devices/system/node/node0/cpulist", "0-1\n");
-	write_file(dir, "sys/devices/system/node/node0/distance", "10 20\n");
-	write_file(dir, "sys/devices/system/node/node1/cpulist", "\n");
+	t_put_file(dir, "sys/devices/system/node/online", "0-1\n");
+	t_put_file(dir, "sys/devices/system/node/has_memory", "0-1\n");
+	t_put_file(dir, "sys/devices/system/node/node0/meminfo", "Node 0 MemTotal: 1048576 kB\n");
+	t_put_file(dir, "sys/devices/system/node/node0/cpulist", "0-1\n");
+	t_put_file(dir, "sys/devices/system/node/node0/distance", "10 20\n");
+	t_put_file(dir, "sys/devices/system/node/node1/cpulist", "\n");
 	char path[PATH_MAX];
 	static const char *const fifos[] = { "node1/meminfo", "node1/distance", "has_cpu" };
 	for (size_t i = 0; i < sizeof(fifos) / sizeof(fifos[0]); i++) {
@@ -347,7 +335,7 @@ START_TEST(wrong_fsroot)
 	/* the folder above the recorded trees */
 	check_refused(data_dir(), -ENOENT);
 	/* sys/devices/system/node is a file */
-	write_file(dir, "sys/devices/system/node", "");
+	t_put_file(dir, "sys/devices/system/node", "");
 	check_refused(dir, -ENOTDIR);
 	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	/* a missing root names itself */

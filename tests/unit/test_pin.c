@@ -514,25 +514,10 @@ END_TEST
 
 /* ---- CMA and ZONE_MOVABLE frames, from a hand-written /proc and /sys ---- */
 
-static void put_file(const char *root, const char *rel, const char *text)
-{
-	char path[512];
-	snprintf(path, sizeof(path), "%s/%s", root, rel);
-	for (char *q = strchr(path + strlen(root) + 1, '/'); q; q = strchr(q + 1, '/')) {
-		*q = '\0';
-		mkdir(path, 0755);
-		*q = '/';
-	}
-	FILE *f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-}
-
 static coh_context *tree_ctx(const char *root)
 {
 	/* a replay root must look like a machine: it has a node directory */
-	put_file(root, "sys/devices/system/node/node0/cpulist", "0\n");
+	t_put_file(root, "sys/devices/system/node/node0/cpulist", "0\n");
 	struct coh_context_options o = { .size = sizeof(o), .backends = "host", .fsroot = root, .log_level = -1 };
 	coh_context *c = NULL;
 	ck_assert_int_eq(coh_context_create(&o, &c), 0);
@@ -553,14 +538,14 @@ START_TEST(frame_map_from_tree)
 {
 	char root[] = "/tmp/coh-pin-tree-XXXXXX";
 	ck_assert_ptr_nonnull(mkdtemp(root));
-	put_file(root, "proc/zoneinfo", zoneinfo);
-	put_file(root, "proc/buddyinfo", "Node 0, zone   Normal   1   2\nNode 0, zone  Movable   3   4\n");
-	put_file(root, "proc/meminfo", "MemTotal: 100 kB\nCmaTotal:           4096 kB\n");
-	put_file(root, "sys/kernel/debug/cma/reserved/base_pfn", "5120\n");
-	put_file(root, "sys/kernel/debug/cma/reserved/count", "1024\n");
-	put_file(root, "sys/devices/system/memory/block_size_bytes", "100000\n");   /* hex: 1 MiB */
-	put_file(root, "sys/devices/system/memory/memory80/valid_zones", "Movable\n");
-	put_file(root, "sys/devices/system/memory/memory81/valid_zones", "Normal\n");
+	t_put_file(root, "proc/zoneinfo", zoneinfo);
+	t_put_file(root, "proc/buddyinfo", "Node 0, zone   Normal   1   2\nNode 0, zone  Movable   3   4\n");
+	t_put_file(root, "proc/meminfo", "MemTotal: 100 kB\nCmaTotal:           4096 kB\n");
+	t_put_file(root, "sys/kernel/debug/cma/reserved/base_pfn", "5120\n");
+	t_put_file(root, "sys/kernel/debug/cma/reserved/count", "1024\n");
+	t_put_file(root, "sys/devices/system/memory/block_size_bytes", "100000\n");   /* hex: 1 MiB */
+	t_put_file(root, "sys/devices/system/memory/memory80/valid_zones", "Movable\n");
+	t_put_file(root, "sys/devices/system/memory/memory81/valid_zones", "Normal\n");
 	coh_context *c = tree_ctx(root);
 	struct coh_frame_map m;
 	ck_assert_int_eq(coh_frame_map_load(c, &m), 0);
@@ -579,10 +564,10 @@ START_TEST(frame_map_from_tree)
 	/* CMA pageblocks (pagetypeinfo) that CmaTotal does not show, no debugfs: unknown, never plain */
 	char root2[] = "/tmp/coh-pin-tree-XXXXXX";
 	ck_assert_ptr_nonnull(mkdtemp(root2));
-	put_file(root2, "proc/zoneinfo", "Node 0, zone   Normal\n        spanned  4096\n        present  4096\n"
+	t_put_file(root2, "proc/zoneinfo", "Node 0, zone   Normal\n        spanned  4096\n        present  4096\n"
 					 "  start_pfn:           4096\n");
-	put_file(root2, "proc/meminfo", "MemTotal: 100 kB\nCmaTotal:              0 kB\n");
-	put_file(root2, "proc/pagetypeinfo",
+	t_put_file(root2, "proc/meminfo", "MemTotal: 100 kB\nCmaTotal:              0 kB\n");
+	t_put_file(root2, "proc/pagetypeinfo",
 		 "Page block order: 9\nPages per block:  512\n\n"
 		 "Number of blocks type     Unmovable      Movable  Reclaimable   HighAtomic          CMA      Isolate \n"
 		 "Node 0, zone   Normal          100          900           10            0            8            0 \n");
