@@ -4,7 +4,7 @@
 # conformance suite on the AMD targets (and the host), and prints a summary.
 # Everything also lands in $OUT (or /tmp/coh-amd-out).  Needs read/write
 # access to /dev/kfd and /dev/dri/renderD*.  Expect surprises: the backend has
-# only run against tests/kfdemu so far; keep the output for the issue.
+# only run against tests/doubles/kfdemu so far; keep the output for the issue.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${OUT:-/tmp/coh-amd-out}

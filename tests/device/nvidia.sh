@@ -60,7 +60,7 @@ COH_BACKENDS=nvidia,host timeout 60 $b/tests/conformance/coh-conformance 2>&1 | 
 grep -E "passed" "$out/conformance.txt"
 
 say "the application's managed memory, adopted"
-timeout 60 $b/tests/nvidia/nvidia_adopt 2>&1 | tee "$out/adopt.txt"
+timeout 60 $b/tests/backends/nvidia/nvidia_adopt 2>&1 | tee "$out/adopt.txt"
 
 say "benchmark"
 timeout 240 $b/bench/coh-bench --markdown nvidia 2>&1 | tee "$out/bench.md"

@@ -40,10 +40,10 @@ root=$work/root
 mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp,etc}
 cp /bin/busybox "$root/bin/busybox"
 install -m 0755 "$here/init.sh" "$root/init"
-install -m 0755 "$here/../devdax/setup.sh" "$root/bin/devdax-setup.sh"
-progs=(tools/cohctl tests/conformance/coh-conformance tests/unit/test_host tests/unit/test_pin
-       tests/unit/test_badinput tests/unit/test_amap tests/unit/test_core tests/devdax/test_devdax
-       tests/devdax/test_cxl_alloc tests/hmmtest/test_hmm_residency tests/hmmtest/test_seed_fork
+install -m 0755 "$here/../backends/cxl/devdax-setup.sh" "$root/bin/devdax-setup.sh"
+progs=(tools/cohctl tests/conformance/coh-conformance tests/backends/host/test_host tests/unit/test_pin
+       tests/unit/test_badinput tests/unit/test_amap tests/unit/test_core tests/backends/cxl/test_devdax
+       tests/backends/cxl/test_cxl_alloc tests/backends/hmmtest/test_hmm_residency tests/backends/hmmtest/test_seed_fork
        tests/unit/test_faults tests/unit/test_query_nodes bench/coh-bench)
 for p in "${progs[@]}"; do
   if ldd "$static/$p" >/dev/null 2>&1; then

@@ -16,7 +16,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../../backends/hmmtest/hmm_uapi.h"
+#include "../../../backends/hmmtest/hmm_uapi.h"
 #include "coherent.h"
 
 static int passed, failed;

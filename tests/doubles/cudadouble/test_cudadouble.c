@@ -26,7 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../../backends/nvidia/cuda_abi.h"
+#include "../../../backends/nvidia/cuda_abi.h"
 
 #ifndef CUDADOUBLE_PATH
 #define CUDADOUBLE_PATH "libcudadouble.so"

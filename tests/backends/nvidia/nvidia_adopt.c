@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../../backends/nvidia/cuda_abi.h"
+#include "../../../backends/nvidia/cuda_abi.h"
 #include "coherent.h"
 
 #define FAIL(...) do { fprintf(stderr, "nvidia_adopt: " __VA_ARGS__); fputc('\n', stderr); return 1; } while (0)

@@ -42,7 +42,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../../backends/nvidia/cuda_abi.h"
+#include "../../../backends/nvidia/cuda_abi.h"
 
 #define API __attribute__((visibility("default")))
 
