@@ -114,15 +114,16 @@ int coh_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **o
 		align = ctx->page_size;
 	size_t len = (size + ctx->page_size - 1) & ~(ctx->page_size - 1);
 
-	void *p = NULL;
-	e = t->slot->ops->alloc(t, len, align, flags, &p);
+	void *p = NULL, *priv = NULL;
+	e = t->slot->ops->alloc(t, len, align, flags, &p, &priv);
 	if (e)
 		return e;
 	struct coh_rec *r = rec_new(t, p, len, flags, 0);
 	if (!r) {
-		t->slot->ops->free(t, p, len);
+		t->slot->ops->free(t, p, len, priv);
 		return -ENOMEM;
 	}
+	r->pub.priv = priv;   /* before the record is in the map */
 	/* New mappings already fork the kernel's way (copy-on-write): only the
 	 * other policies need a madvise. */
 	if (r->pub.fork_policy != COH_FORK_COPY && r->pub.fork_policy != COH_FORK_KERNEL)
@@ -133,7 +134,7 @@ int coh_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **o
 		coh_amap_unlock(&ctx->amap);
 	}
 	if (e) {
-		t->slot->ops->free(t, p, len);
+		t->slot->ops->free(t, p, len, priv);
 		free(r);
 		return e;
 	}
@@ -187,7 +188,7 @@ int coh_free(coh_context *ctx, void *ptr)
 	coh_amap_unlock(&ctx->amap);
 	if (e)
 		return e;
-	e = r->pub.target->slot->ops->free(r->pub.target, ptr, r->pub.length);
+	e = r->pub.target->slot->ops->free(r->pub.target, ptr, r->pub.length, r->pub.priv);
 	if (e) {
 		/* still mapped: keep it in the map, so that it can be freed again */
 		rec_restore(ctx, r, e);
@@ -228,7 +229,10 @@ int coh_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
 		free(r);
 		return e;
 	}
-	e = t->slot->ops->adopt(t, addr, len, flags);
+	void *priv = NULL;
+	e = t->slot->ops->adopt(t, addr, len, flags, &priv);
+	if (!e)
+		r->pub.priv = priv;   /* atomic: the record is in the map already */
 	if (!e && policy != COH_FORK_KERNEL) {
 		/* Even COPY: the caller may have marked the range DONTFORK before. */
 		e = coh_fork_apply(ctx, r, policy);
@@ -317,18 +321,6 @@ int coh_rec_foreach(coh_context *ctx, const struct coh_backend_ops *ops,
 	int e = coh_amap_walk(&ctx->amap, foreach_one, &a);
 	coh_amap_unlock(&ctx->amap);
 	return e;
-}
-
-const struct coh_alloc_rec *coh_alloc_rec_get(coh_context *ctx, const void *addr)
-{
-	struct coh_rec *r;
-	return coh_rec_get(ctx, addr, 1, &r) ? NULL : &r->pub;
-}
-
-void coh_alloc_rec_put(const struct coh_alloc_rec *rec)
-{
-	if (rec)
-		coh_rec_put((struct coh_rec *)((uintptr_t)rec - offsetof(struct coh_rec, pub)));
 }
 
 int coh_alloc_count(coh_context *ctx)

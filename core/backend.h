@@ -1,20 +1,34 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The contract between the core and a backend.  A backend is one static
- * `struct coh_backend_ops` named coh_<name>_backend; the core validates it at
- * registration (coh_backend_validate) and answers -EOPNOTSUPP for every
- * optional op a backend leaves NULL.  A backend never calls another backend.
+ * The contract between the core and a backend, and the only core header a
+ * backend includes (tests/check-boundary.sh fails otherwise).  A backend is
+ * one static `struct coh_backend_ops` named coh_<name>_backend; the core
+ * validates it at registration (coh_backend_validate) and answers -EOPNOTSUPP
+ * for every optional op a backend leaves NULL.  A backend never calls another
+ * backend, never writes another backend's targets, and reads the context and
+ * the targets only through the services declared here (coh_context and
+ * coh_target are opaque to it).
+ *
+ * Locks (the whole order is in core/internal.h): a backend's own locks come
+ * after the fork registry lock and before the allocation map's, so a backend
+ * may call coh_rec_foreach holding its lock, and a coh_rec_foreach callback
+ * must not take it; coh_log may be called under any of them.
  */
 #ifndef COH_CORE_BACKEND_H
 #define COH_CORE_BACKEND_H
 
+#include <dirent.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "coherent.h"
 
-#define COH_BACKEND_ABI 1
+/* 2: query_refine merged into query_resolve; alloc, adopt and free carry the
+ * record's priv; owned_mappings and describe_node added. */
+#define COH_BACKEND_ABI 2
 
 /* NUMA node ids are below this everywhere in the library (node bitmaps,
  * masks for mbind, ids read from sysfs). */
@@ -38,6 +52,22 @@ struct coh_target_desc {
 	int persistent;           /* 1: persistent memory (an NVDIMM region onlined by kmem) */
 };
 
+/* A mapping this backend's driver owns: /proc/PID/maps shows a path that
+ * starts with prefix (a device file such as a driver's character device).
+ * The residency query reports the whole mapping as kind (enum coh_mem_kind)
+ * and pages it cannot read; fork-query calls it driver-managed. */
+struct coh_owned_mapping {
+	const char *prefix;
+	int kind;
+};
+
+/* What a backend knows of the memory of a NUMA node it did not make targets
+ * for (CXL memory onlined as system RAM, say).  An empty field says nothing. */
+struct coh_node_desc {
+	char vendor[64];
+	char model[128];
+};
+
 struct coh_backend_ops {
 	/* Header: checked by the core before any other field is read. */
 	uint32_t abi;             /* COH_BACKEND_ABI */
@@ -52,17 +82,19 @@ struct coh_backend_ops {
 	/* Optional: NULL means -EOPNOTSUPP (or nothing to do). */
 	void (*target_fini)(coh_target *t, void *target_priv);
 	int (*free_bytes)(coh_target *t, uint64_t *free_bytes);
-	int (*alloc)(coh_target *t, size_t size, size_t align, unsigned flags, void **out);
-	int (*free)(coh_target *t, void *ptr, size_t size);
-	int (*adopt)(coh_target *t, void *addr, size_t len, unsigned flags);
+	/* alloc and adopt may set *priv (NULL before the call): the core keeps it
+	 * in the record (coh_alloc_rec.priv) and hands it back to free, or to
+	 * release in rec->priv; the backend frees what it points to there.  A
+	 * failed alloc or adopt leaves nothing to free. */
+	int (*alloc)(coh_target *t, size_t size, size_t align, unsigned flags, void **out, void **priv);
+	int (*free)(coh_target *t, void *ptr, size_t size, void *priv);
+	int (*adopt)(coh_target *t, void *addr, size_t len, unsigned flags, void **priv);
 	int (*release)(coh_target *t, const struct coh_alloc_rec *rec);
 	int (*migrate)(coh_target *dst, const struct coh_alloc_rec *rec, void *addr, size_t len,
 		       unsigned flags);
 	/* Asynchronous migration runs `migrate` on a core worker thread. */
 	int (*advise)(const struct coh_alloc_rec *rec, void *addr, size_t len, int advice,
 		      coh_target *t);
-	/* Refine extents the core's kernel query produced (vendor-managed ranges). */
-	int (*query_refine)(const struct coh_alloc_rec *rec, struct coh_extent *ext, size_t n);
 	/* Apply a fork policy to a range this backend owns: 0 done, -errno
 	 * refused, 1 "apply the kernel's own controls" (madvise) for this range. */
 	int (*fork_policy)(const struct coh_alloc_rec *rec, int policy);
@@ -73,10 +105,11 @@ struct coh_backend_ops {
 	void (*atfork_child)(coh_context *ctx, void *backend_priv);
 
 	/* Replace one extent of the kernel's residency (which lies inside rec)
-	 * with what the backend knows better, split as it needs: writes at most
-	 * max extents covering a prefix of *in, in address order, and returns
-	 * their number (>= 1), or -errno to keep *in as it is.  Runs after
-	 * query_refine. */
+	 * with what the backend knows better (the target holding device pages,
+	 * where the driver put pages the CPU does not map), split as it needs:
+	 * writes at most max extents covering a prefix of *in, in address order,
+	 * and returns their number (>= 1), or -errno to keep *in as it is.  A
+	 * backend that only names targets writes out[0] = *in with its target. */
 	int (*query_resolve)(const struct coh_alloc_rec *rec, const struct coh_extent *in,
 			     struct coh_extent *out, size_t max);
 	/* What a child forked now sees of rec, where the backend's fork hooks
@@ -92,6 +125,17 @@ struct coh_backend_ops {
 			     unsigned flags, void **token);
 	int (*migrate_poll)(void *token, int timeout_ms);
 	void (*migrate_done)(void *token);
+
+	/* The mappings this backend's driver owns: an array ended by { NULL },
+	 * or NULL.  The core never names a driver's device file itself. */
+	const struct coh_owned_mapping *owned_mappings;
+	/* After every backend discovered: what this backend knows of the memory
+	 * of NUMA node `node` (which some backend made a target of).  Fill in
+	 * fields of *d and return 0, or return non-zero to say nothing.  The
+	 * core asks the backends in registry order (backends/CMakeLists.txt),
+	 * and for each field the first backend that fills it wins; the result
+	 * replaces that field of every target of the node. */
+	int (*describe_node)(coh_context *ctx, void *backend_priv, int node, struct coh_node_desc *d);
 };
 
 /* The core's record of one allocation or adopted range. */
@@ -108,6 +152,10 @@ struct coh_alloc_rec {
 	 * whose placement libcoherent never changed. */
 	coh_target *home;
 	int placed;               /* libcoherent changed the range's memory policy */
+	/* The owning backend's data, set by its alloc or adopt (NULL when it set
+	 * none).  Atomic: an adopted record is in the map, and so visible to the
+	 * query hooks, before adopt returns (they see NULL until then). */
+	void *_Atomic priv;
 };
 
 /* For backends. */
@@ -121,22 +169,106 @@ int coh_target_add(coh_context *ctx, const struct coh_target_desc *desc);
  * targets (no driver, no device); each call adds a line.  coh_backend_status()
  * reports them, and each is logged at COH_LOG_INFO. */
 void coh_backend_note(coh_context *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* During discover: the memory of NUMA node `node` comes from a device this
- * backend knows (CXL memory onlined as system RAM): replaces the vendor and
- * model of the targets of that node, whichever backend made them.  Count. */
-int coh_target_describe_node(coh_context *ctx, int node, const char *vendor, const char *model);
 void *coh_target_priv(const coh_target *t);
 void *coh_target_backend_priv(const coh_target *t);
 int coh_backend_validate(const struct coh_backend_ops *ops);
-/* The record holding addr with a reference (drop it with coh_alloc_rec_put),
- * or NULL.  For backends that keep per-address state. */
 /* dlopen and dlsym under the library's loader lock, which the fork prepare
  * handler takes: no child is forked while one of our threads is inside the
  * dynamic loader (it would inherit the loader's state half-changed).  Use
  * them for every library a backend loads. */
 void *coh_dlopen(const char *path, int flags);
 void *coh_dlsym(void *handle, const char *name);
-const struct coh_alloc_rec *coh_alloc_rec_get(coh_context *ctx, const void *addr);
-void coh_alloc_rec_put(const struct coh_alloc_rec *rec);
+
+/* ---- the context, read through accessors ---- */
+/* The base page size of the process (of the recorded machine in replay). */
+size_t coh_ctx_page_size(const coh_context *ctx);
+/* The context reads a recorded machine (fsroot not "/"): no driver is opened,
+ * no memory is touched, and a target describes what the live machine would
+ * offer. */
+bool coh_ctx_replay(const coh_context *ctx);
+/* The first target on NUMA node `node`, or NULL. */
+coh_target *coh_target_of_node(const coh_context *ctx, int node);
+
+/* ---- log.c ---- */
+void coh_log(coh_context *ctx, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+#define coh_err(ctx, ...) coh_log((ctx), COH_LOG_ERR, __VA_ARGS__)
+#define coh_warn(ctx, ...) coh_log((ctx), COH_LOG_WARN, __VA_ARGS__)
+#define coh_info(ctx, ...) coh_log((ctx), COH_LOG_INFO, __VA_ARGS__)
+#define coh_dbg(ctx, ...) coh_log((ctx), COH_LOG_DEBUG, __VA_ARGS__)
+
+/* ---- fsroot.c: every /sys, /proc, /dev access, relative to the fsroot ---- */
+/* Files: O_NONBLOCK, then fstat; read-only opens accept regular files only
+ * (-EINVAL, logged), read-write ones refuse FIFOs and sockets. */
+int coh_fs_open(const coh_context *ctx, const char *path, int flags);
+/* Reads a small file into buf (NUL-terminated, trailing newline stripped): length or -errno.
+ * A file that does not fit is -EFBIG (logged), never a value cut short. */
+int coh_fs_read(const coh_context *ctx, const char *path, char *buf, size_t len);
+/* The same for the first len - 1 bytes of a longer file (/proc/cpuinfo). */
+int coh_fs_read_head(const coh_context *ctx, const char *path, char *buf, size_t len);
+int coh_fs_readf(const coh_context *ctx, char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* One unsigned number (base 0: "0x" hex allowed): -EINVAL/-ERANGE, logged, for
+ * anything else, a sign included. */
+int coh_fs_read_u64(const coh_context *ctx, const char *path, uint64_t *v);
+/* Digits only around blanks, no sign: 0, -EINVAL or -ERANGE. */
+int coh_parse_u64(const char *s, int base, uint64_t *v);
+bool coh_fs_exists(const coh_context *ctx, const char *path);
+/* The text of a symbolic link (not followed): length or -errno. */
+int coh_fs_readlink(const coh_context *ctx, const char *path, char *buf, size_t len);
+DIR *coh_fs_opendir(const coh_context *ctx, const char *path);
+/* The file for reading through stdio, or NULL with errno set. */
+FILE *coh_fs_fopen(const coh_context *ctx, const char *path);
+/* Parses a kernel list like "0-3,8,10-11" into a bitmap of max bits; count or -EINVAL. */
+int coh_parse_list(const char *s, uint8_t *bits, int max);
+/* The name libpci gives the device at a PCI address ("0000:0d:00.0"), else
+ * "[vendor:device]" from its sysfs ids: 0, or -ENOENT with buf empty. */
+int coh_pci_name(const coh_context *ctx, const char *address, char *buf, size_t len);
+
+/* ---- sys.c: the thin syscall layer, each returns -errno ---- */
+/* Each call can be made to fail by the tests' fault injection (core/internal.h). */
+/* openat; in_root: symlinks and ".." stay inside dirfd (openat2 RESOLVE_IN_ROOT,
+ * plain openat where the kernel lacks openat2).  No O_CREAT. */
+int coh_sys_openat(int dirfd, const char *path, int flags, bool in_root);
+ssize_t coh_sys_read(int fd, void *buf, size_t len);   /* no retry: EINTR comes back */
+ssize_t coh_sys_readlinkat(int dirfd, const char *path, char *buf, size_t len);
+int coh_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **out);
+int coh_sys_munmap(void *addr, size_t len);
+/* Anonymous mapping (flags without MAP_ANONYMOUS) whose start is a multiple of
+ * align (a power of two); the over-reservation is trimmed. */
+int coh_sys_mmap_aligned(size_t len, size_t align, int prot, int flags, void **out);
+int coh_sys_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr, void **out);
+int coh_sys_madvise(void *addr, size_t len, int advice);
+int coh_sys_mbind(void *addr, size_t len, int mode, const unsigned long *nodemask,
+		  unsigned long maxnode, unsigned flags);
+/* mbind(mode: MPOL_BIND, MPOL_PREFERRED) of [addr, addr+len) to one node
+ * (0 .. COH_NODE_LIMIT-1). */
+int coh_sys_mbind_node(void *addr, size_t len, int node, int mode, unsigned flags);
+long coh_sys_move_pages(pid_t pid, unsigned long count, void **pages, const int *nodes,
+			int *status, int flags);
+int coh_sys_ioctl(int fd, unsigned long req, void *arg);
+ssize_t coh_sys_pread(int fd, void *buf, size_t len, off_t off);
+
+/* ---- the caller's address space (query.c) ---- */
+/* 0 when [addr, addr+len) is all private anonymous memory; -EFAULT for a
+ * hole, -EOPNOTSUPP for file, shared or device mappings. */
+int coh_range_anon_private(const coh_context *ctx, const void *addr, size_t len);
+/* Presence of each page of the caller's [start, start + npages pages) from
+ * /proc/self/pagemap: present[i] = 1 when a page is mapped there.  0 or -errno. */
+int coh_pagemap_present(const coh_context *ctx, uintptr_t start, size_t npages, uint8_t *present);
+/* Whether every page of the caller's [addr, addr+len) is device memory
+ * (device-private or device-coherent) in the kernel's page view: 0 yes,
+ * -EBUSY when some page is elsewhere (system memory, not populated), -errno
+ * when the view cannot be read.  No backend hook runs, so a backend may call
+ * it from its own ops (a migration checking where the driver put the pages). */
+int coh_range_on_device(coh_context *ctx, const void *addr, size_t len);
+
+/* ---- fork staging helpers (fork.c) ---- */
+/* For a backend's parent hook, after fork: MADV_DOFORK on [start, start+len)
+ * again when dofork (prepare set DONTFORK to stage it), and unmaps the staged
+ * copy; failures are logged through ctx, as nobody can be told. */
+void coh_fork_unstage(coh_context *ctx, const char *who, uintptr_t start, size_t len, void *copy, bool dofork);
+/* The copy a fork prepare hook takes of memory other threads may be writing. */
+void coh_fork_snapshot(void *dst, const void *src, size_t len);
 
 #endif

@@ -35,7 +35,7 @@ int coh_backend_validate(const struct coh_backend_ops *ops)
 	return 0;
 }
 
-/* "host,cxl" keeps the named backends; "^nvidia,amd" drops them. */
+/* "a,b" keeps the named backends; "^a,b" drops them. */
 static bool filter_keeps(const char *filter, const char *name)
 {
 	if (!filter || !*filter)
@@ -104,7 +104,7 @@ static void drop_rec(struct coh_rec *r, void *arg)
 				e = e ? e : e2;
 			}
 		} else if (ops->free) {
-			e = ops->free(r->pub.target, (void *)r->pub.start, r->pub.length);
+			e = ops->free(r->pub.target, (void *)r->pub.start, r->pub.length, r->pub.priv);
 		}
 		/* nobody to return it to: say what is left behind */
 		if (e)
@@ -255,6 +255,7 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 		}
 		coh_info(ctx, "backend %s: %d target(s)", ops->name, ctx->ntargets - before);
 	}
+	coh_targets_describe_nodes(ctx);
 	coh_targets_validate(ctx);
 	coh_fork_register(ctx);
 	*out = ctx;
@@ -304,6 +305,16 @@ int coh_context_get_log_level(const coh_context *ctx)
 int coh_context_is_replay(const coh_context *ctx)
 {
 	return ctx ? ctx->replay : -EINVAL;
+}
+
+bool coh_ctx_replay(const coh_context *ctx)
+{
+	return ctx->replay;
+}
+
+size_t coh_ctx_page_size(const coh_context *ctx)
+{
+	return ctx->page_size;
 }
 
 void coh_backend_note(coh_context *ctx, const char *fmt, ...)

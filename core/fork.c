@@ -1,22 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fork engine: the per-allocation fork policy, and the one pthread_atfork
- * registry that calls every backend's prepare/parent/child hooks.
+ * Fork engine: the per-allocation fork policy (madvise DONTFORK/WIPEONFORK,
+ * coh_fork_policy_set/get), the staging helpers backends' fork hooks use
+ * (coh_fork_snapshot, coh_fork_unstage), and the one pthread_atfork registry
+ * that calls every backend's prepare/parent/child hooks.
  *
  * A separate pair of handlers holds the loader lock across fork (held across
  * every dlopen/dlsym of the library's own, coh_dlopen: a child forked while
  * another thread is inside the dynamic loader inherits the loader's state
  * half-changed).
- * prepare (in the forking thread): takes the registry lock, then runs each
- * context's backend prepare hooks (which take the backends' locks) and takes
- * its allocation-map lock and log lock, in the library's lock order (see
- * core/internal.h), so that no other parent thread is inside them when the
- * address space is copied.
- * parent: backends' parent hooks, then unlocks everything.
+ * prepare (in the forking thread): takes the registry lock, then for each
+ * context runs the backends' prepare hooks in reverse registry order (they
+ * take the backends' locks), then takes its allocation-map lock and its log
+ * lock, in the library's lock order (see core/internal.h), so that no other
+ * parent thread is inside them when the address space is copied.
+ * parent: for each context unlocks the map and the log (the hooks may log),
+ * then runs the backends' parent hooks in registry order (they release the
+ * backends' locks); the registry lock last.
  * child: the child's one thread is the one that called fork and took the
  * locks, so the child handler unlocks them as the parent's does (defined by
  * POSIX; re-initialising a held lock is not).  It first drops the records of
- * EXCLUDE ranges, which the child does not have.  Only async-signal-safe work
+ * EXCLUDE ranges, which the child does not have, then unlocks the map and the
+ * log and runs the backends' child hooks.  Only async-signal-safe work
  * happens there, and backends' child hooks must keep to that too.
  * pthread_atfork handlers do not run for vfork(), posix_spawn() or raw clone():
  * those children share or replace the address space, so no policy applies.

@@ -50,7 +50,7 @@ static bool fork_piece(void *arg, uintptr_t a, size_t len, const struct coh_exte
 	} else if (m->wipeonfork) {
 		x.child_view = COH_CHILD_ZERO;
 		x.reason = "VM_WIPEONFORK: the child gets zero-filled memory";
-	} else if (m->backing == COH_VMA_VENDOR || kind == COH_MEM_VENDOR_MANAGED) {
+	} else if (m->backing == COH_VMA_OWNED || kind == COH_MEM_VENDOR_MANAGED) {
 		x.child_view = COH_CHILD_UNREADABLE;
 		x.parent_keeps = -1;
 		x.reason = "driver-managed mapping: the driver decides what the child sees";

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Core-private declarations: context, targets, allocation map, fsroot, syscalls. */
+/* Core-private declarations: context, targets, allocation map, lookup table,
+ * fault injection.  The services backends use are in backend.h. */
 #ifndef COH_CORE_INTERNAL_H
 #define COH_CORE_INTERNAL_H
 
@@ -174,41 +175,11 @@ struct coh_pfn_map;
 extern const struct coh_backend_ops *const coh_builtin_backends[];
 extern const unsigned coh_builtin_backend_count;
 
-/* ---- log.c ---- */
-void coh_log(coh_context *ctx, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-#define coh_err(ctx, ...) coh_log((ctx), COH_LOG_ERR, __VA_ARGS__)
-#define coh_warn(ctx, ...) coh_log((ctx), COH_LOG_WARN, __VA_ARGS__)
-#define coh_info(ctx, ...) coh_log((ctx), COH_LOG_INFO, __VA_ARGS__)
-#define coh_dbg(ctx, ...) coh_log((ctx), COH_LOG_DEBUG, __VA_ARGS__)
+/* ---- log.c (coh_log: backend.h) ---- */
 int coh_log_level_parse(const char *s);
 
-/* ---- fsroot.c: every /sys, /proc, /dev access, relative to the fsroot ---- */
-/* Files: O_NONBLOCK, then fstat; read-only opens accept regular files only
- * (-EINVAL, logged), read-write ones refuse FIFOs and sockets. */
-int coh_fs_open(const coh_context *ctx, const char *path, int flags);
-/* Reads a small file into buf (NUL-terminated, trailing newline stripped): length or -errno.
- * A file that does not fit is -EFBIG (logged), never a value cut short. */
-int coh_fs_read(const coh_context *ctx, const char *path, char *buf, size_t len);
-/* The same for the first len - 1 bytes of a longer file (/proc/cpuinfo). */
-int coh_fs_read_head(const coh_context *ctx, const char *path, char *buf, size_t len);
-int coh_fs_readf(const coh_context *ctx, char *buf, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-/* One unsigned number (base 0: "0x" hex allowed): -EINVAL/-ERANGE, logged, for
- * anything else, a sign included. */
-int coh_fs_read_u64(const coh_context *ctx, const char *path, uint64_t *v);
-/* Digits only around blanks, no sign: 0, -EINVAL or -ERANGE. */
-int coh_parse_u64(const char *s, int base, uint64_t *v);
-bool coh_fs_exists(const coh_context *ctx, const char *path);
-/* The text of a symbolic link (not followed): length or -errno. */
-int coh_fs_readlink(const coh_context *ctx, const char *path, char *buf, size_t len);
-DIR *coh_fs_opendir(const coh_context *ctx, const char *path);
-/* The file for reading through stdio, or NULL with errno set. */
-FILE *coh_fs_fopen(const coh_context *ctx, const char *path);
-/* Parses a kernel list like "0-3,8,10-11" into a bitmap of max bits; count or -EINVAL. */
-int coh_parse_list(const char *s, uint8_t *bits, int max);
 
-/* ---- sys.c: the thin syscall layer, each returns -errno ---- */
+/* ---- sys.c (the calls: backend.h) ---- */
 /* Fault injection (tests only): every wrapper below, and every open, read and
  * readlink of the fsroot, is one injectable call.  When armed, the nth
  * injectable call of the kinds in the mask fails with the chosen errno before
@@ -240,48 +211,22 @@ const char *coh_fault_call_name(int c);
 /* COH_FAULT="nth=N,errno=ENOMEM[,call=mmap]" arms at the first context (by hand, cohctl). */
 void coh_fault_env(void);
 
-/* openat; in_root: symlinks and ".." stay inside dirfd (openat2 RESOLVE_IN_ROOT,
- * plain openat where the kernel lacks openat2).  No O_CREAT. */
-int coh_sys_openat(int dirfd, const char *path, int flags, bool in_root);
-ssize_t coh_sys_read(int fd, void *buf, size_t len);   /* no retry: EINTR comes back */
-ssize_t coh_sys_readlinkat(int dirfd, const char *path, char *buf, size_t len);
-int coh_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **out);
-int coh_sys_munmap(void *addr, size_t len);
-/* Anonymous mapping (flags without MAP_ANONYMOUS) whose start is a multiple of
- * align (a power of two); the over-reservation is trimmed. */
-int coh_sys_mmap_aligned(size_t len, size_t align, int prot, int flags, void **out);
-int coh_sys_mremap(void *old, size_t old_len, size_t new_len, int flags, void *new_addr, void **out);
-int coh_sys_madvise(void *addr, size_t len, int advice);
-int coh_sys_mbind(void *addr, size_t len, int mode, const unsigned long *nodemask,
-		  unsigned long maxnode, unsigned flags);
-/* mbind(mode: MPOL_BIND, MPOL_PREFERRED) of [addr, addr+len) to one node
- * (0 .. COH_NODE_LIMIT-1). */
-int coh_sys_mbind_node(void *addr, size_t len, int node, int mode, unsigned flags);
-long coh_sys_move_pages(pid_t pid, unsigned long count, void **pages, const int *nodes,
-			int *status, int flags);
-int coh_sys_ioctl(int fd, unsigned long req, void *arg);
-ssize_t coh_sys_pread(int fd, void *buf, size_t len, off_t off);
-
 /* ---- core helpers ---- */
 int coh_check_range(const void *addr, size_t len);   /* NULL / zero / overflow */
 /* Finds the record containing [addr, addr+len) and takes a reference. */
 int coh_rec_get(coh_context *ctx, const void *addr, size_t len, struct coh_rec **out);
 void coh_rec_put(struct coh_rec *r);
-coh_target *coh_target_of_node(const coh_context *ctx, int node);
 /* After discovery: reads each node's distances, HMAT figures and memory-side
  * caches once, logging every value it has to drop. */
 void coh_targets_validate(coh_context *ctx);
-int coh_pci_name(const coh_context *ctx, const char *address, char *buf, size_t len);
+/* After discovery: asks the backends' describe_node of each node that has
+ * targets (backend.h says in which order) and writes what they say into
+ * those targets. */
+void coh_targets_describe_nodes(coh_context *ctx);
 
 /* fork.c */
 void coh_fork_register(coh_context *ctx);
 void coh_fork_unregister(coh_context *ctx);
 int coh_fork_apply(coh_context *ctx, struct coh_rec *r, int policy);
-/* For a backend's parent hook, after fork: MADV_DOFORK on [start, start+len)
- * again when dofork (prepare set DONTFORK to stage it), and unmaps the staged
- * copy; failures are logged through ctx, as nobody can be told. */
-void coh_fork_unstage(coh_context *ctx, const char *who, uintptr_t start, size_t len, void *copy, bool dofork);
-/* The copy a fork prepare hook takes of memory other threads may be writing. */
-void coh_fork_snapshot(void *dst, const void *src, size_t len);
 
 #endif

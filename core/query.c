@@ -259,13 +259,27 @@ int coh_range_anon_private(const coh_context *ctx, const void *addr, size_t len)
 	return e;
 }
 
+int coh_owned_mapping_kind(const char *path)
+{
+	for (unsigned i = 0; i < coh_builtin_backend_count; i++) {
+		const struct coh_backend_ops *ops = coh_builtin_backends[i];
+		if (ops->size < offsetof(struct coh_backend_ops, owned_mappings) + sizeof(ops->owned_mappings) ||
+		    !ops->owned_mappings)
+			continue;
+		for (const struct coh_owned_mapping *o = ops->owned_mappings; o->prefix; o++)
+			if (!strncmp(path, o->prefix, strlen(o->prefix)))
+				return o->kind;
+	}
+	return -1;
+}
+
 int coh_vma_classify(const struct coh_vma *m)
 {
 	const char *p = m->path;
 	if (!strncmp(p, "/dev/dax", 8))
 		return COH_VMA_DEVDAX;
-	if (!strncmp(p, "/dev/nvidia-uvm", 15))
-		return COH_VMA_VENDOR;
+	if (p[0] && coh_owned_mapping_kind(p) >= 0)
+		return COH_VMA_OWNED;
 	/* A private mapping of /dev/zero is anonymous memory (mmap_zero() makes
 	 * it so; only its name stays); a shared one is shmem, "/dev/zero (deleted)". */
 	if (!strncmp(p, "/dev/zero", 9))
@@ -641,8 +655,8 @@ int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end
 		q.vma_backing = v[i].backing;
 		q.vma_node = only_node >= 0 ? only_node : node_of[i] == -1 ? -2 : node_of[i];
 		cur = ve;
-		if (v[i].backing == COH_VMA_VENDOR) {
-			q_emit(&q, vs, ve - vs, COH_MEM_VENDOR_MANAGED, -1);
+		if (v[i].backing == COH_VMA_OWNED) {
+			q_emit(&q, vs, ve - vs, coh_owned_mapping_kind(v[i].path), -1);
 			continue;
 		}
 		if (v[i].backing == COH_VMA_DEVICE) {
@@ -718,6 +732,31 @@ static struct coh_rec *rec_at(coh_context *ctx, uintptr_t c, uintptr_t *next)
 	return r;
 }
 
+/* Whether a record of a backend that resolves residency meets the extents
+ * (which tile [ext[0].start, end of the last) in address order): one map
+ * search per record, not per extent, as a range over several nodes is
+ * thousands of extents, most of them in one record or in none. */
+static bool resolver_owns_any(coh_context *ctx, const struct coh_extent *ext, int n)
+{
+	uintptr_t c = ext[0].start, end = ext[n - 1].start + ext[n - 1].length;
+	while (c < end) {
+		uintptr_t next = 0;
+		struct coh_rec *r = rec_at(ctx, c, &next);
+		if (!r) {
+			if (next <= c || next >= end)
+				return false;
+			c = next;
+			continue;
+		}
+		bool has = r->pub.target->slot->ops->query_resolve != NULL;
+		c = r->pub.start + r->pub.length;
+		coh_rec_put(r);
+		if (has)
+			return true;
+	}
+	return false;
+}
+
 /* Backends that resolve residency themselves replace the pieces of extents
  * inside their records; the result is merged again like the engine's. */
 static int resolve_pass(coh_context *ctx, struct coh_extent *ext, int n, size_t max)
@@ -778,25 +817,9 @@ static int resolve_pass(coh_context *ctx, struct coh_extent *ext, int n, size_t 
 
 int coh_query_refine(coh_context *ctx, struct coh_extent *ext, int n, size_t max)
 {
-	/* One map search per record, not per extent: a range over several nodes
-	 * is thousands of extents, most of them in one record or in none. */
-	for (int i = 0; i < n;) {
-		uintptr_t next = 0;
-		struct coh_rec *r = rec_at(ctx, ext[i].start, &next);
-		if (!r) {
-			/* the extents that start before the next record are in none */
-			for (i++; i < n && (next == 0 || ext[i].start + ext[i].length <= next); i++)
-				;
-			continue;
-		}
-		uintptr_t rend = r->pub.start + r->pub.length;
-		const struct coh_backend_ops *ops = r->pub.target->slot->ops;
-		for (; i < n && ext[i].start < rend; i++)
-			if (ops->query_refine)
-				ops->query_refine(&r->pub, &ext[i], 1);
-		coh_rec_put(r);
-	}
-	return n > 0 && any_resolver(ctx) ? resolve_pass(ctx, ext, n, max) : n;
+	if (n <= 0 || !any_resolver(ctx) || !resolver_owns_any(ctx, ext, n))
+		return n;
+	return resolve_pass(ctx, ext, n, max);
 }
 
 int coh_query_args(const coh_context *ctx, const void *addr, size_t len, const void *out, size_t max,
@@ -834,6 +857,33 @@ int coh_query_own(coh_context *ctx, uintptr_t start, uintptr_t end, size_t max, 
 	n = coh_query_refine(ctx, ext, n, max);
 	*out = ext;
 	return n;
+}
+
+int coh_range_on_device(coh_context *ctx, const void *addr, size_t len)
+{
+	int e = coh_check_range(addr, len);
+	if (e)
+		return e;
+	size_t ps = ctx->page_size, max = 256;
+	uintptr_t cur = (uintptr_t)addr & ~(ps - 1), end = (((uintptr_t)addr + len - 1) | (ps - 1)) + 1;
+	if (end == 0)
+		return -EOVERFLOW;
+	struct coh_extent *x = malloc(max * sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	while (cur < end && !e) {
+		int n = coh_query_engine(ctx, 0, cur, end, x, max);
+		if (n <= 0) {
+			e = n < 0 ? n : -EIO;
+			break;
+		}
+		for (int i = 0; i < n && !e; i++)
+			if (x[i].kind != COH_MEM_DEVICE_PRIVATE && x[i].kind != COH_MEM_DEVICE_COHERENT)
+				e = -EBUSY;
+		cur = x[n - 1].start + x[n - 1].length;
+	}
+	free(x);
+	return e;
 }
 
 int coh_query_pid(coh_context *ctx, pid_t pid, const void *addr, size_t len, struct coh_extent *ext,

@@ -16,7 +16,7 @@ enum coh_vma_backing {
 	COH_VMA_SHMEM,     /* shared anonymous (and /dev/zero), SysV, memfd */
 	COH_VMA_FILE,
 	COH_VMA_DEVDAX,
-	COH_VMA_VENDOR,    /* /dev/nvidia-uvm */
+	COH_VMA_OWNED,     /* a device file a backend owns (ops->owned_mappings) */
 	COH_VMA_DEVICE,    /* other device mappings (VM_IO / PFNMAP) */
 };
 
@@ -87,9 +87,9 @@ void coh_split_by_vma(const struct coh_extent *ext, int n, const struct coh_vma 
 				 const struct coh_vma *m),
 		      void *arg);
 int coh_vma_classify(const struct coh_vma *m);
-/* 0 when [addr, addr+len) is all private anonymous memory; -EFAULT for a
- * hole, -EOPNOTSUPP for file, shared or device mappings. */
-int coh_range_anon_private(const coh_context *ctx, const void *addr, size_t len);
+/* The residency kind a compiled-in backend declares for a mapping of path
+ * (ops->owned_mappings), or -1 when no backend owns it. */
+int coh_owned_mapping_kind(const char *path);
 /* Checks a query's arguments and widens [addr, addr+len) to whole pages. */
 int coh_query_args(const coh_context *ctx, const void *addr, size_t len, const void *out, size_t max,
 		   uintptr_t *start, uintptr_t *end);
@@ -98,9 +98,6 @@ int coh_query_args(const coh_context *ctx, const void *addr, size_t len, const v
 int coh_query_own(coh_context *ctx, uintptr_t start, uintptr_t end, size_t max, struct coh_extent **out);
 /* Backends refine (and may split) the extents of their records: new count. */
 int coh_query_refine(coh_context *ctx, struct coh_extent *ext, int n, size_t max);
-/* Presence of each page of the caller's [start, start + npages pages) from
- * /proc/self/pagemap: present[i] = 1 when a page is mapped there.  0 or -errno. */
-int coh_pagemap_present(const coh_context *ctx, uintptr_t start, size_t npages, uint8_t *present);
 /* ---- pfnnode.c: the node of a page frame, from the memory blocks ---- */
 struct coh_pfn_map {
 	uint64_t block_pages;        /* frames per memory block */

@@ -473,16 +473,44 @@ void coh_targets_validate(coh_context *ctx)
 	}
 }
 
-int coh_target_describe_node(coh_context *ctx, int node, const char *vendor, const char *model)
+static void describe_node(coh_context *ctx, int node)
 {
-	int n = 0;
-	for (int i = 0; node >= 0 && i < ctx->ntargets; i++) {
+	struct coh_node_desc got = { "", "" };
+	for (int i = 0; i < ctx->nslots; i++) {
+		const struct coh_backend_slot *slot = &ctx->slots[i];
+		struct coh_node_desc d = { "", "" };
+		if (!slot->ops->describe_node || slot->ops->describe_node(ctx, slot->priv, node, &d) != 0)
+			continue;
+		/* per field, the first backend that fills it wins */
+		if (!got.vendor[0])
+			snprintf(got.vendor, sizeof(got.vendor), "%.*s", (int)sizeof(got.vendor) - 1, d.vendor);
+		if (!got.model[0])
+			snprintf(got.model, sizeof(got.model), "%.*s", (int)sizeof(got.model) - 1, d.model);
+	}
+	for (int i = 0; i < ctx->ntargets; i++) {
 		coh_target *t = ctx->targets[i];
 		if (t->d.numa_node != node)
 			continue;
-		snprintf(t->d.vendor, sizeof(t->d.vendor), "%s", vendor);
-		snprintf(t->d.model, sizeof(t->d.model), "%s", model);
-		n++;
+		if (got.vendor[0])
+			snprintf(t->d.vendor, sizeof(t->d.vendor), "%s", got.vendor);
+		if (got.model[0])
+			snprintf(t->d.model, sizeof(t->d.model), "%s", got.model);
 	}
-	return n;
+}
+
+void coh_targets_describe_nodes(coh_context *ctx)
+{
+	bool any = false;
+	for (int i = 0; i < ctx->nslots && !any; i++)
+		any = ctx->slots[i].ops->describe_node != NULL;
+	if (!any)
+		return;
+	uint8_t done[COH_NODE_LIMIT / 8] = { 0 };
+	for (int i = 0; i < ctx->ntargets; i++) {
+		int node = ctx->targets[i]->d.numa_node;
+		if (node < 0 || node >= COH_NODE_LIMIT || (done[node / 8] & (1u << (node % 8))))
+			continue;
+		done[node / 8] |= (uint8_t)(1u << (node % 8));
+		describe_node(ctx, node);
+	}
 }

@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <linux/kfd_ioctl.h>
 #include <numaif.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +37,7 @@
 #include <xf86drm.h>
 #endif
 
-#include "internal.h"
-#include "query.h"
+#include "backend.h"
 
 /* The argument layouts and ioctl numbers this backend relies on (KFD 1.11 of
  * Linux 6.1; FACTS sheet §1.2): a mismatching header fails the build. */
@@ -58,6 +58,7 @@ _Static_assert(AMDKFD_IOC_AVAILABLE_MEMORY == 0xC0104B23u, "AVAILABLE_MEMORY num
 #define HSA_MEM_HEAP_TYPE_FB_PRIVATE 2
 #define HSA_IOLINK_TYPE_XGMI 11
 #define AMD_MAX_GPUS 16
+#define AMD_TARGET_NAME "amd:gpu%d"   /* of the GPU's KFD topology node */
 #define TOPO "/sys/class/kfd/kfd/topology/nodes"
 
 const struct coh_backend_ops coh_amd_backend;
@@ -389,7 +390,7 @@ static int amd_discover(coh_context *ctx, void **priv)
 		coh_backend_note(ctx, "KFD topology has no GPU node");
 		return 0;
 	}
-	if (!ctx->replay)
+	if (!coh_ctx_replay(ctx))
 		kfd_open(ctx, ab);
 	int added = 0;
 	for (int i = 0; i < ab->ngpus; i++) {
@@ -399,7 +400,7 @@ static int amd_discover(coh_context *ctx, void **priv)
 		desc.kind = g->mem == AMD_COHERENT ? COH_KIND_DEVICE_COHERENT
 			    : g->mem == AMD_PRIVATE ? COH_KIND_DEVICE_PRIVATE
 						    : COH_KIND_VENDOR_MANAGED;
-		snprintf(desc.name, sizeof(desc.name), "amd:gpu%d", g->node);
+		snprintf(desc.name, sizeof(desc.name), AMD_TARGET_NAME, g->node);
 		snprintf(desc.vendor, sizeof(desc.vendor), "AMD");
 		char vram[48];
 		if (g->mem == AMD_UNIFIED)
@@ -418,7 +419,7 @@ static int amd_discover(coh_context *ctx, void **priv)
 		desc.total_bytes = g->vram;
 		desc.caps = COH_CAP_QUERY | COH_CAP_PIN_QUERY;
 		/* a recording describes what the live machine would offer */
-		if ((g->cap & HSA_CAP_SVMAPI_SUPPORTED) && (ctx->replay || g->svm))
+		if ((g->cap & HSA_CAP_SVMAPI_SUPPORTED) && (coh_ctx_replay(ctx) || g->svm))
 			desc.caps |= COH_CAP_ALLOC | COH_CAP_ADOPT | COH_CAP_MIGRATE | COH_CAP_MIGRATE_ASYNC |
 				     COH_CAP_ADVISE | COH_CAP_FORK_COPY | COH_CAP_FORK_EXCLUDE | COH_CAP_FORK_ZERO |
 				     COH_CAP_FORK_KERNEL;
@@ -501,8 +502,9 @@ static int to_gpu(struct amd_backend *ab, struct amd_gpu *g, uintptr_t a, size_t
 	return svm(ab, KFD_IOCTL_SVM_OP_SET_ATTR, a, len, at, n);
 }
 
-static int amd_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out)
+static int amd_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out, void **priv)
 {
+	(void)priv;
 	struct amd_backend *ab = ab_of(t);
 	(void)flags;
 	void *p;
@@ -522,8 +524,9 @@ static int amd_alloc(coh_target *t, size_t size, size_t align, unsigned flags, v
 	return 0;
 }
 
-static int amd_free(coh_target *t, void *ptr, size_t size)
+static int amd_free(coh_target *t, void *ptr, size_t size, void *priv)
 {
+	(void)priv;
 	struct amd_backend *ab = ab_of(t);
 	/* under the lock: the fork hook copies ranges it found and must not see them go */
 	bool locked = amd_enter(ab) == 0;
@@ -533,8 +536,9 @@ static int amd_free(coh_target *t, void *ptr, size_t size)
 	return e;
 }
 
-static int amd_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
+static int amd_adopt(coh_target *t, void *addr, size_t len, unsigned flags, void **priv)
 {
+	(void)priv;
 	(void)flags;
 	struct amd_backend *ab = ab_of(t);
 	int e = coh_range_anon_private(coh_target_context(t), addr, len);
@@ -554,26 +558,6 @@ static int amd_release(coh_target *t, const struct coh_alloc_rec *rec)
 	return 0;   /* the attributes stay with the memory until it is unmapped; the caller keeps it */
 }
 
-/* KFD migrates what it can and says nothing of pages it could not move
- * (pinned ones): the kernel's page view decides whether all are there. */
-static int all_on_device(struct amd_backend *ab, uintptr_t a, size_t len)
-{
-	for (uintptr_t cur = a, end = a + len; cur < end;) {
-		struct coh_extent *x;
-		int n = coh_query_own(ab->ctx, cur, end, 256, &x);
-		if (n <= 0)
-			return n < 0 ? n : -EIO;
-		int e = 0;
-		for (int i = 0; i < n && !e; i++)
-			if (x[i].kind != COH_MEM_DEVICE_PRIVATE && x[i].kind != COH_MEM_DEVICE_COHERENT)
-				e = -EBUSY;   /* stayed in system memory */
-		cur = x[n - 1].start + x[n - 1].length;
-		free(x);
-		if (e)
-			return e;
-	}
-	return 0;
-}
 
 static int amd_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *addr, size_t len, unsigned flags)
 {
@@ -588,7 +572,9 @@ static int amd_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *a
 			e = to_gpu(ab, g, (uintptr_t)addr, len, false);
 			amd_leave(ab);
 		}
-		return e ? e : g->mem == AMD_UNIFIED ? 0 : all_on_device(ab, (uintptr_t)addr, len);
+		/* KFD migrates what it can and says nothing of pages it could not
+		 * move (pinned ones): the kernel's page view tells whether all went */
+		return e ? e : g->mem == AMD_UNIFIED ? 0 : coh_range_on_device(ab->ctx, addr, len);
 	}
 	int node = coh_target_numa_node(dst);
 	if (node < 0 || node >= COH_NODE_LIMIT)
@@ -648,26 +634,28 @@ static coh_target *prefetch_gpu(struct amd_backend *ab, uintptr_t a, size_t len)
 	for (int i = 0; i < ab->ngpus; i++)
 		if (ab->gpus[i]->gpu_id == at.value && ab->gpus[i]->node >= 0) {
 			char name[32];
-			snprintf(name, sizeof(name), "amd:gpu%d", ab->gpus[i]->node);
+			snprintf(name, sizeof(name), AMD_TARGET_NAME, ab->gpus[i]->node);
 			return coh_target_find(ab->ctx, name);
 		}
 	return NULL;
 }
 
 /* Device pages the kernel reports are named after the GPU KFD put them on. */
-static int amd_query_refine(const struct coh_alloc_rec *rec, struct coh_extent *ext, size_t n)
+static int amd_query_resolve(const struct coh_alloc_rec *rec, const struct coh_extent *in, struct coh_extent *out,
+			     size_t max)
 {
+	(void)max;
+	if (in->kind != COH_MEM_DEVICE_PRIVATE && in->kind != COH_MEM_DEVICE_COHERENT)
+		return -ENOENT;   /* system memory: the kernel's view holds */
 	struct amd_backend *ab = ab_of(rec->target);
-	for (size_t i = 0; i < n; i++) {
-		if (ext[i].kind != COH_MEM_DEVICE_PRIVATE && ext[i].kind != COH_MEM_DEVICE_COHERENT)
-			continue;
-		if (amd_enter(ab))
-			return 0;
-		coh_target *g = prefetch_gpu(ab, ext[i].start, ext[i].length);
-		amd_leave(ab);
-		ext[i].target = g ? g : (is_amd(rec->home) ? rec->home : rec->target);
-	}
-	return 0;
+	int e = amd_enter(ab);
+	if (e)
+		return e;
+	coh_target *g = prefetch_gpu(ab, in->start, in->length);
+	amd_leave(ab);
+	out[0] = *in;
+	out[0].target = g ? g : (is_amd(rec->home) ? rec->home : rec->target);
+	return 1;
 }
 
 /* ---------------- fork ---------------- */
@@ -801,7 +789,7 @@ const struct coh_backend_ops coh_amd_backend = {
 	.release = amd_release,
 	.migrate = amd_migrate,
 	.advise = amd_advise,
-	.query_refine = amd_query_refine,
+	.query_resolve = amd_query_resolve,
 	.fork_policy = amd_fork_policy,
 	.fork_view = amd_fork_view,
 	.atfork_prepare = amd_atfork_prepare,

@@ -36,13 +36,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "backend.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
 
 const struct coh_backend_ops coh_cxl_backend;
+
+/* A device's allocation unit when sysfs does not say (the kernel's default). */
+#define CXL_DEFAULT_ALIGN (2u << 20)
 
 /* Chunk states (one byte per `align` bytes of the device). */
 #define CH_FREE 0
@@ -70,19 +73,21 @@ struct staged {
 	void *copy;           /* COPY: private copy; NULL for ZERO */
 };
 
-/* The backend's targets and the fork staging. */
+/* A NUMA node whose memory is CXL memory onlined as system RAM (kmem). */
+struct cxl_node {
+	int node;
+	char model[256];      /* cut to the target's model field when applied */
+};
+
+/* The backend's targets, the nodes it describes and the fork staging. */
 struct cxl_backend {
 	struct cxl_target **ts;   /* every target, for the fork hooks' locks */
 	int n, cap;
+	struct cxl_node *nodes;   /* for describe_node */
+	int nnodes;
 	struct staged *stage;
 	size_t nstage, capstage;
 };
-
-static const char *basename_of(const char *p)
-{
-	const char *s = strrchr(p, '/');
-	return s ? s + 1 : p;
-}
 
 /* ---------------- CXL bus: memory devices and regions ---------------- */
 
@@ -274,6 +279,32 @@ static int cxl_discover(coh_context *ctx, void **priv)
 	return r;
 }
 
+/* Remembers what node's memory is, for describe_node (the host backend makes its target). */
+static int kmem_node(struct cxl_backend *cb, int node, const char *words, const char *dev)
+{
+	struct cxl_node *nn = realloc(cb->nodes, (size_t)(cb->nnodes + 1) * sizeof(*nn));
+	if (!nn)
+		return -ENOMEM;
+	cb->nodes = nn;
+	struct cxl_node *n = &nn[cb->nnodes++];
+	n->node = node;
+	snprintf(n->model, sizeof(n->model), "%.200s, system RAM through %.31s", words, dev);
+	return 0;
+}
+
+static int cxl_describe_node(coh_context *ctx, void *priv, int node, struct coh_node_desc *d)
+{
+	(void)ctx;
+	const struct cxl_backend *cb = priv;
+	for (int i = 0; i < cb->nnodes; i++)
+		if (cb->nodes[i].node == node) {
+			snprintf(d->vendor, sizeof(d->vendor), "CXL");
+			snprintf(d->model, sizeof(d->model), "%.*s", (int)sizeof(d->model) - 1, cb->nodes[i].model);
+			return 0;
+		}
+	return -ENOENT;
+}
+
 static int dax_discover(coh_context *ctx, struct cxl_backend *cb, const struct cxl_bus *bus)
 {
 	DIR *d = coh_fs_opendir(ctx, "/sys/bus/dax/devices");
@@ -308,8 +339,8 @@ static int dax_discover(coh_context *ctx, struct cxl_backend *cb, const struct c
 		/* names are at most 31 characters (see above) */
 		snprintf(path, sizeof(path), "/sys/bus/dax/devices/%.31s/driver", name);
 		if (coh_fs_readlink(ctx, path, link, sizeof(link)) > 0)
-			snprintf(driver, sizeof(driver), "%.63s", basename_of(link));
-		uint64_t size = 0, align = 2u << 20, node = (uint64_t)-1;
+			snprintf(driver, sizeof(driver), "%.63s", last_part(link));
+		uint64_t size = 0, align = CXL_DEFAULT_ALIGN;
 		snprintf(path, sizeof(path), "/sys/bus/dax/devices/%.31s/size", name);
 		coh_fs_read_u64(ctx, path, &size);
 		snprintf(path, sizeof(path), "/sys/bus/dax/devices/%.31s/align", name);
@@ -318,7 +349,6 @@ static int dax_discover(coh_context *ctx, struct cxl_backend *cb, const struct c
 		int tnode = -1;
 		if (coh_fs_readf(ctx, buf, sizeof(buf), "/sys/bus/dax/devices/%.31s/target_node", name) > 0)
 			tnode = atoi(buf);
-		(void)node;
 		/* the parent (CXL region, nd region or hmem platform device) from the device's own link */
 		char parent[128] = "";
 		snprintf(path, sizeof(path), "/sys/bus/dax/devices/%.31s", name);
@@ -341,11 +371,8 @@ static int dax_discover(coh_context *ctx, struct cxl_backend *cb, const struct c
 			region_words(ctx, bus, reg, words, sizeof(words));
 		if (!strcmp(driver, "kmem")) {
 			/* system RAM on a (CPU-less) node: the host backend serves it; say where it comes from */
-			if (reg) {
-				char model[256];
-				snprintf(model, sizeof(model), "%.200s, system RAM through %.31s", words, name);
-				coh_target_describe_node(ctx, tnode, "CXL", model);
-			}
+			if (reg && tnode >= 0 && (err = kmem_node(cb, tnode, words, name)))
+				break;
 			coh_backend_note(ctx, "%s: system RAM (kmem) on node %d%s%.200s: served as host:node%d", name, tnode,
 					 reg ? ", " : "", words, tnode);
 			continue;
@@ -360,7 +387,7 @@ static int dax_discover(coh_context *ctx, struct cxl_backend *cb, const struct c
 			break;
 		}
 		snprintf(ct->dev, sizeof(ct->dev), "%.31s", name);
-		ct->align = align ? align : 2u << 20;
+		ct->align = align ? align : CXL_DEFAULT_ALIGN;
 		ct->target_node = tnode;
 		ct->fd = -1;
 		pthread_mutex_init(&ct->lock, NULL);
@@ -430,6 +457,7 @@ static void cxl_fini(coh_context *ctx, void *priv)
 	struct cxl_backend *cb = priv;
 	free(cb->stage);
 	free(cb->ts);
+	free(cb->nodes);
 	free(cb);
 }
 
@@ -495,8 +523,9 @@ static bool policy_forks(int policy)
 	return policy == COH_FORK_SHARE || policy == COH_FORK_KERNEL;
 }
 
-static int cxl_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out)
+static int cxl_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out, void **priv)
 {
+	(void)priv;
 	struct cxl_target *ct = ct_of(t);
 	size_t a = ct->align, n = (size + a - 1) / a;
 	if (align > a)
@@ -550,8 +579,9 @@ static int remap_device(struct cxl_target *ct, size_t c, size_t n, bool forks)
 	return e;
 }
 
-static int cxl_free(coh_target *t, void *ptr, size_t size)
+static int cxl_free(coh_target *t, void *ptr, size_t size, void *priv)
 {
+	(void)priv;
 	struct cxl_target *ct = ct_of(t);
 	if (ct->base && ct->pid != getpid())
 		return coh_sys_munmap(ptr, (size + ct->align - 1) / ct->align * ct->align);   /* a child's view */
@@ -810,12 +840,16 @@ static void cxl_atfork_child(coh_context *ctx, void *priv)
 		pthread_mutex_unlock(&cb->ts[i]->lock);   /* taken by the forking thread, the child's own */
 }
 
-static int cxl_query_refine(const struct coh_alloc_rec *rec, struct coh_extent *ext, size_t n)
+/* Device-dax pages are the record's device. */
+static int cxl_query_resolve(const struct coh_alloc_rec *rec, const struct coh_extent *in, struct coh_extent *out,
+			     size_t max)
 {
-	for (size_t i = 0; i < n; i++)
-		if (ext[i].kind == COH_MEM_DEVICE_DAX)
-			ext[i].target = rec->target;
-	return 0;
+	(void)max;
+	if (in->kind != COH_MEM_DEVICE_DAX)
+		return -ENOENT;   /* moved to host memory: the kernel's view holds */
+	out[0] = *in;
+	out[0].target = rec->target;
+	return 1;
 }
 
 static int cxl_free_bytes(coh_target *t, uint64_t *free_bytes)
@@ -856,7 +890,8 @@ const struct coh_backend_ops coh_cxl_backend = {
 	.alloc = cxl_alloc,
 	.free = cxl_free,
 	.migrate = cxl_migrate,
-	.query_refine = cxl_query_refine,
+	.query_resolve = cxl_query_resolve,
+	.describe_node = cxl_describe_node,
 	.fork_policy = cxl_fork_policy,
 	.fork_view = cxl_fork_view,
 	.atfork_prepare = cxl_atfork_prepare,

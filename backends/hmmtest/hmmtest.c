@@ -27,8 +27,7 @@
 #include <unistd.h>
 
 #include "hmm_uapi.h"
-#include "internal.h"
-#include "query.h"
+#include "backend.h"
 
 #define HMM_NDEV 4
 #define HMM_BATCH 256   /* pages per ioctl: the migrate ioctls copy data out to a buffer */
@@ -127,7 +126,7 @@ static int hmm_discover(coh_context *ctx, void **priv)
 		if (!coh_fs_exists(ctx, path))
 			continue;
 		int fd = -1;
-		if (!ctx->replay) {
+		if (!coh_ctx_replay(ctx)) {
 			fd = coh_fs_open(ctx, path, O_RDWR);
 			if (fd < 0) {
 				coh_warn(ctx, "hmmtest: %s: %s", path, strerror(-fd));
@@ -207,7 +206,7 @@ static int to_device(coh_target *t, uintptr_t addr, size_t len)
 {
 	const struct hmm_backend *hb = coh_target_backend_priv(t);
 	const struct hmm_target *ht = coh_target_priv(t);
-	size_t ps = coh_target_context(t)->page_size;
+	size_t ps = coh_ctx_page_size(coh_target_context(t));
 	int fd = own_fd(t);
 	if (fd < 0)
 		return fd;
@@ -221,8 +220,9 @@ static int to_device(coh_target *t, uintptr_t addr, size_t len)
 	return e ? e : all_local(fd, ht->minor, addr, len, ps);
 }
 
-static int hmm_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out)
+static int hmm_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out, void **priv)
 {
+	(void)priv;
 	if (flags & COH_ALLOC_HUGE)
 		return -EOPNOTSUPP;
 	void *p;
@@ -241,14 +241,16 @@ static int hmm_alloc(coh_target *t, size_t size, size_t align, unsigned flags, v
 	return 0;
 }
 
-static int hmm_free(coh_target *t, void *ptr, size_t size)
+static int hmm_free(coh_target *t, void *ptr, size_t size, void *priv)
 {
+	(void)priv;
 	(void)t;
 	return coh_sys_munmap(ptr, size);   /* the driver's page_free returns the device pages */
 }
 
-static int hmm_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
+static int hmm_adopt(coh_target *t, void *addr, size_t len, unsigned flags, void **priv)
 {
+	(void)priv;
 	(void)flags;
 	return coh_range_anon_private(coh_target_context(t), addr, len);
 }
@@ -265,7 +267,7 @@ static int hmm_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *a
 	(void)flags;
 	coh_target *owner = rec->target;
 	const struct hmm_backend *hb = coh_target_backend_priv(owner);
-	size_t ps = coh_target_context(owner)->page_size;
+	size_t ps = coh_ctx_page_size(coh_target_context(owner));
 	if (hb->pid != getpid())
 		return -ECHILD;
 	if (coh_target_backend(dst) == coh_hmmtest_backend.name)
@@ -285,25 +287,27 @@ static int hmm_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *a
 }
 
 /* The snapshot names the device: device pages of this backend get their target. */
-static int hmm_query_refine(const struct coh_alloc_rec *rec, struct coh_extent *ext, size_t n)
+static int hmm_query_resolve(const struct coh_alloc_rec *rec, const struct coh_extent *in, struct coh_extent *out,
+			     size_t max)
 {
+	(void)max;
+	if (in->kind != COH_MEM_DEVICE_PRIVATE && in->kind != COH_MEM_DEVICE_COHERENT)
+		return -ENOENT;   /* system memory: the kernel's view holds */
 	/* ask the device the pages last went to */
 	coh_target *dev = rec->home && coh_target_backend(rec->home) == coh_hmmtest_backend.name ? rec->home
 												  : rec->target;
 	int fd = own_fd(dev);
 	if (fd < 0)
 		return fd;
-	for (size_t i = 0; i < n; i++) {
-		if (ext[i].kind != COH_MEM_DEVICE_PRIVATE && ext[i].kind != COH_MEM_DEVICE_COHERENT)
-			continue;
-		unsigned char s;
-		if (dmirror(fd, HMM_DMIRROR_SNAPSHOT, ext[i].start, 1, &s, NULL))
-			continue;
-		unsigned loc = s & 0xf0;
-		if (loc == HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL || loc == HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL)
-			ext[i].target = dev;
-	}
-	return 0;
+	unsigned char s;
+	int e = dmirror(fd, HMM_DMIRROR_SNAPSHOT, in->start, 1, &s, NULL);
+	if (e)
+		return e;
+	out[0] = *in;
+	unsigned loc = s & 0xf0;
+	if (loc == HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL || loc == HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL)
+		out[0].target = dev;
+	return 1;
 }
 
 /* ---------------- fork ---------------- */
@@ -324,7 +328,7 @@ static int stage_one(const struct coh_alloc_rec *rec, void *arg)
 	coh_target *dev = rec->home && coh_target_backend(rec->home) == coh_hmmtest_backend.name ? rec->home
 												  : rec->target;
 	const struct hmm_target *ht = coh_target_priv(dev);
-	size_t ps = coh_target_context(dev)->page_size;
+	size_t ps = coh_ctx_page_size(coh_target_context(dev));
 	void *copy;
 	if (coh_sys_mmap(NULL, rec->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &copy))
 		return 0;
@@ -410,7 +414,7 @@ const struct coh_backend_ops coh_hmmtest_backend = {
 	.adopt = hmm_adopt,
 	.release = hmm_release,
 	.migrate = hmm_migrate,
-	.query_refine = hmm_query_refine,
+	.query_resolve = hmm_query_resolve,
 	.fork_view = hmm_fork_view,
 	.atfork_prepare = hmm_atfork_prepare,
 	.atfork_parent = hmm_atfork_parent,

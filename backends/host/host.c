@@ -16,8 +16,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "internal.h"
-#include "query.h"
+#include "backend.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -257,7 +256,7 @@ static int host_discover(coh_context *ctx, void **priv)
 	if (!hb)
 		return -ENOMEM;
 	*priv = hb;
-	hb->numa = ctx->replay ? true : numa_available() >= 0;
+	hb->numa = coh_ctx_replay(ctx) ? true : numa_available() >= 0;
 
 	uint64_t caps = COH_CAP_ALLOC | COH_CAP_ADOPT | COH_CAP_QUERY | COH_CAP_PIN_QUERY |
 			COH_CAP_FORK_COPY | COH_CAP_FORK_SHARE | COH_CAP_FORK_EXCLUDE | COH_CAP_FORK_ZERO |
@@ -362,8 +361,9 @@ static bool numa_on(const coh_target *t)
 	return hb->numa;
 }
 
-static int host_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out)
+static int host_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out, void **priv)
 {
+	(void)priv;
 	const struct host_target *ht = coh_target_priv(t);
 	coh_context *ctx = coh_target_context(t);
 	bool shared = ((flags >> 8) & 0xf) == COH_FORK_SHARE;
@@ -385,7 +385,7 @@ static int host_alloc(coh_target *t, size_t size, size_t align, unsigned flags, 
 	if (!e && (flags & COH_ALLOC_POPULATE)) {
 		e = coh_sys_madvise(p, size, MADV_POPULATE_WRITE);
 		if (e == -EINVAL) {   /* kernels before 5.14 */
-			for (size_t off = 0; off < size; off += ctx->page_size)
+			for (size_t off = 0; off < size; off += coh_ctx_page_size(ctx))
 				((volatile char *)p)[off] = 0;
 			e = 0;
 		}
@@ -398,15 +398,17 @@ static int host_alloc(coh_target *t, size_t size, size_t align, unsigned flags, 
 	return 0;
 }
 
-static int host_free(coh_target *t, void *ptr, size_t size)
+static int host_free(coh_target *t, void *ptr, size_t size, void *priv)
 {
+	(void)priv;
 	(void)t;
 	return coh_sys_munmap(ptr, size);
 }
 
 /* Adopt anonymous private memory only: the kernel can move it and change its policy. */
-static int host_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
+static int host_adopt(coh_target *t, void *addr, size_t len, unsigned flags, void **priv)
 {
+	(void)priv;
 	(void)flags;
 	return coh_range_anon_private(coh_target_context(t), addr, len);
 }

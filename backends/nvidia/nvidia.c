@@ -30,6 +30,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,11 +40,11 @@
 #include <unistd.h>
 
 #include "cuda_abi.h"
-#include "internal.h"
-#include "query.h"
+#include "backend.h"
 
 #define NV_MAX_STREAMS 16
 #define NV_2M (2u << 20)
+#define NV_TARGET_NAME "nvidia:gpu%d"   /* of the GPU's ordinal */
 
 const struct coh_backend_ops coh_nvidia_backend;
 
@@ -61,10 +62,6 @@ struct nv_gpu {
 	CUstream stream[NV_MAX_STREAMS];
 	int nstreams;
 	int pageable, host_pt, concurrent;
-};
-
-struct nv_aligned {            /* over-allocated for a large alignment */
-	uintptr_t start, base;
 };
 
 struct nv_stage {
@@ -90,17 +87,13 @@ struct nv_backend {
 	size_t chunk;             /* COH_NVIDIA_CHUNK_MB, 0 = one call */
 	bool prefer;              /* COH_NVIDIA_PREFER: migrations set the preferred location */
 	int host_node;            /* -2 not yet known, -1 several or none */
-	pthread_mutex_t lock;     /* contexts, alignment table, staging */
+	pthread_mutex_t lock;     /* contexts, staging */
 	/* Every driver call of the backend holds this for reading; the fork
 	 * prepare hook takes it for writing, so no thread of ours is inside the
 	 * driver while the address space is copied (a driver lock held by another
 	 * thread at fork would stay held in the child), and no range it copies
 	 * out is freed under it. */
 	pthread_rwlock_t calls;
-	struct nv_aligned *al;
-	size_t nal, capal;
-	uintptr_t *adopted;       /* starts of adopted ranges that are managed memory */
-	size_t nadopted, capadopted;
 	/* fork staging */
 	struct nv_stage *stage;
 	size_t nstage, capstage;
@@ -242,7 +235,7 @@ static int add_gpu(coh_context *ctx, struct nv_backend *nb, int ordinal)
 
 	struct coh_target_desc desc = { 0 };
 	desc.kind = COH_KIND_VENDOR_MANAGED;
-	snprintf(desc.name, sizeof(desc.name), "nvidia:gpu%d", ordinal);
+	snprintf(desc.name, sizeof(desc.name), NV_TARGET_NAME, ordinal);
 	snprintf(desc.vendor, sizeof(desc.vendor), "NVIDIA");
 	char name[96] = "", uuid[48] = "";
 	nb->cu.device_name(name, sizeof(name), d);
@@ -299,7 +292,7 @@ static int nv_discover(coh_context *ctx, void **priv)
 	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&nb->calls, &ra);
 	pthread_rwlockattr_destroy(&ra);
-	if (ctx->replay) {
+	if (coh_ctx_replay(ctx)) {
 		coh_backend_note(ctx, "recorded machine: the CUDA driver is not consulted");
 		return 0;
 	}
@@ -358,8 +351,6 @@ static void nv_fini(coh_context *ctx, void *priv)
 	struct nv_backend *nb = priv;
 	staging_drop(nb);
 	free(nb->stage);
-	free(nb->al);
-	free(nb->adopted);
 	if (!in_child(nb))
 		pthread_rwlock_destroy(&nb->calls);   /* a fork child's copy may be held (nv_atfork_child) */
 	pthread_mutex_destroy(&nb->lock);
@@ -518,7 +509,7 @@ static struct nv_gpu *rec_gpu(const struct coh_alloc_rec *rec, coh_target *dst)
 
 /* ---------------- memory ---------------- */
 
-static int nv_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out)
+static int nv_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out, void **priv)
 {
 	struct nv_backend *nb = nb_of(t);
 	struct nv_gpu *g = gpu_of(t);
@@ -546,22 +537,6 @@ static int nv_alloc(coh_target *t, size_t size, size_t align, unsigned flags, vo
 		r = prefetch(nb, p, size, loc, g->stream[0]);   /* pages are made on the GPU */
 	if (r == CUDA_SUCCESS)
 		r = nb->cu.stream_sync(g->stream[0]);
-	if (r == CUDA_SUCCESS && base) {
-		pthread_mutex_lock(&nb->lock);
-		if (nb->nal == nb->capal) {
-			size_t cap = nb->capal ? nb->capal * 2 : 8;
-			struct nv_aligned *na = realloc(nb->al, cap * sizeof(*na));
-			if (na) {
-				nb->al = na;
-				nb->capal = cap;
-			}
-		}
-		if (nb->nal < nb->capal)
-			nb->al[nb->nal++] = (struct nv_aligned){ p, base };
-		else
-			r = CUDA_ERROR_OUT_OF_MEMORY;
-		pthread_mutex_unlock(&nb->lock);
-	}
 	if (r != CUDA_SUCCESS) {
 		e = cu_fail(nb, "placing a new managed allocation", r);
 		nb->cu.mem_free(base ? base : p);
@@ -570,23 +545,16 @@ static int nv_alloc(coh_target *t, size_t size, size_t align, unsigned flags, vo
 	}
 	nv_leave(nb);
 	*out = (void *)(uintptr_t)p;
+	*priv = (void *)(uintptr_t)(base ? base : p);
 	return 0;
 }
 
-static int nv_free(coh_target *t, void *ptr, size_t size)
+static int nv_free(coh_target *t, void *ptr, size_t size, void *priv)
 {
 	struct nv_backend *nb = nb_of(t);
 	if (in_child(nb))
 		return coh_sys_munmap(ptr, size);   /* the child's own copy (or the driver's dead mapping) */
-	CUdeviceptr p = (uintptr_t)ptr;
-	pthread_mutex_lock(&nb->lock);
-	for (size_t i = 0; i < nb->nal; i++)
-		if (nb->al[i].start == p) {
-			p = nb->al[i].base;
-			nb->al[i] = nb->al[--nb->nal];
-			break;
-		}
-	pthread_mutex_unlock(&nb->lock);
+	CUdeviceptr p = priv ? (uintptr_t)priv : (uintptr_t)ptr;   /* the driver's base */
 	int e = nv_enter(nb, gpu_of(t));
 	if (e)
 		return e;
@@ -602,24 +570,21 @@ static bool managed_at(struct nv_backend *nb, uintptr_t addr)
 	return nb->cu.pointer_attribute(&v, CU_POINTER_ATTRIBUTE_IS_MANAGED, addr) == CUDA_SUCCESS && v == 1;
 }
 
-/* Managed memory: allocated here, or the application's own that it adopted. */
+/* Managed memory: allocated here, or the application's own that it adopted.
+ * A record's priv is the driver's base address of managed memory (the
+ * over-allocation's base for a large alignment, else the start), NULL for
+ * ordinary memory adopted in place. */
 static bool rec_managed(struct nv_backend *nb, const struct coh_alloc_rec *rec)
 {
-	if (!rec->adopted)
-		return true;
-	bool m = false;
-	pthread_mutex_lock(&nb->lock);
-	for (size_t i = 0; i < nb->nadopted && !m; i++)
-		m = nb->adopted[i] == rec->start;
-	pthread_mutex_unlock(&nb->lock);
-	return m;
+	(void)nb;
+	return rec->priv != NULL;
 }
 
 /* Adopt: the application's own managed memory (cudaMallocManaged, recognised
  * by the pointer attribute IS_MANAGED; MEMORY_TYPE says "device" for it), on
  * any GPU; ordinary private memory only where the GPU has pageable memory
  * access (HMM/ATS) and works on it in place. */
-static int nv_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
+static int nv_adopt(coh_target *t, void *addr, size_t len, unsigned flags, void **priv)
 {
 	(void)flags;
 	struct nv_backend *nb = nb_of(t);
@@ -629,19 +594,7 @@ static int nv_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
 	bool managed = managed_at(nb, (uintptr_t)addr) && managed_at(nb, (uintptr_t)addr + len - 1);
 	nv_leave(nb);
 	if (managed) {
-		pthread_mutex_lock(&nb->lock);
-		if (nb->nadopted == nb->capadopted) {
-			size_t cap = nb->capadopted ? nb->capadopted * 2 : 8;
-			uintptr_t *na = realloc(nb->adopted, cap * sizeof(*na));
-			if (!na) {
-				pthread_mutex_unlock(&nb->lock);
-				return -ENOMEM;
-			}
-			nb->adopted = na;
-			nb->capadopted = cap;
-		}
-		nb->adopted[nb->nadopted++] = (uintptr_t)addr;
-		pthread_mutex_unlock(&nb->lock);
+		*priv = addr;   /* managed: see rec_managed */
 		return 0;
 	}
 	if (!gpu_of(t)->pageable) {
@@ -654,15 +607,9 @@ static int nv_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
 
 static int nv_release(coh_target *t, const struct coh_alloc_rec *rec)
 {
-	struct nv_backend *nb = nb_of(t);
-	pthread_mutex_lock(&nb->lock);
-	for (size_t i = 0; i < nb->nadopted; i++)
-		if (nb->adopted[i] == rec->start) {
-			nb->adopted[i] = nb->adopted[--nb->nadopted];
-			break;
-		}
-	pthread_mutex_unlock(&nb->lock);
-	return 0;   /* the memory stays where it is, with the caller */
+	(void)t;
+	(void)rec;
+	return 0;   /* the memory stays where it is, with the caller; priv points to nothing of ours */
 }
 
 struct nv_token {
@@ -883,7 +830,7 @@ static bool emit(struct resolve_out *o, uintptr_t a, size_t len, int kind, int n
 static coh_target *gpu_target(coh_context *ctx, int ordinal)
 {
 	char name[32];
-	snprintf(name, sizeof(name), "nvidia:gpu%d", ordinal);
+	snprintf(name, sizeof(name), NV_TARGET_NAME, ordinal);
 	return coh_target_find(ctx, name);
 }
 
@@ -923,7 +870,7 @@ static int nv_query_resolve(const struct coh_alloc_rec *rec, const struct coh_ex
 	int e = nv_enter(nb, g);
 	if (e)
 		return e;
-	size_t ps = ctx->page_size, np = in->length / ps;
+	size_t ps = coh_ctx_page_size(ctx), np = in->length / ps;
 	uint8_t *present = malloc(np ? np : 1);
 	if (!present) {
 		nv_leave(nb);
@@ -1008,7 +955,7 @@ static int stage_collect(const struct coh_alloc_rec *rec, void *arg)
  * for copy-engine speed; a buffer a child may still be reading is retired. */
 static int staging_ready(struct nv_backend *nb, size_t need)
 {
-	size_t ps = nb->ctx->page_size;
+	size_t ps = coh_ctx_page_size(nb->ctx);
 	if (nb->staging) {
 		struct stage_hdr *h = nb->staging;
 		if (atomic_load(&h->busy) == 0 && nb->staging_len >= need + ps)
@@ -1053,7 +1000,7 @@ static void nv_atfork_prepare(coh_context *ctx, void *priv)
 		coh_warn(ctx, "nvidia: no memory to stage fork copies: COPY ranges fork the driver's way");
 		return;
 	}
-	size_t ps = ctx->page_size;
+	size_t ps = coh_ctx_page_size(ctx);
 	char *data = (char *)nb->staging + ps;
 	for (size_t i = 0; i < nb->nstage; i++) {
 		struct nv_stage *s = &nb->stage[i];
@@ -1087,7 +1034,7 @@ static void nv_atfork_parent(coh_context *ctx, void *priv)
 static void nv_atfork_child(coh_context *ctx, void *priv)
 {
 	struct nv_backend *nb = priv;
-	size_t ps = ctx->page_size;
+	size_t ps = coh_ctx_page_size(ctx);
 	for (size_t i = 0; i < nb->nstage; i++) {
 		struct nv_stage *s = &nb->stage[i];
 		void *p;
@@ -1125,6 +1072,12 @@ static void nv_atfork_child(coh_context *ctx, void *priv)
 	}
 }
 
+/* Mappings of the UVM driver's device file are managed memory the CPU may not see. */
+static const struct coh_owned_mapping nv_owned[] = {
+	{ "/dev/nvidia-uvm", COH_MEM_VENDOR_MANAGED },
+	{ NULL, 0 },
+};
+
 const struct coh_backend_ops coh_nvidia_backend = {
 	.abi = COH_BACKEND_ABI,
 	.size = sizeof(struct coh_backend_ops),
@@ -1148,4 +1101,5 @@ const struct coh_backend_ops coh_nvidia_backend = {
 	.migrate_start = nv_migrate_start,
 	.migrate_poll = nv_migrate_poll,
 	.migrate_done = nv_migrate_done,
+	.owned_mappings = nv_owned,
 };

@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "internal.h"
+#include "query.h"
 
 START_TEST(version_and_errors)
 {
@@ -90,13 +91,14 @@ static void noop_fini(coh_context *ctx, void *priv)
 	(void)ctx;
 	(void)priv;
 }
-static int noop_alloc(coh_target *t, size_t s, size_t a, unsigned f, void **o)
+static int noop_alloc(coh_target *t, size_t s, size_t a, unsigned f, void **o, void **p)
 {
 	(void)t;
 	(void)s;
 	(void)a;
 	(void)f;
 	(void)o;
+	(void)p;
 	return -ENOSYS;
 }
 
@@ -132,6 +134,107 @@ START_TEST(caps_need_ops)
 	free(ctx->targets);
 	pthread_mutex_destroy(&ctx->log_lock);
 	free(ctx);
+}
+END_TEST
+
+/* describe_node: each backend is asked once per node, in registry order; per
+ * field the first that fills it wins; only targets of that node change. */
+static int describe_calls[2][4];
+static int describe_first(coh_context *ctx, void *priv, int node, struct coh_node_desc *d)
+{
+	(void)ctx;
+	(void)priv;
+	describe_calls[0][node]++;
+	if (node != 1)
+		return -ENOENT;
+	snprintf(d->model, sizeof(d->model), "first's model");
+	return 0;
+}
+static int describe_second(coh_context *ctx, void *priv, int node, struct coh_node_desc *d)
+{
+	(void)ctx;
+	(void)priv;
+	describe_calls[1][node]++;
+	if (node != 1 && node != 2)
+		return -ENOENT;
+	snprintf(d->vendor, sizeof(d->vendor), "second's vendor");
+	snprintf(d->model, sizeof(d->model), "second's model");
+	return 0;
+}
+
+START_TEST(describe_nodes_order)
+{
+	struct coh_context *ctx = calloc(1, sizeof(*ctx));
+	ck_assert_ptr_nonnull(ctx);
+	ctx->nslots = 2;
+	for (int i = 0; i < 2; i++) {
+		ctx->slots[i].table = (struct coh_backend_ops){ .abi = COH_BACKEND_ABI, .size = sizeof(struct coh_backend_ops),
+							      .name = i ? "second" : "first", .discover = noop_discover,
+							      .fini = noop_fini,
+							      .describe_node = i ? describe_second : describe_first };
+		ctx->slots[i].ops = &ctx->slots[i].table;
+	}
+	static const int nodes[] = { 1, 1, 2, 3, -1 };
+	const int n = (int)(sizeof(nodes) / sizeof(nodes[0]));
+	ctx->targets = calloc((size_t)n, sizeof(*ctx->targets));
+	ck_assert_ptr_nonnull(ctx->targets);
+	for (int i = 0; i < n; i++) {
+		coh_target *t = calloc(1, sizeof(*t));
+		ck_assert_ptr_nonnull(t);
+		t->ctx = ctx;
+		t->slot = &ctx->slots[0];
+		t->index = i;
+		t->d.numa_node = nodes[i];
+		snprintf(t->d.name, sizeof(t->d.name), "first:t%d", i);
+		snprintf(t->d.vendor, sizeof(t->d.vendor), "own vendor");
+		snprintf(t->d.model, sizeof(t->d.model), "own model");
+		ctx->targets[ctx->ntargets++] = t;
+	}
+	coh_targets_describe_nodes(ctx);
+	for (int b = 0; b < 2; b++) {
+		ck_assert_int_eq(describe_calls[b][0], 0);   /* no target there */
+		for (int node = 1; node <= 3; node++)
+			ck_assert_int_eq(describe_calls[b][node], 1);
+	}
+	for (int i = 0; i < 2; i++) {
+		ck_assert_str_eq(ctx->targets[i]->d.vendor, "second's vendor");
+		ck_assert_str_eq(ctx->targets[i]->d.model, "first's model");
+	}
+	ck_assert_str_eq(ctx->targets[2]->d.vendor, "second's vendor");
+	ck_assert_str_eq(ctx->targets[2]->d.model, "second's model");
+	for (int i = 3; i < n; i++) {
+		ck_assert_str_eq(ctx->targets[i]->d.vendor, "own vendor");
+		ck_assert_str_eq(ctx->targets[i]->d.model, "own model");
+	}
+	for (int i = 0; i < ctx->ntargets; i++)
+		free(ctx->targets[i]);
+	free(ctx->targets);
+	free(ctx);
+}
+END_TEST
+
+/* The core classifies a mapping as a backend's own only through the
+ * backends' owned_mappings: none of the device paths is the core's. */
+START_TEST(owned_mappings)
+{
+	struct coh_vma m = { 0 };
+	int owned = 0;
+	for (unsigned i = 0; i < coh_builtin_backend_count; i++) {
+		const struct coh_owned_mapping *o = coh_builtin_backends[i]->owned_mappings;
+		for (; o && o->prefix; o++, owned++) {
+			ck_assert_int_ge(o->kind, COH_MEM_UNKNOWN);
+			ck_assert_int_lt(o->kind, COH_MEM_UNMAPPED);
+			ck_assert_int_eq(coh_owned_mapping_kind(o->prefix), o->kind);
+			snprintf(m.path, sizeof(m.path), "%s", o->prefix);
+			ck_assert_int_eq(coh_vma_classify(&m), COH_VMA_OWNED);
+		}
+	}
+	printf("owned mappings: %d declared by the compiled-in backends\n", owned);
+	ck_assert_int_eq(coh_owned_mapping_kind("/dev/zero"), -1);
+	snprintf(m.path, sizeof(m.path), "/dev/some-driver");
+	ck_assert_int_eq(coh_vma_classify(&m), COH_VMA_DEVICE);
+	snprintf(m.path, sizeof(m.path), "/dev/dax0.0");
+	ck_assert_int_eq(coh_vma_classify(&m), COH_VMA_DEVDAX);
 }
 END_TEST
 
@@ -248,6 +351,8 @@ int main(void)
 	tcase_add_test(tc, backend_filter);
 	tcase_add_test(tc, backend_validation);
 	tcase_add_test(tc, caps_need_ops);
+	tcase_add_test(tc, describe_nodes_order);
+	tcase_add_test(tc, owned_mappings);
 	tcase_add_test(tc, logging);
 	tcase_add_test(tc, options);
 	suite_add_tcase(s, tc);
