@@ -26,7 +26,7 @@ static double time_coh(coh_context *ctx, coh_target *t, size_t size, int iters)
 	double t0 = bench_now_ns();
 	for (int i = 0; i < iters; i++) {
 		void *p;
-		if (coh_alloc(t, size, 0, 0, &p))
+		if (coh_alloc(t, size, NULL, &p))
 			return -1;
 		coh_free(ctx, p);
 	}

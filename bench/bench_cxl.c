@@ -53,7 +53,7 @@ int bench_cxl(const struct bench_opts *o, struct bench_result *out, int max)
 	for (int r = 0; r < 5; r++) {
 		double t0 = bench_now_ns();
 		for (int i = 0; i < iters; i++) {
-			if (coh_alloc(t, chunk, 0, 0, &p) || coh_free(ctx, p)) {
+			if (coh_alloc(t, chunk, NULL, &p) || coh_free(ctx, p)) {
 				e = -EIO;
 				goto out;
 			}
@@ -87,7 +87,7 @@ int bench_cxl(const struct bench_opts *o, struct bench_result *out, int max)
 	if (o->progress)
 		o->progress("cxl: migrate");
 	unsigned char *d;
-	if ((e = coh_alloc(t, len, 0, 0, (void **)&d)))
+	if ((e = coh_alloc(t, len, NULL, (void **)&d)))
 		goto out;
 	memset(d, 0x5a, len);
 	unsigned char *hb = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);

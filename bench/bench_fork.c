@@ -59,7 +59,7 @@ int bench_fork(const struct bench_opts *o, struct bench_result *out, int max)
 		double base = time_fork(reps);
 		for (int pol = COH_FORK_COPY; pol <= COH_FORK_KERNEL && n < max; pol++) {
 			char *p;
-			if ((e = coh_alloc(t, len, 0, hflag | COH_ALLOC_FORK(pol), (void **)&p)))
+			if ((e = coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = hflag, .fork_policy = pol), (void **)&p)))
 				break;
 			memset(p, 1, len);
 			/* the raw mapping stays resident too: take its cost out by timing it alone */
@@ -92,7 +92,7 @@ int bench_fork(const struct bench_opts *o, struct bench_result *out, int max)
 		if (o->progress)
 			o->progress("pinquery: populating");
 		char *p;
-		if ((e = coh_alloc(t, len, 0, (huge ? COH_ALLOC_HUGE : COH_ALLOC_NOHUGE) | COH_ALLOC_POPULATE,
+		if ((e = coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = (huge ? COH_ALLOC_HUGE : COH_ALLOC_NOHUGE) | COH_ALLOC_POPULATE),
 				   (void **)&p)))
 			break;
 		struct coh_pin_extent pe[64];
@@ -100,7 +100,7 @@ int bench_fork(const struct bench_opts *o, struct bench_result *out, int max)
 		int ne = 0;
 		for (int round = 0; round < 5; round++) {
 			double t0 = bench_now_ns();
-			ne = coh_pin_query(ctx, p, len, pe, 64);
+			ne = coh_pin_query(ctx, p, len, pe, 64, sizeof(struct coh_pin_extent));
 			double rate = (double)(len / 4096) / (bench_now_ns() - t0) * 1e3;
 			best = rate > best ? rate : best;
 		}

@@ -41,7 +41,7 @@ static int one(const struct bench_opts *o, coh_context *ctx, coh_target *t, size
 	if (o->progress)
 		o->progress(msg);
 	for (; made < count; made++)
-		if ((e = coh_alloc(t, 4096, 0, 0, &ptrs[made])))
+		if ((e = coh_alloc(t, 4096, NULL, &ptrs[made])))
 			goto out;
 	for (size_t i = 0; i < nq; i++)
 		q[i] = (char *)ptrs[next_rand() % count] + (next_rand() % 4096);

@@ -97,7 +97,7 @@ static double gbs(size_t len, double ns)
 static bool on_gpu(coh_context *ctx, void *p, size_t len, coh_target *gpu)
 {
 	struct coh_extent x[8];
-	int n = coh_query(ctx, p, len, x, 8);
+	int n = coh_query(ctx, p, len, x, 8, sizeof(struct coh_extent));
 	return n == 1 && x[0].target == gpu && x[0].length == len;
 }
 
@@ -138,7 +138,7 @@ int bench_nvidia(const struct bench_opts *o, struct bench_result *out, int max)
 
 	if (o->progress)
 		o->progress("nvidia: migrate");
-	e = coh_alloc(gpu, len, 0, COH_ALLOC_FORK(COH_FORK_COPY), (void **)&p);
+	e = coh_alloc(gpu, len, &COH_ALLOC_PROPS(.fork_policy = COH_FORK_COPY), (void **)&p);
 	if (e)
 		goto out;
 	for (size_t i = 0; i < len; i += 4096)
@@ -219,25 +219,23 @@ int bench_nvidia(const struct bench_opts *o, struct bench_result *out, int max)
 
 	/* variants of the backend, each against the native prefetch in the same loop */
 	static const struct {
-		const char *label, *var, *val, *var2, *val2;
+		const char *label, *tunables;
 	} variants[] = {
-		{ "64 MiB x 16 streams", "COH_NVIDIA_CHUNK_MB", "64", "COH_NVIDIA_STREAMS", "16" },
-		{ "preferred location set first", "COH_NVIDIA_PREFER", "1", NULL, NULL },
+		{ "64 MiB x 16 streams", "nvidia.chunk_mb=64,nvidia.streams=16" },
+		/* the default advises the preferred location whenever the
+		 * destination changes, which this loop's every migration does */
+		{ "no preferred location (nvidia.prefer=0)", "nvidia.prefer=0" },
 	};
 	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]) && !o->quick && n + 2 <= max; v++) {
 		coh_context *c2;
-		setenv(variants[v].var, variants[v].val, 1);
-		if (variants[v].var2)
-			setenv(variants[v].var2, variants[v].val2, 1);
-		int e2 = coh_context_create(&opt, &c2);
-		unsetenv(variants[v].var);
-		if (variants[v].var2)
-			unsetenv(variants[v].var2);
+		struct coh_context_options o2 = opt;
+		o2.tunables = variants[v].tunables;
+		int e2 = coh_context_create(&o2, &c2);
 		if (e2)
 			continue;
 		unsigned char *q = NULL;
 		coh_target *g2 = coh_target_find(c2, "nvidia:gpu0"), *h2 = coh_target_by_node(c2, 0);
-		if (g2 && h2 && coh_alloc(g2, len, 0, 0, (void **)&q) == 0) {
+		if (g2 && h2 && coh_alloc(g2, len, NULL, (void **)&q) == 0) {
 			double a[8], b[8], c[8], d[8];
 			for (size_t i = 0; i < len; i += 4096)
 				q[i] = 1;

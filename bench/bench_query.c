@@ -101,31 +101,25 @@ static int bench_query_multinode(coh_context *ctx, const struct bench_opts *o, s
 		double r = raw_move_pages(p, npages, ps, 4096);
 		mpb = r > mpb ? r : mpb;
 	}
-	/* the same without the PFN table (COH_QUERY_PFN=0): numa_maps and move_pages */
+	/* the same without the PFN table (query.pfn=0): numa_maps and move_pages */
 	double nopfn = 0;
-	char *was = getenv("COH_QUERY_PFN") ? strdup(getenv("COH_QUERY_PFN")) : NULL;
-	setenv("COH_QUERY_PFN", "0", 1);
 	coh_context *plain;
-	struct coh_context_options opt = { .size = sizeof(opt), .backends = "host", .log_level = -1 };
+	struct coh_context_options opt = { .size = sizeof(opt), .backends = "host", .log_level = -1,
+					   .tunables = "query.pfn=0" };
 	if (coh_context_create(&opt, &plain) == 0) {
 		for (int round = 0; round < 3; round++) {
 			double t0 = bench_now_ns();
-			int k = coh_query(plain, p, len, ext, npages + 1);
+			int k = coh_query(plain, p, len, ext, npages + 1, sizeof(struct coh_extent));
 			double rate = (double)npages / (bench_now_ns() - t0) * 1e3;
 			nopfn = k > 0 && rate > nopfn ? rate : nopfn;
 		}
 		coh_context_unref(plain);
 	}
-	if (was)
-		setenv("COH_QUERY_PFN", was, 1);
-	else
-		unsetenv("COH_QUERY_PFN");
-	free(was);
 	double best = 0;
 	int next = 0;
 	for (int round = 0; round < 5; round++) {
 		double t0 = bench_now_ns();
-		next = coh_query(ctx, p, len, ext, npages + 1);
+		next = coh_query(ctx, p, len, ext, npages + 1, sizeof(struct coh_extent));
 		double rate = (double)npages / (bench_now_ns() - t0) * 1e3;
 		if (next < 0) {
 			e = next;
@@ -175,7 +169,7 @@ int bench_query(const struct bench_opts *o, struct bench_result *out, int max)
 	}
 	if (o->progress)
 		o->progress("query: populating 4 KiB pages");
-	if ((e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE | COH_ALLOC_POPULATE, (void **)&p)))
+	if ((e = coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE | COH_ALLOC_POPULATE), (void **)&p)))
 		goto out;
 
 	if (o->progress)
@@ -189,7 +183,7 @@ int bench_query(const struct bench_opts *o, struct bench_result *out, int max)
 	int next = 0;
 	for (int round = 0; round < 5; round++) {
 		double t0 = bench_now_ns();
-		next = coh_query(ctx, p, len, ext, npages / 2 + 8);
+		next = coh_query(ctx, p, len, ext, npages / 2 + 8, sizeof(struct coh_extent));
 		double rate = (double)npages / (bench_now_ns() - t0) * 1e3;
 		if (next < 0) {
 			e = next;
@@ -216,7 +210,7 @@ int bench_query(const struct bench_opts *o, struct bench_result *out, int max)
 	best = 0;
 	for (int round = 0; round < 3; round++) {
 		double t0 = bench_now_ns();
-		next = coh_query(ctx, p, len, ext, npages / 2 + 8);
+		next = coh_query(ctx, p, len, ext, npages / 2 + 8, sizeof(struct coh_extent));
 		double rate = (double)npages / (bench_now_ns() - t0) * 1e3;
 		best = rate > best ? rate : best;
 	}

@@ -5,9 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "growth.h"
 #include "internal.h"
 
-#define FLAGS_KNOWN (COH_ALLOC_HUGE | COH_ALLOC_NOHUGE | COH_ALLOC_POPULATE | COH_ALLOC_FORK(0xf))
+#define FLAGS_KNOWN (COH_ALLOC_HUGE | COH_ALLOC_NOHUGE | COH_ALLOC_POPULATE)
 
 int coh_check_range(const void *addr, size_t len)
 {
@@ -20,13 +21,22 @@ int coh_check_range(const void *addr, size_t len)
 	return 0;
 }
 
-static int check_flags(unsigned flags)
+/* The caller's properties (NULL: the defaults), checked: 0 or -errno. */
+static int props_get(const struct coh_alloc_props *user, struct coh_alloc_props *p)
 {
-	if (flags & ~FLAGS_KNOWN)
+	*p = (struct coh_alloc_props){ .size = sizeof(*p), .fork_policy = COH_FORK_COPY };
+	if (user) {
+		int e = coh_struct_in(p, sizeof(*p), user);
+		if (e)
+			return e;
+	}
+	if (p->flags & ~FLAGS_KNOWN)
 		return -EINVAL;
-	if ((flags & COH_ALLOC_HUGE) && (flags & COH_ALLOC_NOHUGE))
+	if ((p->flags & COH_ALLOC_HUGE) && (p->flags & COH_ALLOC_NOHUGE))
 		return -EINVAL;
-	if (((flags >> 8) & 0xf) > COH_FORK_KERNEL)
+	if (p->fork_policy < COH_FORK_COPY || p->fork_policy > COH_FORK_KERNEL)
+		return -EINVAL;
+	if (p->align & (p->align - 1))
 		return -EINVAL;
 	return 0;
 }
@@ -60,7 +70,8 @@ int coh_rec_get(coh_context *ctx, const void *addr, size_t len, struct coh_rec *
 	return 0;
 }
 
-static struct coh_rec *rec_new(coh_target *t, void *p, size_t len, unsigned flags, int adopted)
+static struct coh_rec *rec_new(coh_target *t, void *p, size_t len, const struct coh_alloc_props *props,
+			       int adopted)
 {
 	struct coh_rec *r = atomic_exchange(&t->ctx->spare_rec, NULL);
 	if (!r && !(r = malloc(sizeof(*r))))
@@ -69,9 +80,10 @@ static struct coh_rec *rec_new(coh_target *t, void *p, size_t len, unsigned flag
 	r->pub.start = (uintptr_t)p;
 	r->pub.length = len;
 	r->pub.target = t;
-	r->pub.flags = flags;
-	r->pub.fork_policy = (int)((flags >> 8) & 0xf);
+	r->pub.flags = props->flags;
+	r->pub.fork_policy = props->fork_policy;
 	r->pub.adopted = adopted;
+	r->user_data = props->user_data;
 	r->pub.shared = r->pub.fork_policy == COH_FORK_SHARE;
 	r->pub.home = adopted ? NULL : t;
 	atomic_init(&r->refs, 1);
@@ -89,9 +101,10 @@ static int check_target(coh_target *t, uint64_t cap)
 	return 0;
 }
 
-int coh_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out)
+int coh_alloc(coh_target *t, size_t size, const struct coh_alloc_props *props, void **out)
 {
 	int e;
+	struct coh_alloc_props pr;
 	if (!out)
 		return -EFAULT;
 	if ((e = check_target(t, COH_CAP_ALLOC)))
@@ -100,25 +113,21 @@ int coh_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **o
 		return -EINVAL;
 	if (size > (SIZE_MAX >> 1))
 		return -EOVERFLOW;
-	if (align & (align - 1))
-		return -EINVAL;
-	if ((e = check_flags(flags)))
+	if ((e = props_get(props, &pr)))
 		return e;
-	int policy = (int)((flags >> 8) & 0xf);
-	if (!(t->d.caps & (COH_CAP_FORK_COPY << policy)))
+	if (!(t->d.caps & (COH_CAP_FORK_COPY << pr.fork_policy)))
 		return -EOPNOTSUPP;
-	if ((flags & COH_ALLOC_HUGE) && !(t->d.caps & COH_CAP_HUGE_PAGES))
+	if ((pr.flags & COH_ALLOC_HUGE) && !(t->d.caps & COH_CAP_HUGE_PAGES))
 		return -EOPNOTSUPP;
 	coh_context *ctx = t->ctx;
-	if (align < ctx->page_size)
-		align = ctx->page_size;
+	size_t align = pr.align < ctx->page_size ? ctx->page_size : pr.align;
 	size_t len = (size + ctx->page_size - 1) & ~(ctx->page_size - 1);
 
 	void *p = NULL, *priv = NULL;
-	e = t->slot->ops->alloc(t, len, align, flags, &p, &priv);
+	e = t->slot->ops->alloc(t, len, align, coh_backend_flags(pr.flags, pr.fork_policy), &p, &priv);
 	if (e)
 		return e;
-	struct coh_rec *r = rec_new(t, p, len, flags, 0);
+	struct coh_rec *r = rec_new(t, p, len, &pr, 0);
 	if (!r) {
 		t->slot->ops->free(t, p, len, priv);
 		return -ENOMEM;
@@ -198,26 +207,27 @@ int coh_free(coh_context *ctx, void *ptr)
 	return 0;
 }
 
-int coh_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
+int coh_adopt(coh_target *t, void *addr, size_t len, const struct coh_alloc_props *props)
 {
 	int e;
+	struct coh_alloc_props pr;
 	if ((e = check_target(t, COH_CAP_ADOPT)))
 		return e;
 	if ((e = coh_check_range(addr, len)))
 		return e;
-	if ((e = check_flags(flags)))
+	if ((e = props_get(props, &pr)))
 		return e;
-	if (flags & (COH_ALLOC_HUGE | COH_ALLOC_NOHUGE | COH_ALLOC_POPULATE))
-		return -EINVAL;   /* hints for new memory only */
+	if (pr.flags || pr.align)
+		return -EINVAL;   /* hints and alignment are for new memory only */
 	coh_context *ctx = t->ctx;
 	if (((uintptr_t)addr | len) & (ctx->page_size - 1))
 		return -EINVAL;
-	int policy = (int)((flags >> 8) & 0xf);
+	int policy = pr.fork_policy;
 	if (policy == COH_FORK_SHARE)
 		return -EOPNOTSUPP;   /* private memory cannot become shared in place */
 	if (!(t->d.caps & (COH_CAP_FORK_COPY << policy)))
 		return -EOPNOTSUPP;
-	struct coh_rec *r = rec_new(t, addr, len, flags, 1);
+	struct coh_rec *r = rec_new(t, addr, len, &pr, 1);
 	if (!r)
 		return -ENOMEM;
 
@@ -230,7 +240,7 @@ int coh_adopt(coh_target *t, void *addr, size_t len, unsigned flags)
 		return e;
 	}
 	void *priv = NULL;
-	e = t->slot->ops->adopt(t, addr, len, flags, &priv);
+	e = t->slot->ops->adopt(t, addr, len, coh_backend_flags(pr.flags, policy), &priv);
 	if (!e)
 		r->pub.priv = priv;   /* atomic: the record is in the map already */
 	if (!e && policy != COH_FORK_KERNEL) {
@@ -284,7 +294,7 @@ int coh_release(coh_context *ctx, void *addr)
 
 int coh_lookup(coh_context *ctx, const void *addr, struct coh_alloc_info *info)
 {
-	if (!ctx || !info || info->size < sizeof(*info))
+	if (!ctx || !info || coh_struct_out_check(info))
 		return -EINVAL;
 	if (!addr)
 		return -EFAULT;
@@ -292,13 +302,33 @@ int coh_lookup(coh_context *ctx, const void *addr, struct coh_alloc_info *info)
 	struct coh_ptab_hit h;
 	if (!coh_ptab_get(&ctx->amap.ptab, (uintptr_t)addr, &h))
 		return -ENOENT;
-	info->base = (void *)h.start;
-	info->length = h.length;
-	info->target = h.tindex >= 0 && h.tindex < ctx->ntargets ? ctx->targets[h.tindex] : NULL;
-	info->flags = h.flags;
-	info->fork_policy = h.fork_policy;
-	info->adopted = h.adopted;
+	struct coh_alloc_info i, *o = info->size == sizeof(i) ? info : &i;   /* the common case: in place */
+	if (o == &i)
+		memset(&i, 0, sizeof(i));   /* padding too: the caller gets it */
+	o->base = (void *)h.start;
+	o->length = h.length;
+	o->target = h.tindex >= 0 && h.tindex < ctx->ntargets ? ctx->targets[h.tindex] : NULL;
+	o->flags = h.flags;
+	o->fork_policy = h.fork_policy;
+	o->adopted = h.adopted;
+	o->user_data = h.user_data;
+	if (o == &i) {
+		i.size = sizeof(i);
+		coh_struct_out(info, &i, sizeof(i));
+	}
 	return 0;
+}
+
+int coh_set_user_data(coh_context *ctx, const void *addr, void *data)
+{
+	if (!ctx)
+		return -EINVAL;
+	if (!addr)
+		return -EFAULT;
+	coh_amap_lock(&ctx->amap);
+	int e = coh_amap_set_user_data(&ctx->amap, (uintptr_t)addr, data);
+	coh_amap_unlock(&ctx->amap);
+	return e;
 }
 
 struct foreach_arg {

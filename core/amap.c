@@ -159,6 +159,22 @@ void coh_amap_set_policy(struct coh_amap *m, uintptr_t start, int policy)
 	}
 }
 
+int coh_amap_set_user_data(struct coh_amap *m, uintptr_t addr, void *data)
+{
+	long li, si;
+	if (!locate(m, addr, &li, &si) || si < 0)
+		return -ENOENT;
+	struct amap_leaf *l = m->leaves[li];
+	struct coh_amap_val *v = &l->vals[si];
+	if (addr - l->keys[si] >= v->length)
+		return -ENOENT;
+	v->user_data = data;
+	l->recs[si]->user_data = data;
+	/* the nodes exist already: rewriting the entries cannot fail */
+	coh_ptab_set(&m->ptab, l->keys[si], v, coh_target_index(v->target));
+	return 0;
+}
+
 static void val_of(struct coh_amap_val *v, const struct coh_rec *r)
 {
 	v->length = r->pub.length;
@@ -166,6 +182,7 @@ static void val_of(struct coh_amap_val *v, const struct coh_rec *r)
 	v->flags = r->pub.flags;
 	v->fork_policy = (int16_t)r->pub.fork_policy;
 	v->adopted = (uint8_t)r->pub.adopted;
+	v->user_data = r->user_data;
 }
 
 bool coh_amap_overlaps(const struct coh_amap *m, uintptr_t start, size_t len)

@@ -36,6 +36,21 @@
 
 struct coh_alloc_rec;
 
+/* The flags ops->alloc and ops->adopt receive: the caller's enum
+ * coh_alloc_flag bits, plus the allocation's fork policy (enum
+ * coh_fork_policy) in bits the public flags never use; read it with
+ * coh_backend_fork_policy().  Once the allocation exists its record holds the
+ * policy as rec->fork_policy and the caller's flags as rec->flags. */
+#define COH_BACKEND_FORK_SHIFT 24
+static inline unsigned coh_backend_flags(unsigned flags, int fork_policy)
+{
+	return flags | ((unsigned)fork_policy & 0xfu) << COH_BACKEND_FORK_SHIFT;
+}
+static inline int coh_backend_fork_policy(unsigned backend_flags)
+{
+	return (int)((backend_flags >> COH_BACKEND_FORK_SHIFT) & 0xfu);
+}
+
 /* What a backend fills in for each target it discovers. */
 struct coh_target_desc {
 	int kind;                 /* enum coh_target_kind */
@@ -50,6 +65,11 @@ struct coh_target_desc {
 	void *priv;               /* backend data, freed by ops->target_fini */
 	int capacity_unknown;     /* 1: total_bytes could not be read (it is 0) */
 	int persistent;           /* 1: persistent memory (an NVDIMM region onlined by kmem) */
+	/* Device identity (coh_target_device); the PCI fields come from pci_address. */
+	int memory_model;         /* enum coh_memory_model; 0: the core derives it from kind */
+	unsigned device_status;   /* COH_DEVICE_HAS_UUID, COH_DEVICE_HAS_GPU_ID, COH_DEVICE_UNVERIFIED */
+	uint32_t gpu_id;          /* with COH_DEVICE_HAS_GPU_ID */
+	uint8_t uuid[16];         /* with COH_DEVICE_HAS_UUID */
 };
 
 /* A mapping this backend's driver owns: /proc/PID/maps shows a path that
@@ -170,6 +190,13 @@ int coh_target_add(coh_context *ctx, const struct coh_target_desc *desc);
  * reports them, and each is logged at COH_LOG_INFO. */
 void coh_backend_note(coh_context *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void *coh_target_priv(const coh_target *t);
+/* A tunable's value: coh_context_options.tunables first, then its environment
+ * variable; NULL when neither sets it.  Keys (the core's table, refused at
+ * create when unknown): "nvidia.streams" (COH_NVIDIA_STREAMS),
+ * "nvidia.chunk_mb" (COH_NVIDIA_CHUNK_MB), "nvidia.prefer"
+ * (COH_NVIDIA_PREFER), "amd.xnack" (COH_AMD_XNACK), "cuda.library"
+ * (COH_CUDA_LIBRARY), "query.pfn" (COH_QUERY_PFN). */
+const char *coh_ctx_tunable(const coh_context *ctx, const char *key);
 void *coh_target_backend_priv(const coh_target *t);
 int coh_backend_validate(const struct coh_backend_ops *ops);
 /* dlopen and dlsym under the library's loader lock, which the fork prepare

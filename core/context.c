@@ -8,8 +8,68 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "growth.h"
 #include "internal.h"
 #include "query.h"
+
+/* Every tunable: its key in coh_context_options.tunables and the environment
+ * variable read when the options do not set it. */
+static const struct {
+	const char *key, *env;
+} tunable_names[COH_NTUNABLES] = {
+	{ "nvidia.streams", "COH_NVIDIA_STREAMS" },
+	{ "nvidia.chunk_mb", "COH_NVIDIA_CHUNK_MB" },
+	{ "nvidia.prefer", "COH_NVIDIA_PREFER" },
+	{ "amd.xnack", "COH_AMD_XNACK" },
+	{ "cuda.library", "COH_CUDA_LIBRARY" },
+	{ "query.pfn", "COH_QUERY_PFN" },
+};
+
+static int tunable_index(const char *key, size_t len)
+{
+	for (int i = 0; i < COH_NTUNABLES; i++)
+		if (strlen(tunable_names[i].key) == len && !strncmp(tunable_names[i].key, key, len))
+			return i;
+	return -1;
+}
+
+/* "key=value,key=value": a copy with the values cut out of it, pointed to by
+ * vals[] (the last setting of a key wins).  -EINVAL for an unknown key, an
+ * item without '=' or an empty item; nothing is allocated then. */
+static int tunables_parse(const char *s, char **copy, const char *vals[COH_NTUNABLES])
+{
+	*copy = NULL;
+	if (!s || !*s)
+		return 0;
+	char *c = strdup(s);
+	if (!c)
+		return -ENOMEM;
+	for (char *item = c; item;) {
+		char *next = strchr(item, ',');
+		if (next)
+			*next++ = '\0';
+		char *eq = strchr(item, '=');
+		int i = eq ? tunable_index(item, (size_t)(eq - item)) : -1;
+		if (i < 0) {
+			free(c);
+			return -EINVAL;
+		}
+		vals[i] = eq + 1;
+		item = next;
+	}
+	*copy = c;
+	return 0;
+}
+
+const char *coh_ctx_tunable(const coh_context *ctx, const char *key)
+{
+	int i = key ? tunable_index(key, strlen(key)) : -1;
+	if (i < 0)
+		return NULL;
+	if (ctx && ctx->tunable[i])
+		return ctx->tunable[i];
+	return getenv(tunable_names[i].env);
+}
 
 int coh_backend_validate(const struct coh_backend_ops *ops)
 {
@@ -130,6 +190,7 @@ static void context_free(coh_context *ctx)
 	pthread_mutex_destroy(&ctx->log_lock);
 	pthread_mutex_destroy(&ctx->cma_lock);
 	free(ctx->cma_ranges);
+	free(ctx->tunables);
 	free(ctx);
 }
 
@@ -141,19 +202,26 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 		return -EINVAL;
 	*out = NULL;
 	if (opts) {
-		if (opts->size < offsetof(struct coh_context_options, fsroot) + sizeof(opts->fsroot) ||
-		    opts->size > sizeof(o))
-			return -EINVAL;
-		memcpy(&o, opts, opts->size);
-		o.size = sizeof(o);
+		int e = coh_struct_in(&o, sizeof(o), opts);
+		if (e)
+			return e;
 		if (o.log_level < -1 || o.log_level > COH_LOG_DEBUG)
 			return -EINVAL;
 	}
+	char *tunables;
+	const char *tunable[COH_NTUNABLES] = { NULL };
+	int te = tunables_parse(o.tunables, &tunables, tunable);
+	if (te)
+		return te;
 
 	coh_fault_env();
 	coh_context *ctx = calloc(1, sizeof(*ctx));
-	if (!ctx)
+	if (!ctx) {
+		free(tunables);
 		return -ENOMEM;
+	}
+	ctx->tunables = tunables;
+	memcpy(ctx->tunable, tunable, sizeof(tunable));
 	atomic_init(&ctx->refs, 1);
 	pthread_mutex_init(&ctx->log_lock, NULL);
 	pthread_mutex_init(&ctx->cma_lock, NULL);
@@ -168,6 +236,7 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 	if (err) {
 		pthread_mutex_destroy(&ctx->log_lock);
 		pthread_mutex_destroy(&ctx->cma_lock);
+		free(ctx->tunables);
 		free(ctx);
 		return err;
 	}

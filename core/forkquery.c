@@ -88,11 +88,19 @@ static bool fork_piece(void *arg, uintptr_t a, size_t len, const struct coh_exte
 	return true;
 }
 
-int coh_fork_query(coh_context *ctx, const void *addr, size_t len, struct coh_fork_extent *out, size_t max)
+static int fork_fill(void *buf, size_t max, void *arg)
 {
+	const struct coh_range_call *c = arg;
 	/* smaps: the kernel's VmFlags decide what the child gets */
-	struct fork_out o = { .out = out };
-	return coh_query_by_mapping(ctx, addr, len, out, max, true, fork_piece, &o.h);
+	struct fork_out o = { .out = buf };
+	return coh_query_by_mapping(c->ctx, c->addr, c->len, buf, max, true, fork_piece, &o.h);
+}
+
+int coh_fork_query(coh_context *ctx, const void *addr, size_t len, struct coh_fork_extent *out, size_t max,
+		   size_t ext_size)
+{
+	struct coh_range_call c = { ctx, addr, len };
+	return coh_ext_fill(out, max, ext_size, sizeof(*out), fork_fill, &c);
 }
 
 const char *coh_child_view_name(int view)

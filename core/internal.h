@@ -14,6 +14,7 @@
 #include "backend.h"
 
 #define COH_PAGE_SIZE_MIN 4096u
+#define COH_NTUNABLES 6   /* the keys of coh_ctx_tunable (core/context.c) */
 
 /* ---- lookup table (ptab.c): page -> allocation, read without a lock ---- */
 struct pt_mid;
@@ -30,6 +31,7 @@ struct coh_ptab_hit {
 	unsigned flags;
 	int fork_policy;
 	int adopted;
+	void *user_data;
 };
 struct coh_amap_val;
 int coh_ptab_init(struct coh_ptab *t);
@@ -63,6 +65,7 @@ struct coh_rec {
 	struct coh_alloc_rec pub;
 	atomic_int refs;          /* map's reference + one per user in flight */
 	struct coh_rec *next_dead;  /* on the map's dead list after a fork child dropped it */
+	void *user_data;          /* the caller's (coh_alloc_props, coh_set_user_data) */
 };
 /* What a lookup reports, stored in the map beside the key. */
 struct coh_amap_val {
@@ -71,6 +74,7 @@ struct coh_amap_val {
 	unsigned flags;
 	int16_t fork_policy;
 	uint8_t adopted;
+	void *user_data;
 };
 int coh_amap_init(struct coh_amap *m);
 static inline void coh_amap_lock(struct coh_amap *m)
@@ -88,6 +92,9 @@ struct coh_rec *coh_amap_find(const struct coh_amap *m, uintptr_t addr);   /* re
 const struct coh_amap_val *coh_amap_find_val(const struct coh_amap *m, uintptr_t addr,
 					     uintptr_t *start); /* read */
 void coh_amap_set_policy(struct coh_amap *m, uintptr_t start, int policy);  /* write */
+/* The user data of the record containing addr, in the record, the map and
+ * the lookup table: 0 or -ENOENT.  (write) */
+int coh_amap_set_user_data(struct coh_amap *m, uintptr_t addr, void *data);
 /* Start of the first record beginning after addr; false when none. (read) */
 bool coh_amap_next_start(const struct coh_amap *m, uintptr_t addr, uintptr_t *start);
 int coh_amap_walk(const struct coh_amap *m, int (*fn)(struct coh_rec *r, void *arg), void *arg); /* read */
@@ -167,6 +174,11 @@ struct coh_context {
 	 * process sees no PFNs in pagemap (no CAP_SYS_ADMIN) or has no table. */
 	_Atomic(struct coh_pfn_map *) pfn_map;
 	atomic_int pfn_unusable;
+
+	/* coh_context_options.tunables: a copy, and each known key's value in
+	 * it (NULL: not set there), in the order of context.c's table. */
+	char *tunables;
+	const char *tunable[COH_NTUNABLES];
 };
 
 struct coh_pfn_map;

@@ -113,7 +113,7 @@ const struct coh_pfn_map *coh_pfn_map_get(coh_context *ctx, bool refresh)
 	if (cur && (!refresh || now_ns() - cur->loaded_ns < 1000000000u))
 		return cur;
 	struct coh_pfn_map *m;
-	const char *env = cur ? NULL : getenv("COH_QUERY_PFN");
+	const char *env = cur ? NULL : coh_ctx_tunable(ctx, "query.pfn");
 	if (env && !strcmp(env, "0")) {   /* asked for move_pages only (comparisons, a workaround) */
 		atomic_store(&ctx->pfn_unusable, 1);
 		return NULL;

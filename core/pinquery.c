@@ -528,15 +528,23 @@ static bool pin_piece(void *arg, uintptr_t a, size_t len, const struct coh_exten
 	return emit(o, a, len, x, coh_pin_judge(ctx, m, x->kind, x->node, x->target, 0, o->fs));
 }
 
-int coh_pin_query(coh_context *ctx, const void *addr, size_t len, struct coh_pin_extent *out, size_t max)
+static int pin_fill(void *buf, size_t max, void *arg)
 {
-	struct pin_out o = { .out = out, .pmfd = -1 };
-	int n = coh_query_by_mapping(ctx, addr, len, out, max, false, pin_piece, &o.h);
+	const struct coh_range_call *c = arg;
+	struct pin_out o = { .out = buf, .pmfd = -1 };
+	int n = coh_query_by_mapping(c->ctx, c->addr, c->len, buf, max, false, pin_piece, &o.h);
 	if (o.pmfd >= 0)
 		close(o.pmfd);
 	if (o.frames_state > 0)
 		coh_frame_map_free(&o.frames);
 	return n;
+}
+
+int coh_pin_query(coh_context *ctx, const void *addr, size_t len, struct coh_pin_extent *out, size_t max,
+		  size_t ext_size)
+{
+	struct coh_range_call c = { ctx, addr, len };
+	return coh_ext_fill(out, max, ext_size, sizeof(*out), pin_fill, &c);
 }
 
 const char *coh_pin_answer_name(int answer)

@@ -3,7 +3,9 @@
  * The lookup table: page number -> what coh_lookup() reports, read without a
  * lock.  Three levels over 36-bit page numbers: a top array (13 bits) of
  * middle nodes (12 bits: 32 GiB each) of leaves (11 bits: 8 MiB each, one
- * 16-byte entry per page).  A middle node also holds one "block" entry per
+ * 16-byte entry per page).  The caller's user data of an entry sits in a
+ * parallel array of the same node, read only when the entry says it has one,
+ * so that the entries a lookup touches stay as dense as without it.  A middle node also holds one "block" entry per
  * 8 MiB, and a leaf one "granule" entry per 64 KiB: an allocation is written
  * once per whole aligned block or granule it covers and page by page only at
  * its ragged ends, so large allocations stay cheap to add and remove.
@@ -36,17 +38,21 @@
 
 struct pt_ent {
 	_Atomic uint64_t w0;   /* base page | (target index + 1) << 36 | flags << 48; 0 = empty */
-	_Atomic uint64_t w1;   /* length in pages | fork policy << 56 | adopted << 60 */
+	_Atomic uint64_t w1;   /* length in pages | fork policy << 56 | adopted << 60 | user data << 61 */
 };
+#define PT_HAS_USER (1ull << 61)
 
 struct pt_leaf {
 	struct pt_ent e[LEAF_N];
 	struct pt_ent g[GRAN_N];
+	_Atomic uint64_t ue[LEAF_N];   /* user data of e[i], valid with PT_HAS_USER */
+	_Atomic uint64_t ug[GRAN_N];
 };
 
 struct pt_mid {
 	_Atomic(struct pt_leaf *) leaf[MID_N];
 	struct pt_ent block[MID_N];
+	_Atomic uint64_t ublock[MID_N];
 };
 
 struct pt_chunk {
@@ -54,16 +60,25 @@ struct pt_chunk {
 	size_t used;
 };
 
-static inline void ent_load(const struct pt_ent *e, uint64_t *w0, uint64_t *w1)
+/* The three words of an entry. */
+struct pt_val {
+	uint64_t w0, w1, w2;
+};
+
+static inline void ent_load(const struct pt_ent *e, struct pt_val *v)
 {
-	*w0 = atomic_load_explicit(&((struct pt_ent *)e)->w0, memory_order_relaxed);
-	*w1 = atomic_load_explicit(&((struct pt_ent *)e)->w1, memory_order_relaxed);
+	v->w0 = atomic_load_explicit(&((struct pt_ent *)e)->w0, memory_order_relaxed);
+	v->w1 = atomic_load_explicit(&((struct pt_ent *)e)->w1, memory_order_relaxed);
 }
 
-static inline void ent_store(struct pt_ent *e, uint64_t w0, uint64_t w1)
+/* An entry and its user-data slot u; the slot is written only when the entry
+ * has user data (a stale slot is never read). */
+static inline void ent_store(struct pt_ent *e, _Atomic uint64_t *u, const struct pt_val *v)
 {
-	atomic_store_explicit(&e->w0, w0, memory_order_relaxed);
-	atomic_store_explicit(&e->w1, w1, memory_order_relaxed);
+	if (v->w1 & PT_HAS_USER)
+		atomic_store_explicit(u, v->w2, memory_order_relaxed);
+	atomic_store_explicit(&e->w0, v->w0, memory_order_relaxed);
+	atomic_store_explicit(&e->w1, v->w1, memory_order_relaxed);
 }
 
 int coh_ptab_init(struct coh_ptab *t)
@@ -134,11 +149,12 @@ static struct pt_leaf *leaf_get(struct coh_ptab *t, struct pt_mid *m, uint64_t p
 	return l;
 }
 
-static void encode(const struct coh_amap_val *v, uintptr_t start, int tindex, uint64_t *w0, uint64_t *w1)
+static void encode(const struct coh_amap_val *v, uintptr_t start, int tindex, struct pt_val *w)
 {
-	*w0 = ((uint64_t)start >> PT_PAGE_SHIFT) | ((uint64_t)(tindex + 1) << 36) | ((uint64_t)(v->flags & 0xffff) << 48);
-	*w1 = ((uint64_t)v->length >> PT_PAGE_SHIFT) | ((uint64_t)(v->fork_policy & 0xf) << 56) |
-	      ((uint64_t)(v->adopted & 1) << 60);
+	w->w0 = ((uint64_t)start >> PT_PAGE_SHIFT) | ((uint64_t)(tindex + 1) << 36) | ((uint64_t)(v->flags & 0xffff) << 48);
+	w->w1 = ((uint64_t)v->length >> PT_PAGE_SHIFT) | ((uint64_t)(v->fork_policy & 0xf) << 56) |
+		((uint64_t)(v->adopted & 1) << 60) | (v->user_data ? PT_HAS_USER : 0);
+	w->w2 = (uint64_t)(uintptr_t)v->user_data;
 }
 
 /* Prepares every node the range needs, so that the stores cannot fail. */
@@ -158,30 +174,31 @@ static int prepare(struct coh_ptab *t, uint64_t pn0, uint64_t pn1)
 }
 
 /* Pages [p, e) of one leaf: ragged head page by page, whole granules, ragged tail. */
-static void fill_leaf(struct pt_leaf *l, uint64_t p, uint64_t e, uint64_t w0, uint64_t w1)
+static void fill_leaf(struct pt_leaf *l, uint64_t p, uint64_t e, const struct pt_val *w)
 {
 	const uint64_t gmask = (1u << GRAN_BITS) - 1;
 	uint64_t head = (p + gmask) & ~gmask;
 	if (head > e)
 		head = e;
 	for (; p < head; p++)
-		ent_store(&l->e[p & (LEAF_N - 1)], w0, w1);
+		ent_store(&l->e[p & (LEAF_N - 1)], &l->ue[p & (LEAF_N - 1)], w);
 	for (; p + gmask < e; p += gmask + 1)
-		ent_store(&l->g[(p & (LEAF_N - 1)) >> GRAN_BITS], w0, w1);
+		ent_store(&l->g[(p & (LEAF_N - 1)) >> GRAN_BITS], &l->ug[(p & (LEAF_N - 1)) >> GRAN_BITS], w);
 	for (; p < e; p++)
-		ent_store(&l->e[p & (LEAF_N - 1)], w0, w1);
+		ent_store(&l->e[p & (LEAF_N - 1)], &l->ue[p & (LEAF_N - 1)], w);
 }
 
-static void fill(struct coh_ptab *t, uint64_t pn0, uint64_t pn1, uint64_t w0, uint64_t w1)
+static void fill(struct coh_ptab *t, uint64_t pn0, uint64_t pn1, const struct pt_val *w)
 {
 	for (uint64_t pn = pn0; pn < pn1;) {
 		uint64_t block_end = (pn | (LEAF_N - 1)) + 1;
 		struct pt_mid *m = mid_get(t, pn, false);
 		bool whole = (pn & (LEAF_N - 1)) == 0 && block_end <= pn1;
 		if (whole) {
-			ent_store(&m->block[(pn >> LEAF_BITS) & (MID_N - 1)], w0, w1);
+			ent_store(&m->block[(pn >> LEAF_BITS) & (MID_N - 1)], &m->ublock[(pn >> LEAF_BITS) & (MID_N - 1)],
+				  w);
 		} else {
-			fill_leaf(leaf_get(t, m, pn, false), pn, block_end < pn1 ? block_end : pn1, w0, w1);
+			fill_leaf(leaf_get(t, m, pn, false), pn, block_end < pn1 ? block_end : pn1, w);
 		}
 		pn = block_end;
 	}
@@ -210,20 +227,20 @@ static struct pt_leaf *one_leaf(struct coh_ptab *t, uint64_t pn0, uint64_t pn1, 
 	return m ? leaf_get(t, m, pn0, create) : NULL;
 }
 
-static void store_range(struct coh_ptab *t, uint64_t pn0, uint64_t pn1, uint64_t w0, uint64_t w1,
+static void store_range(struct coh_ptab *t, uint64_t pn0, uint64_t pn1, const struct pt_val *w,
 			struct pt_leaf *l)
 {
 	uint64_t s = write_begin(t);
 	if (l)
-		fill_leaf(l, pn0, pn1, w0, w1);
+		fill_leaf(l, pn0, pn1, w);
 	else
-		fill(t, pn0, pn1, w0, w1);
+		fill(t, pn0, pn1, w);
 	write_end(t, s);
 }
 
 /* The common case, kept tight: a few pages inside a leaf that exists already.
  * The writer holds the map's lock, so its own loads need no ordering. */
-static inline bool small_store(struct coh_ptab *t, uint64_t pn0, uint64_t pn1, uint64_t w0, uint64_t w1)
+static inline bool small_store(struct coh_ptab *t, uint64_t pn0, uint64_t pn1, const struct pt_val *w)
 {
 	if (pn1 - pn0 > 8 || (pn0 >> LEAF_BITS) != ((pn1 - 1) >> LEAF_BITS))
 		return false;
@@ -236,7 +253,7 @@ static inline bool small_store(struct coh_ptab *t, uint64_t pn0, uint64_t pn1, u
 		return false;
 	uint64_t s = write_begin(t);
 	for (uint64_t p = pn0; p < pn1; p++)
-		ent_store(&l->e[p & (LEAF_N - 1)], w0, w1);
+		ent_store(&l->e[p & (LEAF_N - 1)], &l->ue[p & (LEAF_N - 1)], w);
 	write_end(t, s);
 	return true;
 }
@@ -248,9 +265,9 @@ int coh_ptab_set(struct coh_ptab *t, uintptr_t start, const struct coh_amap_val 
 	 * (5-level paging with a high mmap hint) would alias a lower one. */
 	if (v->length > PT_LIMIT || start > PT_LIMIT - v->length)
 		return -ERANGE;
-	uint64_t w0, w1;
-	encode(v, start, tindex, &w0, &w1);
-	if (small_store(t, pn0, pn1, w0, w1))
+	struct pt_val w;
+	encode(v, start, tindex, &w);
+	if (small_store(t, pn0, pn1, &w))
 		return 0;
 	struct pt_leaf *l = one_leaf(t, pn0, pn1, true);   /* the common, small case */
 	if (!l) {
@@ -258,15 +275,16 @@ int coh_ptab_set(struct coh_ptab *t, uintptr_t start, const struct coh_amap_val 
 		if (e)
 			return e;
 	}
-	store_range(t, pn0, pn1, w0, w1, l);
+	store_range(t, pn0, pn1, &w, l);
 	return 0;
 }
 
 void coh_ptab_clear(struct coh_ptab *t, uintptr_t start, size_t length)
 {
 	uint64_t pn0 = start >> PT_PAGE_SHIFT, pn1 = (start + length) >> PT_PAGE_SHIFT;
-	if (!small_store(t, pn0, pn1, 0, 0))
-		store_range(t, pn0, pn1, 0, 0, one_leaf(t, pn0, pn1, false));
+	static const struct pt_val empty;
+	if (!small_store(t, pn0, pn1, &empty))
+		store_range(t, pn0, pn1, &empty, one_leaf(t, pn0, pn1, false));
 }
 
 bool coh_ptab_get(const struct coh_ptab *t, uintptr_t addr, struct coh_ptab_hit *hit)
@@ -278,34 +296,44 @@ bool coh_ptab_get(const struct coh_ptab *t, uintptr_t addr, struct coh_ptab_hit 
 	unsigned mi = (unsigned)(pn >> LEAF_BITS) & (MID_N - 1);
 	_Atomic uint64_t *seq = (_Atomic uint64_t *)&t->seq;
 	for (;;) {
-		uint64_t s1 = atomic_load_explicit(seq, memory_order_acquire), w0 = 0, w1 = 0;
+		uint64_t s1 = atomic_load_explicit(seq, memory_order_acquire);
+		struct pt_val w = { 0, 0, 0 };
 		if (s1 & 1)
 			continue;   /* a writer is in the middle of it */
+		_Atomic uint64_t *u = NULL;
 		if ((addr >> 48) == 0) {
 			struct pt_mid *m = atomic_load_explicit(&t->top[ti], memory_order_acquire);
 			if (m) {
-				ent_load(&m->block[mi], &w0, &w1);
-				if (!w0) {
+				ent_load(&m->block[mi], &w);
+				u = &m->ublock[mi];
+				if (!w.w0) {
 					struct pt_leaf *l = atomic_load_explicit(&m->leaf[mi], memory_order_acquire);
 					if (l) {
-						ent_load(&l->e[pn & (LEAF_N - 1)], &w0, &w1);
-						if (!w0)
-							ent_load(&l->g[(pn & (LEAF_N - 1)) >> GRAN_BITS], &w0, &w1);
+						unsigned li = pn & (LEAF_N - 1);
+						ent_load(&l->e[li], &w);
+						u = &l->ue[li];
+						if (!w.w0) {
+							ent_load(&l->g[li >> GRAN_BITS], &w);
+							u = &l->ug[li >> GRAN_BITS];
+						}
 					}
 				}
 			}
 		}
+		if (w.w1 & PT_HAS_USER)
+			w.w2 = atomic_load_explicit(u, memory_order_relaxed);
 		atomic_thread_fence(memory_order_acquire);
 		if (atomic_load_explicit(seq, memory_order_relaxed) != s1)
 			continue;
-		if (!w0)
+		if (!w.w0)
 			return false;
-		hit->start = (uintptr_t)(w0 & ((1ull << 36) - 1)) << PT_PAGE_SHIFT;
-		hit->tindex = (int)((w0 >> 36) & 0xfff) - 1;
-		hit->flags = (unsigned)(w0 >> 48);
-		hit->length = (size_t)(w1 & ((1ull << 56) - 1)) << PT_PAGE_SHIFT;
-		hit->fork_policy = (int)((w1 >> 56) & 0xf);
-		hit->adopted = (int)((w1 >> 60) & 1);
+		hit->start = (uintptr_t)(w.w0 & ((1ull << 36) - 1)) << PT_PAGE_SHIFT;
+		hit->tindex = (int)((w.w0 >> 36) & 0xfff) - 1;
+		hit->flags = (unsigned)(w.w0 >> 48);
+		hit->length = (size_t)(w.w1 & ((1ull << 56) - 1)) << PT_PAGE_SHIFT;
+		hit->fork_policy = (int)((w.w1 >> 56) & 0xf);
+		hit->adopted = (int)((w.w1 >> 60) & 1);
+		hit->user_data = (void *)(uintptr_t)w.w2;
 		return true;
 	}
 }

@@ -22,6 +22,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include "growth.h"
 #include "internal.h"
 #include "query.h"
 
@@ -886,26 +887,66 @@ int coh_range_on_device(coh_context *ctx, const void *addr, size_t len)
 	return e;
 }
 
-int coh_query_pid(coh_context *ctx, pid_t pid, const void *addr, size_t len, struct coh_extent *ext,
-		  size_t max)
+int coh_ext_fill(void *user, size_t max, size_t ext_size, size_t full,
+		 int (*fill)(void *buf, size_t max, void *arg), void *arg)
 {
-	uintptr_t start, end;
-	if (pid < 0)
-		return -EINVAL;
-	int e = coh_query_args(ctx, addr, len, ext, max, &start, &end);
+	int e = coh_ext_size_check(ext_size);
 	if (e)
 		return e;
-	if (pid == getpid())
-		pid = 0;
-	int n = coh_query_engine(ctx, pid, start, end, ext, max);
-	if (n > 0 && pid == 0)
-		n = coh_query_refine(ctx, ext, n, max);
+	if (max > INT32_MAX)
+		return -EINVAL;   /* before the work buffer caps it */
+	if (ext_size >= full || !user || max == 0) {
+		/* in the caller's array (fill checks it), spread out afterwards */
+		int n = fill(user, max, arg);
+		if (n > 0)
+			coh_ext_spread(user, ext_size, full, (size_t)n);
+		return n;
+	}
+	/* an older, smaller element: full ones in a work buffer, copied out */
+	size_t m = max > COH_QUERY_MAX_EXTENTS ? COH_QUERY_MAX_EXTENTS : max;
+	void *w = calloc(m, full);
+	if (!w)
+		return -ENOMEM;
+	int n = fill(w, m, arg);
+	if (n > 0)
+		coh_ext_copy(user, ext_size, w, full, (size_t)n);
+	free(w);
 	return n;
 }
 
-int coh_query(coh_context *ctx, const void *addr, size_t len, struct coh_extent *ext, size_t max)
+struct query_call {
+	coh_context *ctx;
+	pid_t pid;
+	uintptr_t start, end;
+};
+
+static int query_fill(void *buf, size_t max, void *arg)
 {
-	return coh_query_pid(ctx, 0, addr, len, ext, max);
+	const struct query_call *q = arg;
+	int n = coh_query_engine(q->ctx, q->pid, q->start, q->end, buf, max);
+	if (n > 0 && q->pid == 0)
+		n = coh_query_refine(q->ctx, buf, n, max);
+	return n;
+}
+
+int coh_query_pid(coh_context *ctx, pid_t pid, const void *addr, size_t len, struct coh_extent *ext,
+		  size_t max, size_t ext_size)
+{
+	struct query_call q = { .ctx = ctx, .pid = pid };
+	if (pid < 0)
+		return -EINVAL;
+	int e = coh_query_args(ctx, addr, len, ext, max, &q.start, &q.end);
+	if (e)
+		return e;
+	if (pid == getpid())
+		q.pid = 0;
+	return coh_ext_fill(ext, max, ext_size, sizeof(*ext), query_fill, &q);
+}
+
+int coh_query(coh_context *ctx, const void *addr, size_t len, struct coh_extent *ext, size_t max,
+	      size_t ext_size)
+{
+	return coh_query_pid(ctx, 0, addr, len, ext, max, ext_size);
 }
 
 const char *coh_mem_kind_name(int kind)

@@ -165,4 +165,16 @@ struct coh_pin_verdict {
 struct coh_pin_verdict coh_pin_judge(const coh_context *ctx, const struct coh_vma *vma, int kind, int node,
 				     const coh_target *t, unsigned facts, int fs);
 
+/* An extent call's output: fill writes at most max full-size elements
+ * (full bytes each) into buf and returns their number or -errno; this runs it
+ * for the caller's array at stride ext_size (core/growth.h).  fill checks
+ * the arguments (it is called with the caller's array when that is NULL). */
+struct coh_range_call {       /* the arguments of a range call, for its fill */
+	coh_context *ctx;
+	const void *addr;
+	size_t len;
+};
+int coh_ext_fill(void *user, size_t max, size_t ext_size, size_t full,
+		 int (*fill)(void *buf, size_t max, void *arg), void *arg);
+
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "growth.h"
 #include "internal.h"
 
 static int read_tier(const coh_context *ctx, int node)
@@ -318,7 +319,10 @@ static int node_name_id(const char *name)
 	return (int)v;
 }
 
-static int read_access(const coh_target *t, unsigned access_class, struct coh_access *out, bool warn)
+/* The HMAT figures of an access class into *out and, when nodes is not NULL,
+ * the first max initiator nodes in ascending order into nodes. */
+static int read_access(const coh_target *t, unsigned access_class, struct coh_access *out, int *nodes,
+		       size_t max, bool warn)
 {
 	const coh_context *ctx = t->ctx;
 	char dir[128], path[192], buf[64];
@@ -326,7 +330,9 @@ static int read_access(const coh_target *t, unsigned access_class, struct coh_ac
 		 t->d.numa_node, access_class);
 	if (!coh_fs_exists(ctx, dir))
 		return -ENOENT;
-	struct coh_access a = { .size = sizeof(a) };
+	struct coh_access a;
+	memset(&a, 0, sizeof(a));   /* padding too: the caller gets it */
+	a.size = sizeof(a);
 	static const char *const names[] = { "read_bandwidth", "write_bandwidth", "read_latency",
 					     "write_latency" };
 	uint32_t *vals[] = { &a.read_bandwidth, &a.write_bandwidth, &a.read_latency, &a.write_latency };
@@ -351,6 +357,8 @@ static int read_access(const coh_target *t, unsigned access_class, struct coh_ac
 		return -ENOENT;   /* an initiator-only node (the folder exists, empty), or zeros only */
 	DIR *d = coh_fs_opendir(ctx, dir);
 	if (d) {
+		/* readdir order is arbitrary: a bitmap gives ascending ids */
+		uint8_t seen[COH_NODE_LIMIT / 8] = { 0 };
 		struct dirent *de;
 		while ((de = readdir(d))) {
 			if (strncmp(de->d_name, "node", 4))
@@ -361,16 +369,14 @@ static int read_access(const coh_target *t, unsigned access_class, struct coh_ac
 					coh_warn((coh_context *)ctx, "%s/%s: not a node id, ignored", dir, de->d_name);
 				continue;
 			}
-			if (a.nr_initiators < 16)
-				a.initiators[a.nr_initiators++] = id;
+			seen[id / 8] |= (uint8_t)(1u << (id % 8));
 		}
 		closedir(d);
-		/* readdir order is arbitrary: sort */
-		for (int i = 1; i < a.nr_initiators; i++)
-			for (int j = i; j > 0 && a.initiators[j - 1] > a.initiators[j]; j--) {
-				int x = a.initiators[j];
-				a.initiators[j] = a.initiators[j - 1];
-				a.initiators[j - 1] = x;
+		for (int id = 0; id < COH_NODE_LIMIT; id++)
+			if (seen[id / 8] & (1u << (id % 8))) {
+				if (nodes && (size_t)a.nr_initiators < max)
+					nodes[a.nr_initiators] = id;
+				a.nr_initiators++;
 			}
 	}
 	*out = a;
@@ -379,11 +385,28 @@ static int read_access(const coh_target *t, unsigned access_class, struct coh_ac
 
 int coh_target_access(const coh_target *t, unsigned access_class, struct coh_access *out)
 {
-	if (!t || !out || out->size < sizeof(struct coh_access) || access_class > 1)
+	if (!t || !out || coh_struct_out_check(out) || access_class > 1)
 		return -EINVAL;
 	if (t->d.numa_node < 0)
 		return -ENOENT;
-	return read_access(t, access_class, out, false);
+	struct coh_access a;
+	int e = read_access(t, access_class, &a, NULL, 0, false);
+	if (!e)
+		coh_struct_out(out, &a, sizeof(a));
+	return e;
+}
+
+int coh_target_initiators(const coh_target *t, unsigned access_class, int *nodes, size_t max)
+{
+	if (!t || access_class > 1)
+		return -EINVAL;
+	if (!nodes && max)
+		return -EFAULT;
+	if (t->d.numa_node < 0)
+		return -ENOENT;
+	struct coh_access a;
+	int e = read_access(t, access_class, &a, nodes, max, false);
+	return e ? e : a.nr_initiators;
 }
 
 /* nodeN/memory_side_cache/indexL, L ascending: the i-th that has a valid size. */
@@ -408,7 +431,10 @@ static int read_memory_cache(const coh_target *t, unsigned index, struct coh_mem
 	for (unsigned l = 0; l < 256; l++) {
 		if (!(levels[l / 8] & (1u << (l % 8))))
 			continue;
-		struct coh_memory_cache c = { .size = sizeof(c), .level = l, .indexing = -1, .write_policy = -1 };
+		struct coh_memory_cache c;
+		memset(&c, 0, sizeof(c));   /* padding too: the caller gets it */
+		c.size = sizeof(c);
+		c.level = l;
 		static const char *const names[] = { "size", "line_size", "indexing", "write_policy" };
 		uint64_t v[4];
 		bool ok[4];
@@ -437,11 +463,55 @@ static int read_memory_cache(const coh_target *t, unsigned index, struct coh_mem
 
 int coh_target_memory_cache(const coh_target *t, unsigned index, struct coh_memory_cache *out)
 {
-	if (!t || !out || out->size < sizeof(struct coh_memory_cache))
+	if (!t || !out || coh_struct_out_check(out))
 		return -EINVAL;
 	if (t->d.numa_node < 0)
 		return -ENOENT;
-	return read_memory_cache(t, index, out, false);
+	struct coh_memory_cache c;
+	int e = read_memory_cache(t, index, &c, false);
+	if (!e)
+		coh_struct_out(out, &c, sizeof(c));
+	return e;
+}
+
+static int model_of_kind(int kind)
+{
+	switch (kind) {
+	case COH_KIND_HOST_NODE:
+	case COH_KIND_CPULESS_NODE: return COH_MODEL_NODE;
+	case COH_KIND_DEVICE_COHERENT:
+	case COH_KIND_DEVICE_PRIVATE: return COH_MODEL_HMM;
+	case COH_KIND_DEVICE_DAX: return COH_MODEL_DEVDAX;
+	case COH_KIND_VENDOR_MANAGED: return COH_MODEL_MANAGED;
+	default: return COH_MODEL_UNKNOWN;
+	}
+}
+
+int coh_target_device(const coh_target *t, struct coh_device_info *out)
+{
+	if (!t || !out || coh_struct_out_check(out))
+		return -EINVAL;
+	const struct coh_target_desc *d = &t->d;
+	struct coh_device_info i;
+	memset(&i, 0, sizeof(i));   /* padding too: the caller gets it */
+	i.size = sizeof(i);
+	i.memory_model = d->memory_model ? d->memory_model : model_of_kind(d->kind);
+	i.status = d->device_status & (COH_DEVICE_HAS_UUID | COH_DEVICE_HAS_GPU_ID | COH_DEVICE_UNVERIFIED);
+	i.gpu_id = d->device_status & COH_DEVICE_HAS_GPU_ID ? d->gpu_id : 0;
+	if (d->device_status & COH_DEVICE_HAS_UUID)
+		memcpy(i.uuid, d->uuid, sizeof(i.uuid));
+	unsigned dom, bus, dev, fn;
+	char end;
+	if (sscanf(d->pci_address, "%x:%x:%x.%x%c", &dom, &bus, &dev, &fn, &end) == 4 && bus < 256 &&
+	    dev < 32 && fn < 8) {
+		i.status |= COH_DEVICE_HAS_PCI;
+		i.pci_domain = dom;
+		i.pci_bus = (uint8_t)bus;
+		i.pci_dev = (uint8_t)dev;
+		i.pci_fn = (uint8_t)fn;
+	}
+	coh_struct_out(out, &i, sizeof(i));
+	return 0;
 }
 
 int coh_target_persistent(const coh_target *t)
@@ -466,7 +536,7 @@ void coh_targets_validate(coh_context *ctx)
 			distance_row(ctx, t->d.numa_node, nodes, n, row, true);
 		struct coh_access a;
 		for (unsigned cls = 0; cls < 2; cls++)
-			read_access(t, cls, &a, true);
+			read_access(t, cls, &a, NULL, 0, true);
 		struct coh_memory_cache c;
 		for (unsigned k = 0; read_memory_cache(t, k, &c, true) == 0; k++)
 			;

@@ -16,7 +16,7 @@ int main(void)
 	int bad = 0;
 	for (int pol = COH_FORK_COPY; t && pol <= COH_FORK_KERNEL; pol++) {
 		char *p;
-		int e = coh_alloc(t, 4096, 0, COH_ALLOC_FORK(pol), (void **)&p);
+		int e = coh_alloc(t, 4096, &COH_ALLOC_PROPS(.fork_policy = pol), (void **)&p);
 		if (e) {
 			printf("%-8s %s\n", coh_fork_policy_name(pol), coh_strerror(e));
 			continue;

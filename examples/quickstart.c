@@ -11,14 +11,14 @@ int main(void)
 		return 1;
 	coh_target *t = coh_target_get(ctx, 0);       /* first target: host:node0 here */
 	void *buf;
-	int e = t ? coh_alloc(t, 64 << 20, 0, 0, &buf) : -ENODEV;
+	int e = t ? coh_alloc(t, 64 << 20, NULL, &buf) : -ENODEV;
 	if (e) {
 		fprintf(stderr, "coh_alloc: %s\n", coh_strerror(e));
 		return 1;
 	}
 	memset(buf, 1, 32 << 20);                       /* touch the first half */
 	struct coh_extent ext[8];
-	int n = coh_query(ctx, buf, 64 << 20, ext, 8);  /* residency, nothing moves */
+	int n = coh_query(ctx, buf, 64 << 20, ext, 8, sizeof(struct coh_extent));  /* residency, nothing moves */
 	for (int i = 0; i < n; i++)
 		printf("%p +%zu MiB: %s on %s\n", (void *)ext[i].start, ext[i].length >> 20,
 		       coh_mem_kind_name(ext[i].kind), ext[i].target ? coh_target_name(ext[i].target) : "-");

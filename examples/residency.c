@@ -9,7 +9,7 @@
 static void show(coh_context *ctx, void *p, size_t len)
 {
 	struct coh_pin_extent pe[16];
-	int n = coh_pin_query(ctx, p, len, pe, 16);
+	int n = coh_pin_query(ctx, p, len, pe, 16, sizeof(struct coh_pin_extent));
 	for (int i = 0; i < n; i++)
 		printf("  %#lx %6zu KiB  %-14s node %-2d  short pin: %-13s long pin: %-13s (%s)\n",
 		       (unsigned long)pe[i].start, pe[i].length >> 10, coh_mem_kind_name(pe[i].kind), pe[i].node,
@@ -29,7 +29,7 @@ int main(void)
 	}
 	size_t len = 8 << 20;
 	char *p;
-	if ((e = coh_alloc(home, len, 0, COH_ALLOC_NOHUGE, (void **)&p))) {
+	if ((e = coh_alloc(home, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE), (void **)&p))) {
 		fprintf(stderr, "coh_alloc: %s\n", coh_strerror(e));
 		return 1;
 	}

@@ -9,16 +9,32 @@
  *  - Bad input (NULL, zero or overflowing length, unaligned address, unknown
  *    pointer, target of another context) is refused with -EINVAL, -EFAULT,
  *    -ENOENT or -EXDEV before anything is changed.
- *  - Handles are opaque.  Structures that cross the API begin with a `size`
- *    member the caller sets to sizeof(the struct) so they can grow.
+ *  - Handles are opaque.  Structures that cross the API can grow:
+ *    - A struct that begins with a `size` member: the caller sets size to
+ *      sizeof(the struct) as it was compiled.  A smaller size (from a program
+ *      built against an older header) is accepted down to sizeof(size_t):
+ *      input fields past it take their defaults, output fields past it are
+ *      not written.  A larger size (a newer header) is accepted too: on
+ *      output the library zeroes the bytes past its own struct, up to size;
+ *      on input those bytes must be zero (-E2BIG otherwise, before anything
+ *      is changed), so a new option is never silently ignored.
+ *    - An array of extents is passed with `ext_size`, the caller's
+ *      sizeof(element): elements are written at that stride, every field that
+ *      lies wholly inside ext_size is filled and the bytes past the library's
+ *      own struct are zeroed.  ext_size must cover `length` (COH_EXT_SIZE_MIN)
+ *      and be a multiple of 8 (the alignment of the structs); -EINVAL otherwise.
+ *    No public struct holds a fixed-size array; lists come from calls that
+ *    take a buffer and a count (coh_target_initiators()).
  *
  * Thread safety: a coh_context and everything reachable from it may be used
  * from any number of threads at once, except that coh_context_unref() of the
  * last reference must not race other calls on that context.  Targets are
  * immutable after coh_context_create().  coh_lookup() takes no lock (a page
  * table read under a sequence counter); the allocation map is guarded by a
- * reader/writer lock: queries and migrations share it, and
- * coh_alloc()/coh_free()/coh_adopt()/coh_release() serialise on it briefly.
+ * mutex held only for the map update or search itself (never across a system
+ * call or a backend operation): coh_alloc(), coh_free(), coh_adopt(),
+ * coh_release(), coh_set_user_data() and the record lookups of queries,
+ * migrations and advice take it briefly, in turn.
  * A coh_migration handle may be waited on by one thread at a time.
  * The library never prints to stdout and never aborts; diagnostics go to the
  * log callback (default: stderr, level from COH_LOG, off unless set).
@@ -82,6 +98,12 @@ struct coh_context_options {
 	int log_level;        /* -1: COH_LOG or COH_LOG_NONE */
 	coh_log_fn log_fn;    /* NULL: stderr */
 	void *log_data;
+	/* Backend tunables, "key=value" separated by commas, e.g.
+	 * "nvidia.streams=2,nvidia.prefer=0,amd.xnack=1,query.pfn=0".  A key set
+	 * here wins over its environment variable (COH_NVIDIA_STREAMS, ...); an
+	 * unknown key or a malformed list is -EINVAL at create.  NULL: the
+	 * environment only.  See coh_context_create(3) for the keys. */
+	const char *tunables;
 };
 
 /* opts may be NULL (all defaults). */
@@ -177,12 +199,16 @@ struct coh_access {
 	uint32_t read_latency;    /* ns, 0 = unknown */
 	uint32_t write_latency;
 	int nr_initiators;        /* initiator nodes listed for this class */
-	int initiators[16];
 };
 /* HMAT access class 0 (any initiator) or 1 (CPU initiators): -ENOENT without HMAT
  * (or when every figure is 0, HMAT's "not provided"). */
 COH_API int coh_target_access(const coh_target *t, unsigned access_class,
 			      struct coh_access *out);
+/* The initiator nodes of that access class in ascending order: returns how
+ * many there are, all of them, and writes at most max into nodes (which may
+ * be NULL when max is 0).  -ENOENT as for coh_target_access(). */
+COH_API int coh_target_initiators(const coh_target *t, unsigned access_class, int *nodes,
+				  size_t max);
 
 /* A memory-side cache of the node (HMAT): memory_side_cache/indexL. */
 struct coh_memory_cache {
@@ -198,6 +224,35 @@ COH_API int coh_target_memory_cache(const coh_target *t, unsigned index,
 				    struct coh_memory_cache *out);
 /* 1 when the target's memory is persistent (an NVDIMM region onlined as a node), else 0. */
 COH_API int coh_target_persistent(const coh_target *t);
+
+/* How the device's memory reaches the process. */
+enum coh_memory_model {
+	COH_MODEL_UNKNOWN = 0,
+	COH_MODEL_NODE = 1,        /* a NUMA node: system RAM, CXL or HBM onlined as a node */
+	COH_MODEL_HMM = 2,         /* ZONE_DEVICE memory migrated to by the kernel's HMM */
+	COH_MODEL_SVM = 3,         /* a driver's shared virtual memory (AMD KFD SVM ranges) */
+	COH_MODEL_MANAGED = 4,     /* driver-managed memory (CUDA managed memory) */
+	COH_MODEL_DEVDAX = 5,      /* a device-DAX character device mapped into the process */
+};
+enum coh_device_status {
+	COH_DEVICE_HAS_UUID = 1u << 0,    /* uuid[] is valid */
+	COH_DEVICE_HAS_PCI = 1u << 1,     /* pci_* fields are valid */
+	COH_DEVICE_HAS_GPU_ID = 1u << 2,  /* gpu_id is valid */
+	/* The backend's code path for this device has never been run against real
+	 * hardware, only against a recorded tree or a driver double. */
+	COH_DEVICE_UNVERIFIED = 1u << 3,
+};
+struct coh_device_info {
+	size_t size;              /* sizeof(struct coh_device_info) */
+	int memory_model;         /* enum coh_memory_model */
+	unsigned status;          /* enum coh_device_status bits */
+	uint32_t gpu_id;          /* driver's GPU id (AMD KFD topology gpu_id), 0 = none */
+	uint32_t pci_domain;
+	uint8_t pci_bus, pci_dev, pci_fn;
+	uint8_t uuid[16];         /* device UUID (CUDA device UUID) */
+};
+/* The identity of the target's device as data: 0 and *out, -EINVAL for bad input. */
+COH_API int coh_target_device(const coh_target *t, struct coh_device_info *out);
 
 /* ------------------------------------------------------------------ */
 /* Allocation                                                          */
@@ -216,16 +271,39 @@ enum coh_alloc_flag {
 	COH_ALLOC_NOHUGE = 1u << 1,   /* refuse transparent huge pages */
 	COH_ALLOC_POPULATE = 1u << 2, /* fault every page in now */
 };
-/* Fork policy travels in bits 8..11 of the flags. */
-#define COH_ALLOC_FORK(policy) (((unsigned)(policy) & 0xfu) << 8)
 
-/* size > 0; align 0 or a power of two (rounded up to the page size). */
-COH_API int coh_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out);
-/* ptr must be a start returned by coh_alloc (-ENOENT otherwise, -EINVAL for an adopted range). */
+/* Properties of an allocation or adopted range; NULL props = all defaults. */
+struct coh_alloc_props {
+	size_t size;          /* sizeof(struct coh_alloc_props) */
+	size_t align;         /* 0 (page) or a power of two, rounded up to the page size */
+	unsigned flags;       /* enum coh_alloc_flag; 0 for coh_adopt() */
+	int fork_policy;      /* enum coh_fork_policy, default COH_FORK_COPY */
+	void *user_data;      /* returned by coh_lookup(), default NULL */
+};
+
+#ifndef __cplusplus
+/* Properties in place: coh_alloc(t, n, &COH_ALLOC_PROPS(.fork_policy = COH_FORK_ZERO), &p).
+ * Fields left out take their defaults (0, COH_FORK_COPY is 0). */
+#define COH_ALLOC_PROPS(...) \
+	((const struct coh_alloc_props){ .size = sizeof(struct coh_alloc_props), __VA_ARGS__ })
+#endif
+
+/* size > 0. */
+COH_API int coh_alloc(coh_target *t, size_t size, const struct coh_alloc_props *props,
+		      void **out);
+/* ptr must be a start returned by coh_alloc (-ENOENT otherwise, -EINVAL for an
+ * adopted range).  -EBUSY, with nothing freed, while another call holds the
+ * allocation: a coh_migrate(), coh_advise(), coh_fork_policy_set() or a query
+ * (coh_query(), coh_pin_query(), coh_fork_query()) over it running in another
+ * thread, or a coh_migrate_async() whose handle has not been passed to
+ * coh_migration_free() yet.  Free it again once that call has returned (or
+ * the handle is freed); freeing memory another thread is still using is the
+ * caller's race, which -EBUSY reports instead of unmapping under it. */
 COH_API int coh_free(coh_context *ctx, void *ptr);
 /* Register an existing anonymous range (page aligned) so the target's backend can
- * work on it in place.  The memory stays owned by the caller. */
-COH_API int coh_adopt(coh_target *t, void *addr, size_t len, unsigned flags);
+ * work on it in place.  The memory stays owned by the caller.  props->flags must be 0. */
+COH_API int coh_adopt(coh_target *t, void *addr, size_t len, const struct coh_alloc_props *props);
+/* -EBUSY as for coh_free(). */
 COH_API int coh_release(coh_context *ctx, void *addr);
 
 struct coh_alloc_info {
@@ -236,9 +314,13 @@ struct coh_alloc_info {
 	unsigned flags;       /* coh_alloc flags as given */
 	int fork_policy;      /* enum coh_fork_policy */
 	int adopted;          /* 1 for coh_adopt() ranges */
+	void *user_data;      /* from coh_alloc_props or coh_set_user_data() */
 };
 /* Which allocation contains addr: 0 and *info, or -ENOENT.  O(1), lock-free. */
 COH_API int coh_lookup(coh_context *ctx, const void *addr, struct coh_alloc_info *info);
+/* Replaces the user data of the allocation or adopted range containing addr
+ * (any address inside it): 0 or -ENOENT. */
+COH_API int coh_set_user_data(coh_context *ctx, const void *addr, void *data);
 /* Number of live allocations and adopted ranges. */
 COH_API int coh_alloc_count(coh_context *ctx);
 
@@ -296,6 +378,9 @@ enum coh_mem_kind {
 };
 COH_API const char *coh_mem_kind_name(int kind);
 
+/* The smallest ext_size the extent calls accept: start and length. */
+#define COH_EXT_SIZE_MIN (sizeof(uintptr_t) + sizeof(size_t))
+
 struct coh_extent {
 	uintptr_t start;
 	size_t length;
@@ -305,12 +390,13 @@ struct coh_extent {
 };
 /* Residency of [addr, addr+len) of this process, as extents in address order.
  * Never moves or faults anything.  Returns the number of extents written
- * (at most max); when they end before addr+len, call again from there. */
+ * (at most max); when they end before addr+len, call again from there.
+ * ext_size: sizeof(struct coh_extent) (see the growth rule above). */
 COH_API int coh_query(coh_context *ctx, const void *addr, size_t len,
-		      struct coh_extent *ext, size_t max);
+		      struct coh_extent *ext, size_t max, size_t ext_size);
 /* Same for another process (pid 0 = self), where ptrace-read is permitted. */
 COH_API int coh_query_pid(coh_context *ctx, pid_t pid, const void *addr, size_t len,
-			  struct coh_extent *ext, size_t max);
+			  struct coh_extent *ext, size_t max, size_t ext_size);
 
 /* ------------------------------------------------------------------ */
 /* Pin-query and fork policy                                           */
@@ -336,7 +422,7 @@ struct coh_pin_extent {
 /* Pin-query: what a short-term and a long-term pin would do, per extent.
  * Same cursor rules as coh_query(). */
 COH_API int coh_pin_query(coh_context *ctx, const void *addr, size_t len,
-			  struct coh_pin_extent *ext, size_t max);
+			  struct coh_pin_extent *ext, size_t max, size_t ext_size);
 
 enum coh_child_view {
 	COH_CHILD_UNKNOWN = 0,
@@ -369,7 +455,7 @@ struct coh_fork_extent {
  * parent keeps its residency, per extent; read from the kernel's own VMA flags
  * (/proc/self/smaps) and the residency query.  Same cursor rules as coh_query(). */
 COH_API int coh_fork_query(coh_context *ctx, const void *addr, size_t len,
-			   struct coh_fork_extent *ext, size_t max);
+			   struct coh_fork_extent *ext, size_t max, size_t ext_size);
 
 /* Fork policy of an allocation or adopted range (whole allocations only). */
 COH_API int coh_fork_policy_set(coh_context *ctx, void *addr, size_t len, int policy);

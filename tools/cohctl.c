@@ -201,8 +201,10 @@ static int cmd_devices(int argc, char **argv)
 				json_figure("read_latency_ns", a.read_latency);
 				json_figure("write_latency_ns", a.write_latency);
 				printf(", \"initiators\": [");
-				for (int k = 0; k < a.nr_initiators; k++)
-					printf("%s%d", k ? ", " : "", a.initiators[k]);
+				int init[1024];
+				int ni = coh_target_initiators(t, cls, init, 1024);
+				for (int k = 0; k < ni && k < 1024; k++)
+					printf("%s%d", k ? ", " : "", init[k]);
 				printf("]}");
 			}
 			printf("], \"memory_side_caches\": [");
@@ -592,7 +594,7 @@ static int cmd_query(int argc, char **argv)
 	else
 		printf("%-18s %-18s %12s %-16s %5s %s\n", "START", "END", "BYTES", "KIND", "NODE", "TARGET");
 	while (cur < stop) {
-		int n = coh_query_pid(ctx, (pid_t)pid, (void *)cur, stop - cur, ext, 256);
+		int n = coh_query_pid(ctx, (pid_t)pid, (void *)cur, stop - cur, ext, 256, sizeof(struct coh_extent));
 		if (n < 0) {
 			fprintf(stderr, "cohctl: query: %s\n", coh_strerror(n));
 			rc = 1;

@@ -334,8 +334,8 @@ static void kfd_open(coh_context *ctx, struct amd_backend *ab)
 		return;
 	}
 	ab->xnack = e ? -1 : x.xnack_enabled;
-	/* COH_AMD_XNACK=0/1 asks for a mode (before any queue exists, as KFD requires) */
-	const char *want = getenv("COH_AMD_XNACK");
+	/* amd.xnack (COH_AMD_XNACK) =0/1 asks for a mode (before any queue exists, as KFD requires) */
+	const char *want = coh_ctx_tunable(ctx, "amd.xnack");
 	if (want && (!strcmp(want, "0") || !strcmp(want, "1")) && atoi(want) != ab->xnack) {
 		x.xnack_enabled = atoi(want);
 		e = kfd_ioctl(ab, AMDKFD_IOC_SET_XNACK_MODE, &x);
@@ -408,9 +408,13 @@ static int amd_discover(coh_context *ctx, void **priv)
 		else
 			snprintf(vram, sizeof(vram), "%.0f GiB VRAM %s", (double)g->vram / (1 << 30), mem[g->mem]);
 		char full[256];
-		snprintf(full, sizeof(full), "%s (gfx %d, gpu_id %u), %s, SVM %s, render D%d; not yet run on AMD hardware",
-			 g->name, g->gfx, g->gpu_id, vram, (g->cap & HSA_CAP_SVMAPI_SUPPORTED) ? "yes" : "no",
-			 g->render_minor);
+		snprintf(full, sizeof(full), "%s (gfx %d), %s, SVM %s, render D%d", g->name, g->gfx, vram,
+			 (g->cap & HSA_CAP_SVMAPI_SUPPORTED) ? "yes" : "no", g->render_minor);
+		desc.gpu_id = g->gpu_id;
+		/* proven against recorded trees and the KFD emulator only */
+		desc.device_status = COH_DEVICE_HAS_GPU_ID | COH_DEVICE_UNVERIFIED;
+		if (g->cap & HSA_CAP_SVMAPI_SUPPORTED)
+			desc.memory_model = COH_MODEL_SVM;
 		snprintf(desc.model, sizeof(desc.model), "%.*s", (int)sizeof(desc.model) - 1, full);
 		if (g->domain >= 0 && g->location >= 0)
 			snprintf(desc.pci_address, sizeof(desc.pci_address), "%04x:%02x:%02x.%x", g->domain & 0xffff,

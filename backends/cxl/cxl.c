@@ -540,7 +540,7 @@ static int cxl_alloc(coh_target *t, size_t size, size_t align, unsigned flags, v
 	if (e)
 		goto out;
 	uint8_t *p = ct->base + (size_t)first * a;
-	int policy = (int)((flags >> 8) & 0xf);
+	int policy = coh_backend_fork_policy(flags);
 	if (policy_forks(policy) && (e = coh_sys_madvise(p, n * a, MADV_DOFORK)))
 		goto out;
 	memset(ct->state + first, CH_DEV, n);

@@ -366,7 +366,7 @@ static int host_alloc(coh_target *t, size_t size, size_t align, unsigned flags, 
 	(void)priv;
 	const struct host_target *ht = coh_target_priv(t);
 	coh_context *ctx = coh_target_context(t);
-	bool shared = ((flags >> 8) & 0xf) == COH_FORK_SHARE;
+	bool shared = coh_backend_fork_policy(flags) == COH_FORK_SHARE;
 	if ((flags & COH_ALLOC_HUGE) && align < HOST_HUGE && size >= HOST_HUGE)
 		align = HOST_HUGE;
 	void *p;

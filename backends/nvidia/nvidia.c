@@ -85,7 +85,7 @@ struct nv_backend {
 	pid_t pid;                /* the process that initialised CUDA */
 	int nstreams;             /* COH_NVIDIA_STREAMS */
 	size_t chunk;             /* COH_NVIDIA_CHUNK_MB, 0 = one call */
-	bool prefer;              /* COH_NVIDIA_PREFER: migrations set the preferred location */
+	bool prefer;              /* nvidia.prefer (COH_NVIDIA_PREFER), default 1: migrations set the preferred location */
 	int host_node;            /* -2 not yet known, -1 several or none */
 	pthread_mutex_t lock;     /* contexts, staging */
 	/* Every driver call of the backend holds this for reading; the fork
@@ -160,9 +160,9 @@ static int cu_fail(struct nv_backend *nb, const char *what, CUresult r)
 
 /* ---------------- loading and discovery ---------------- */
 
-static int env_int(const char *name, int dflt, int lo, int hi)
+static int tunable_int(const coh_context *ctx, const char *key, int dflt, int lo, int hi)
 {
-	const char *s = getenv(name);
+	const char *s = coh_ctx_tunable(ctx, key);
 	if (!s || !*s)
 		return dflt;
 	char *end;
@@ -174,7 +174,7 @@ static int env_int(const char *name, int dflt, int lo, int hi)
 
 static int load_driver(coh_context *ctx, struct nv_backend *nb)
 {
-	const char *path = getenv("COH_CUDA_LIBRARY");
+	const char *path = coh_ctx_tunable(ctx, "cuda.library");
 	if (!path || !*path)
 		path = "libcuda.so.1";
 	nb->lib = coh_dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -237,20 +237,19 @@ static int add_gpu(coh_context *ctx, struct nv_backend *nb, int ordinal)
 	desc.kind = COH_KIND_VENDOR_MANAGED;
 	snprintf(desc.name, sizeof(desc.name), NV_TARGET_NAME, ordinal);
 	snprintf(desc.vendor, sizeof(desc.vendor), "NVIDIA");
-	char name[96] = "", uuid[48] = "";
+	char name[96] = "";
 	nb->cu.device_name(name, sizeof(name), d);
 	CUuuid u;
 	if (nb->cu.device_uuid && nb->cu.device_uuid(&u, d) == CUDA_SUCCESS) {
-		/* the form nvidia-smi prints: GPU-8-4-4-4-12 hex digits */
-		char *o = uuid + sprintf(uuid, ", GPU-");
-		for (int i = 0; i < 16; i++)
-			o += sprintf(o, "%s%02x", i == 4 || i == 6 || i == 8 || i == 10 ? "-" : "", u.bytes[i]);
+		memcpy(desc.uuid, u.bytes, sizeof(desc.uuid));
+		desc.device_status |= COH_DEVICE_HAS_UUID;
 	}
+	desc.memory_model = COH_MODEL_MANAGED;
 	const char *model = !g->pageable ? "managed memory" : g->host_pt ? "managed + ATS" : "managed + HMM";
 	char full[256];
-	snprintf(full, sizeof(full), "%s (%s%s, sm_%d%d%s)", name, model, g->concurrent ? "" : ", no concurrent access",
+	snprintf(full, sizeof(full), "%s (%s%s, sm_%d%d)", name, model, g->concurrent ? "" : ", no concurrent access",
 		 attr(nb, d, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) & 0xff,
-		 attr(nb, d, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR) & 0xff, uuid);
+		 attr(nb, d, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR) & 0xff);
 	snprintf(desc.model, sizeof(desc.model), "%.*s", (int)sizeof(desc.model) - 1, full);
 	int dom = attr(nb, d, CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID), bus = attr(nb, d, CU_DEVICE_ATTRIBUTE_PCI_BUS_ID),
 	    dev = attr(nb, d, CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID);
@@ -283,9 +282,9 @@ static int nv_discover(coh_context *ctx, void **priv)
 	nb->ctx = ctx;
 	nb->pid = getpid();
 	nb->host_node = -2;
-	nb->nstreams = env_int("COH_NVIDIA_STREAMS", 1, 1, NV_MAX_STREAMS);
-	nb->chunk = (size_t)env_int("COH_NVIDIA_CHUNK_MB", 0, 0, 1 << 20) << 20;
-	nb->prefer = env_int("COH_NVIDIA_PREFER", 0, 0, 1) == 1;
+	nb->nstreams = tunable_int(ctx, "nvidia.streams", 1, 1, NV_MAX_STREAMS);
+	nb->chunk = (size_t)tunable_int(ctx, "nvidia.chunk_mb", 0, 0, 1 << 20) << 20;
+	nb->prefer = tunable_int(ctx, "nvidia.prefer", 1, 0, 1) == 1;
 	pthread_mutex_init(&nb->lock, NULL);
 	pthread_rwlockattr_t ra;
 	pthread_rwlockattr_init(&ra);
@@ -619,10 +618,14 @@ struct nv_token {
 	int nev;
 };
 
-/* With COH_NVIDIA_PREFER=1 a migration also makes the destination the
- * preferred location (pages populated later land there).  Off by default:
- * on an H200 the advice cost a third of the host->GPU rate (33.7 against
- * 50.3 GB/s for 1 GiB, docs/performance.md). */
+/* coh_migrate's promise: pages populated later land at the destination.  A
+ * migration makes the destination the preferred location, but only when it
+ * differs from the record's home (the allocation's target, then the last
+ * destination): once per allocation and direction change, not once per
+ * migration.  Advising on every migration cost a third of the host->GPU rate
+ * on an H200 (33.7 against 50.3 GB/s for 1 GiB, docs/performance.md).
+ * nvidia.prefer=0 (COH_NVIDIA_PREFER=0) turns it off: migrations are plain
+ * prefetches, and pages populated later go where the driver puts them. */
 static CUresult prefer(struct nv_backend *nb, const struct coh_alloc_rec *rec, coh_target *dst, uintptr_t addr,
 		       size_t len, CUmemLocation loc)
 {

@@ -57,12 +57,12 @@ static void report(const coh_target *t, const char *check, int verdict, const ch
 	} while (0)
 
 /* Checks that are not about fork use COPY, or the first policy the target offers. */
-static unsigned pol_flags(const coh_target *t)
+static int first_policy(const coh_target *t)
 {
 	for (int p = COH_FORK_COPY; p <= COH_FORK_KERNEL; p++)
 		if (coh_target_caps(t) & (COH_CAP_FORK_COPY << p))
-			return COH_ALLOC_FORK(p);
-	return 0;
+			return p;
+	return COH_FORK_COPY;
 }
 
 static bool is_host_kind(int tkind)
@@ -123,15 +123,15 @@ static void check_alloc(coh_target *t)
 	size_t len = 64 * ps;
 	if (!(coh_target_caps(t) & COH_CAP_ALLOC)) {
 		void *q;
-		int e = coh_alloc(t, len, 0, 0, &q);
+		int e = coh_alloc(t, len, NULL, &q);
 		report(t, name, e == -EOPNOTSUPP ? PASS : FAIL, "no alloc capability: refused with %s",
 		       coh_strerror(e));
 		return;
 	}
-	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE | pol_flags(t), (void **)&p);
+	int e = coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE, .fork_policy = first_policy(t)), (void **)&p);
 	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
 	struct coh_extent ext[8];
-	int n = coh_query(ctx, p, len, ext, 8);
+	int n = coh_query(ctx, p, len, ext, 8, sizeof(struct coh_extent));
 	CHECK(n >= 1, "query of a fresh allocation: %s", coh_strerror(n));
 	for (int i = 0; i < n; i++)
 		CHECK(kind_fits_fresh(coh_target_kind(t), ext[i].kind), "fresh page reported as %s",
@@ -141,7 +141,7 @@ static void check_alloc(coh_target *t)
 	struct coh_alloc_info info = { .size = sizeof(info) };
 	CHECK(coh_lookup(ctx, p + len / 2, &info) == 0 && info.base == p && info.target == t,
 	      "lookup of an interior address");
-	n = coh_query(ctx, p, len, ext, 8);
+	n = coh_query(ctx, p, len, ext, 8, sizeof(struct coh_extent));
 	CHECK(n >= 1, "query: %s", coh_strerror(n));
 	size_t covered = 0;
 	for (int i = 0; i < n; i++) {
@@ -173,16 +173,16 @@ static void check_query_moves_nothing(coh_target *t)
 		return;
 	}
 	size_t len = 32 * ps;
-	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE | pol_flags(t), (void **)&p);
+	int e = coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE, .fork_policy = first_policy(t)), (void **)&p);
 	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
 	fill(p, len / 2, 2);
 	struct coh_extent a[8], b[8];
 	struct coh_pin_extent pe[8];
 	struct coh_fork_extent fe[8];
-	int na = coh_query(ctx, p, len, a, 8);
-	CHECK(coh_pin_query(ctx, p, len, pe, 8) > 0, "pin-query failed");
-	CHECK(coh_fork_query(ctx, p, len, fe, 8) > 0, "fork-query failed");
-	int nb = coh_query(ctx, p, len, b, 8);
+	int na = coh_query(ctx, p, len, a, 8, sizeof(struct coh_extent));
+	CHECK(coh_pin_query(ctx, p, len, pe, 8, sizeof(struct coh_pin_extent)) > 0, "pin-query failed");
+	CHECK(coh_fork_query(ctx, p, len, fe, 8, sizeof(struct coh_fork_extent)) > 0, "fork-query failed");
+	int nb = coh_query(ctx, p, len, b, 8, sizeof(struct coh_extent));
 	CHECK(na == nb && !memcmp(a, b, sizeof(a[0]) * (size_t)na), "residency changed by the queries");
 	if (is_host_kind(coh_target_kind(t)))
 		CHECK(b[nb - 1].kind == COH_MEM_NOT_POPULATED, "untouched half populated by the queries (%s)",
@@ -203,7 +203,7 @@ static void check_migrate(coh_target *t)
 		return;
 	}
 	size_t len = 64 * ps;
-	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE | pol_flags(t), (void **)&p);
+	int e = coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE, .fork_policy = first_policy(t)), (void **)&p);
 	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
 	fill(p, len, 3);
 	int moved = 0;
@@ -219,7 +219,7 @@ static void check_migrate(coh_target *t)
 			continue;   /* this memory cannot reach u */
 		CHECK(e == 0, "migrate to %s: %s", coh_target_name(u), coh_strerror(e));
 		struct coh_extent x[8];
-		int n = coh_query(ctx, p, len, x, 8);
+		int n = coh_query(ctx, p, len, x, 8, sizeof(struct coh_extent));
 		for (int i = 0; i < n; i++)
 			CHECK(x[i].target == u || coh_target_numa_node(u) < 0, "after migrating to %s a page is on %s",
 			      coh_target_name(u), x[i].target ? coh_target_name(x[i].target) : "-");
@@ -255,14 +255,14 @@ static void check_pins(coh_target *t)
 		return;
 	}
 	size_t len = 32 * ps, np = 32;
-	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE | pol_flags(t), (void **)&p);
+	int e = coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE, .fork_policy = first_policy(t)), (void **)&p);
 	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
 	fill(p, len, 4);
 	/* the CPU's writes may have pulled the pages out (device-private): put them back */
 	if (coh_target_caps(t) & COH_CAP_MIGRATE)
 		CHECK(coh_migrate(ctx, p, len, t, 0) == 0, "migrate back to the target");
 	struct coh_pin_extent pe[4];
-	int n = coh_pin_query(ctx, p, len, pe, 4);
+	int n = coh_pin_query(ctx, p, len, pe, 4, sizeof(struct coh_pin_extent));
 	CHECK(n == 1, "expected one pin extent, got %d", n);
 	int predicted = pe[0].long_term;
 	before = calloc(np, 8);
@@ -318,7 +318,7 @@ static void check_pins(coh_target *t)
 		CHECK(same(p, len, 4), "data changed by the pin");
 		if (predicted == COH_PIN_AFTER_MIGRATE) {
 			struct coh_extent x[4];
-			int nx = coh_query(ctx, p, len, x, 4);
+			int nx = coh_query(ctx, p, len, x, 4, sizeof(struct coh_extent));
 			CHECK(nx == 1 && x[0].kind == COH_MEM_SYSTEM, "after the pin the pages are %s, not system memory",
 			      coh_mem_kind_name(x[0].kind));
 		}
@@ -350,13 +350,13 @@ static void check_short_pin(coh_target *t)
 		return;
 	}
 	size_t len = 16 * ps;
-	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE | pol_flags(t), (void **)&p);
+	int e = coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE, .fork_policy = first_policy(t)), (void **)&p);
 	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
 	fill(p, len, 5);
 	if (coh_target_caps(t) & COH_CAP_MIGRATE)
 		CHECK(coh_migrate(ctx, p, len, t, 0) == 0, "migrate back to the target");
 	struct coh_pin_extent pe[4];
-	int n = coh_pin_query(ctx, p, len, pe, 4);
+	int n = coh_pin_query(ctx, p, len, pe, 4, sizeof(struct coh_pin_extent));
 	CHECK(n == 1, "expected one pin extent, got %d", n);
 	if (pe[0].kind == COH_MEM_VENDOR_MANAGED && strstr(coh_target_model(t), "CUDA double")) {
 		/* its GPU-resident pages are PROT_NONE: the kernel's GUP cannot fault them in */
@@ -373,7 +373,7 @@ static void check_short_pin(coh_target *t)
 	{
 		/* in place: the pages are where they were; after-migrate: system memory now */
 		struct coh_extent x[4];
-		int nx = coh_query(ctx, p, len, x, 4);
+		int nx = coh_query(ctx, p, len, x, 4, sizeof(struct coh_extent));
 		if (pe[0].short_term == COH_PIN_IN_PLACE)
 			CHECK(nx == 1 && x[0].kind == pe[0].kind, "after a short pin the pages are %s, were %s",
 			      coh_mem_kind_name(x[0].kind), coh_mem_kind_name(pe[0].kind));
@@ -452,7 +452,7 @@ static void check_fork(coh_target *t, int policy)
 		return;
 	}
 	size_t len = 16 * ps;
-	int e = coh_alloc(t, len, 0, COH_ALLOC_NOHUGE | COH_ALLOC_FORK(policy), (void **)&p);
+	int e = coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE, .fork_policy = policy), (void **)&p);
 	if (!(coh_target_caps(t) & (COH_CAP_FORK_COPY << policy))) {
 		report(t, name, e == -EOPNOTSUPP ? PASS : FAIL, "policy not offered: alloc answered %s",
 		       coh_strerror(e));
@@ -463,11 +463,11 @@ static void check_fork(coh_target *t, int policy)
 	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
 	fill(p, len, 6);
 	struct coh_fork_extent fe[4];
-	int n = coh_fork_query(ctx, p, len, fe, 4);
+	int n = coh_fork_query(ctx, p, len, fe, 4, sizeof(struct coh_fork_extent));
 	CHECK(n == 1, "fork-query: %d extents (%s)", n, n < 0 ? coh_strerror(n) : "");
 	CHECK(fe[0].policy == policy, "fork-query reports policy %d", fe[0].policy);
 	struct coh_extent before[8], after[8];
-	int nb = coh_query(ctx, p, len, before, 8);
+	int nb = coh_query(ctx, p, len, before, 8, sizeof(struct coh_extent));
 	struct child_job job = { .p = p, .len = len, .view = fe[0].child_view };
 	fflush(stdout);
 	pid_t pid = fork();
@@ -489,7 +489,7 @@ static void check_fork(coh_target *t, int policy)
 	 * range was filled by the CPU: fork-residency measures those instead. */
 	if (fe[0].parent_keeps == 1 && coh_target_kind(t) != COH_KIND_DEVICE_PRIVATE) {
 		p[0] = p[0];   /* a parent write after fork must not move anything either */
-		int na = coh_query(ctx, p, len, after, 8);
+		int na = coh_query(ctx, p, len, after, 8, sizeof(struct coh_extent));
 		CHECK(na == nb, "parent residency changed: %d extents, was %d", na, nb);
 		for (int i = 0; i < na; i++)
 			CHECK(after[i].kind == before[i].kind && after[i].node == before[i].node,
@@ -511,7 +511,7 @@ out:
 static int percent_of_kind(void *p, size_t len, int kind, const coh_target *t)
 {
 	struct coh_extent x[64];
-	int n = coh_query(ctx, p, len, x, 64);
+	int n = coh_query(ctx, p, len, x, 64, sizeof(struct coh_extent));
 	size_t got = 0;
 	for (int i = 0; i < n; i++)
 		if (x[i].kind == kind && (kind != COH_MEM_VENDOR_MANAGED || x[i].target == t))
@@ -530,7 +530,7 @@ static int fork_and_write(coh_target *t, int policy, bool parent_first, int *kee
 	size_t len = 32 * ps;
 	unsigned char *p;
 	*keeps = COH_KEEPS_UNKNOWN;
-	if (coh_alloc(t, len, 0, COH_ALLOC_NOHUGE | COH_ALLOC_FORK(policy), (void **)&p))
+	if (coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE, .fork_policy = policy), (void **)&p))
 		return -2;
 	fill(p, len, 8);
 	coh_migrate(ctx, p, len, t, 0);
@@ -540,7 +540,7 @@ static int fork_and_write(coh_target *t, int policy, bool parent_first, int *kee
 						   : COH_MEM_DEVICE_COHERENT;
 	/* what coh_fork_query promises, asked just before the fork */
 	struct coh_fork_extent fe[4];
-	if (coh_fork_query(ctx, p, len, fe, 4) == 1)
+	if (coh_fork_query(ctx, p, len, fe, 4, sizeof(struct coh_fork_extent)) == 1)
 		*keeps = fe[0].parent_keeps;
 	int go[2];
 	if (pipe(go)) {
@@ -653,7 +653,7 @@ static void *busy_thread(void *arg)
 	struct busy *b = arg;
 	while (!atomic_load(&b->stop)) {
 		void *q;
-		if (coh_alloc(b->t, ps, 0, pol_flags(b->t), &q) == 0) {
+		if (coh_alloc(b->t, ps, &COH_ALLOC_PROPS(.fork_policy = first_policy(b->t)), &q) == 0) {
 			memset(q, 1, ps);
 			if (coh_free(ctx, q))
 				atomic_fetch_add(&b->errors, 1);
@@ -670,7 +670,7 @@ static void check_fork_threads(coh_target *t)
 		return;
 	}
 	void *mine = NULL;
-	if (coh_alloc(t, ps, 0, pol_flags(t), &mine)) {
+	if (coh_alloc(t, ps, &COH_ALLOC_PROPS(.fork_policy = first_policy(t)), &mine)) {
 		report(t, name, FAIL, "alloc in the parent");
 		return;
 	}
@@ -691,7 +691,7 @@ static void check_fork_threads(coh_target *t)
 			if (coh_lookup(ctx, mine, &info) || info.base != mine)
 				_exit(1);
 			/* device handles belong to the parent: -ECHILD is the documented answer */
-			int e = coh_alloc(t, ps, 0, pol_flags(t), &q);
+			int e = coh_alloc(t, ps, &COH_ALLOC_PROPS(.fork_policy = first_policy(t)), &q);
 			if (e == -ECHILD)
 				_exit(0);
 			if (e || coh_lookup(ctx, q, &info) || coh_free(ctx, q))
@@ -720,11 +720,11 @@ static void check_bad_input(coh_target *t)
 	const char *name = "bad-input";
 	unsigned char *p = NULL;
 	void *q;
-	CHECK(coh_alloc(t, 0, 0, 0, &q) == -EINVAL || !(coh_target_caps(t) & COH_CAP_ALLOC), "zero size accepted");
-	CHECK(coh_alloc(t, ps, 3, 0, &q) == -EINVAL || !(coh_target_caps(t) & COH_CAP_ALLOC), "bad alignment accepted");
+	CHECK(coh_alloc(t, 0, NULL, &q) == -EINVAL || !(coh_target_caps(t) & COH_CAP_ALLOC), "zero size accepted");
+	CHECK(coh_alloc(t, ps, &COH_ALLOC_PROPS(.align = 3), &q) == -EINVAL || !(coh_target_caps(t) & COH_CAP_ALLOC), "bad alignment accepted");
 	CHECK(coh_free(ctx, (void *)0x1000) == -ENOENT, "unknown pointer not refused");
 	if (coh_target_caps(t) & COH_CAP_ALLOC) {
-		CHECK(coh_alloc(t, 4 * ps, 0, pol_flags(t), (void **)&p) == 0, "alloc");
+		CHECK(coh_alloc(t, 4 * ps, &COH_ALLOC_PROPS(.fork_policy = first_policy(t)), (void **)&p) == 0, "alloc");
 		CHECK(coh_migrate(ctx, p + 1, ps, t, 0) == -EINVAL, "unaligned migrate accepted");
 		int want = coh_target_caps(t) & COH_CAP_MIGRATE ? -EINVAL : -EOPNOTSUPP;
 		CHECK(coh_migrate(ctx, p, 8 * ps, t, 0) == want, "migrate past the end accepted");

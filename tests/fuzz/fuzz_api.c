@@ -107,11 +107,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (take(&in) % 4 == 0)
 				align = 3 * ps;    /* not a power of two */
 			unsigned flags = take(&in) & 0x7;
-			flags |= COH_ALLOC_FORK(take(&in) % 6);
+			int policy = take(&in) % 6;
 			if (s->p)
 				break;
 			void *p = NULL;
-			e = coh_alloc(t, sz, align, flags, &p);
+			e = coh_alloc(t, sz, &COH_ALLOC_PROPS(.align = align, .flags = flags, .fork_policy = policy), &p);
 			if (e == 0) {
 				FUZZ_ASSERT(p && ((uintptr_t)p % ps) == 0);
 				s->p = p;
@@ -163,7 +163,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			struct coh_extent ext[16];
 			size_t max = take(&in) % 17;   /* 0..16: the buffers hold 16 */
 			range(&in, s, &a, &len);
-			e = coh_query(ctx, a, len, take(&in) % 8 ? ext : NULL, max);
+			e = coh_query(ctx, a, len, take(&in) % 8 ? ext : NULL, max, sizeof(struct coh_extent));
 			FUZZ_ASSERT(e <= (int)max);
 			for (int i = 1; i < e; i++)
 				FUZZ_ASSERT(ext[i].start == ext[i - 1].start + ext[i - 1].length);
@@ -173,7 +173,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			struct coh_pin_extent ext[16];
 			size_t max = take(&in) % 17;   /* 0..16: the buffers hold 16 */
 			range(&in, s, &a, &len);
-			e = coh_pin_query(ctx, a, len, take(&in) % 8 ? ext : NULL, max);
+			e = coh_pin_query(ctx, a, len, take(&in) % 8 ? ext : NULL, max, sizeof(struct coh_pin_extent));
 			FUZZ_ASSERT(e <= (int)max);
 			break;
 		}
@@ -204,7 +204,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		default: {   /* fork query */
 			struct coh_fork_extent ext[8];
 			range(&in, s, &a, &len);
-			e = coh_fork_query(ctx, a, len, ext, 8);
+			e = coh_fork_query(ctx, a, len, ext, 8, sizeof(struct coh_fork_extent));
 			FUZZ_ASSERT(e <= 8);
 			break;
 		}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the build into a temporary prefix and builds a program outside the
 # tree against it: with pkg-config, and with the CMake package.  Also checks
-# that the shared library exports exactly the symbol map, with a SONAME.
+# that the shared library exports exactly the symbol map, with SONAME
+# libcoherent.so.1 and every symbol at version LIBCOHERENT_1.0.
 set -euo pipefail
 build=$1 src=$2 san=${3:-}
 # a sanitizer build of the library needs the same runtime in the consumer
@@ -29,7 +30,7 @@ mkdir -p "$out/cm"
 cat > "$out/cm/CMakeLists.txt" <<'CM'
 cmake_minimum_required(VERSION 3.18)
 project(consumer C)
-find_package(libcoherent 0.1 REQUIRED)
+find_package(libcoherent 1.0 REQUIRED)
 add_executable(consumer ../main.c)
 target_link_libraries(consumer PRIVATE libcoherent::coherent)
 CM
@@ -41,7 +42,12 @@ echo "CMake package consumer: built and ran"
 # 3. exported symbols == the map, and a SONAME
 so=$(readlink -f "$libdir/libcoherent.so")
 soname=$(readelf -d "$so" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
-[[ $soname == libcoherent.so.* ]] || { echo "bad SONAME '$soname'"; exit 1; }
+[[ $soname == libcoherent.so.1 ]] || { echo "bad SONAME '$soname' (libcoherent.so.1 expected)"; exit 1; }
+# every export carries the 1.0 symbol version
+if nm -D --defined-only "$so" | awk '$2 ~ /[TDBR]/ && $3 ~ /^coh_/' | grep -v '@@LIBCOHERENT_1\.0$' | grep -q .; then
+  echo "exports outside LIBCOHERENT_1.0:"; nm -D --defined-only "$so" | grep -v 'LIBCOHERENT_1\.0' || true
+  exit 1
+fi
 exported=$(nm -D --defined-only "$so" | awk '$2 ~ /[TDBR]/ {print $3}' | sed 's/@.*//' | sort -u)
 mapped=$(grep -o 'coh_[a-z_0-9]*' "$src/core/libcoherent.map" | sort -u)
 if [[ "$exported" != "$mapped" ]]; then

@@ -37,27 +37,27 @@ struct row {
 #define ROW(name, expr, err) \
 	static int name(void) { return (expr); }
 /* Allocation */
-ROW(a1, coh_alloc(NULL, 4096, 0, 0, &outp), -EINVAL)
-ROW(a2, coh_alloc(t, 0, 0, 0, &outp), -EINVAL)
-ROW(a3, coh_alloc(t, HUGE_LEN, 0, 0, &outp), -EOVERFLOW)
-ROW(a4, coh_alloc(t, 4096, 3, 0, &outp), -EINVAL)
-ROW(a5, coh_alloc(t, 4096, 0, 0x80000000u, &outp), -EINVAL)
-ROW(a6, coh_alloc(t, 4096, 0, COH_ALLOC_HUGE | COH_ALLOC_NOHUGE, &outp), -EINVAL)
-ROW(a7, coh_alloc(t, 4096, 0, COH_ALLOC_FORK(9), &outp), -EINVAL)
-ROW(a8, coh_alloc(t, 4096, 0, 0, NULL), -EFAULT)
+ROW(a1, coh_alloc(NULL, 4096, NULL, &outp), -EINVAL)
+ROW(a2, coh_alloc(t, 0, NULL, &outp), -EINVAL)
+ROW(a3, coh_alloc(t, HUGE_LEN, NULL, &outp), -EOVERFLOW)
+ROW(a4, coh_alloc(t, 4096, &COH_ALLOC_PROPS(.align = 3), &outp), -EINVAL)
+ROW(a5, coh_alloc(t, 4096, &COH_ALLOC_PROPS(.flags = 0x80000000u), &outp), -EINVAL)
+ROW(a6, coh_alloc(t, 4096, &COH_ALLOC_PROPS(.flags = COH_ALLOC_HUGE | COH_ALLOC_NOHUGE), &outp), -EINVAL)
+ROW(a7, coh_alloc(t, 4096, &COH_ALLOC_PROPS(.fork_policy = 9), &outp), -EINVAL)
+ROW(a8, coh_alloc(t, 4096, NULL, NULL), -EFAULT)
 ROW(f1, coh_free(NULL, live), -EINVAL)
 ROW(f2, coh_free(ctx, NULL), -EFAULT)
 ROW(f3, coh_free(ctx, live + 1), -ENOENT)
 ROW(f4, coh_free(ctx, (void *)0x1000), -ENOENT)
 ROW(f5, coh_free(other, live), -ENOENT)
-ROW(d1, coh_adopt(NULL, live, 4096, 0), -EINVAL)
-ROW(d2, coh_adopt(t, NULL, 4096, 0), -EFAULT)
-ROW(d3, coh_adopt(t, live, 0, 0), -EINVAL)
-ROW(d4, coh_adopt(t, live + 8, 4096, 0), -EINVAL)
-ROW(d5, coh_adopt(t, live, HUGE_LEN, 0), -EOVERFLOW)
-ROW(d6, coh_adopt(t, live, 4096, 0), -EEXIST)
-ROW(d7, coh_adopt(t, live, 4096, COH_ALLOC_POPULATE), -EINVAL)
-ROW(d8, coh_adopt(t, live, 4096, COH_ALLOC_FORK(COH_FORK_SHARE)), -EOPNOTSUPP)
+ROW(d1, coh_adopt(NULL, live, 4096, NULL), -EINVAL)
+ROW(d2, coh_adopt(t, NULL, 4096, NULL), -EFAULT)
+ROW(d3, coh_adopt(t, live, 0, NULL), -EINVAL)
+ROW(d4, coh_adopt(t, live + 8, 4096, NULL), -EINVAL)
+ROW(d5, coh_adopt(t, live, HUGE_LEN, NULL), -EOVERFLOW)
+ROW(d6, coh_adopt(t, live, 4096, NULL), -EEXIST)
+ROW(d7, coh_adopt(t, live, 4096, &COH_ALLOC_PROPS(.flags = COH_ALLOC_POPULATE)), -EINVAL)
+ROW(d8, coh_adopt(t, live, 4096, &COH_ALLOC_PROPS(.fork_policy = COH_FORK_SHARE)), -EOPNOTSUPP)
 ROW(r1, coh_release(NULL, live), -EINVAL)
 ROW(r2, coh_release(ctx, NULL), -EFAULT)
 ROW(r3, coh_release(ctx, live), -EINVAL)
@@ -68,7 +68,7 @@ ROW(l3, coh_lookup(ctx, live, NULL), -EINVAL)
 ROW(l4, coh_lookup(ctx, (void *)0x3000, &info), -ENOENT)
 static int l5(void)
 {
-	struct coh_alloc_info small = { .size = 8 };
+	struct coh_alloc_info small = { .size = sizeof(size_t) - 1 };   /* not even its size member */
 	return coh_lookup(ctx, live, &small);
 }
 ROW(l6, coh_alloc_count(NULL), -EINVAL)
@@ -99,27 +99,27 @@ ROW(v6, coh_advise(ctx, live, 4096, COH_ADVISE_PREFERRED_LOCATION, t_other), -EX
 ROW(v7, coh_advise(ctx, (void *)0x5000, 4096, COH_ADVISE_PREFERRED_LOCATION, t), -ENOENT)
 ROW(v8, coh_advise(ctx, live, HUGE_LEN, COH_ADVISE_READ_MOSTLY, NULL), -EOVERFLOW)
 /* Queries */
-ROW(q1, coh_query(NULL, live, 4096, ext, 4), -EINVAL)
-ROW(q2, coh_query(ctx, NULL, 4096, ext, 4), -EFAULT)
-ROW(q3, coh_query(ctx, live, 0, ext, 4), -EINVAL)
-ROW(q4, coh_query(ctx, live, HUGE_LEN, ext, 4), -EOVERFLOW)
-ROW(q5, coh_query(ctx, live, 4096, NULL, 4), -EFAULT)
-ROW(q6, coh_query(ctx, live, 4096, ext, 0), -EINVAL)
-ROW(q7, coh_query_pid(ctx, -5, live, 4096, ext, 4), -EINVAL)
-ROW(q8, coh_query_pid(ctx, 0x3fffffff, live, 4096, ext, 4), -ENOENT)
-ROW(p1, coh_pin_query(NULL, live, 4096, pext, 4), -EINVAL)
-ROW(p2, coh_pin_query(ctx, NULL, 4096, pext, 4), -EFAULT)
-ROW(p3, coh_pin_query(ctx, live, 0, pext, 4), -EINVAL)
-ROW(p4, coh_pin_query(ctx, live, 4096, NULL, 4), -EFAULT)
-ROW(p5, coh_pin_query(ctx, live, 4096, pext, 0), -EINVAL)
-ROW(p6, coh_pin_query(ctx, live, HUGE_LEN, pext, 4), -EOVERFLOW)
+ROW(q1, coh_query(NULL, live, 4096, ext, 4, sizeof(struct coh_extent)), -EINVAL)
+ROW(q2, coh_query(ctx, NULL, 4096, ext, 4, sizeof(struct coh_extent)), -EFAULT)
+ROW(q3, coh_query(ctx, live, 0, ext, 4, sizeof(struct coh_extent)), -EINVAL)
+ROW(q4, coh_query(ctx, live, HUGE_LEN, ext, 4, sizeof(struct coh_extent)), -EOVERFLOW)
+ROW(q5, coh_query(ctx, live, 4096, NULL, 4, sizeof(struct coh_extent)), -EFAULT)
+ROW(q6, coh_query(ctx, live, 4096, ext, 0, sizeof(struct coh_extent)), -EINVAL)
+ROW(q7, coh_query_pid(ctx, -5, live, 4096, ext, 4, sizeof(struct coh_extent)), -EINVAL)
+ROW(q8, coh_query_pid(ctx, 0x3fffffff, live, 4096, ext, 4, sizeof(struct coh_extent)), -ENOENT)
+ROW(p1, coh_pin_query(NULL, live, 4096, pext, 4, sizeof(struct coh_pin_extent)), -EINVAL)
+ROW(p2, coh_pin_query(ctx, NULL, 4096, pext, 4, sizeof(struct coh_pin_extent)), -EFAULT)
+ROW(p3, coh_pin_query(ctx, live, 0, pext, 4, sizeof(struct coh_pin_extent)), -EINVAL)
+ROW(p4, coh_pin_query(ctx, live, 4096, NULL, 4, sizeof(struct coh_pin_extent)), -EFAULT)
+ROW(p5, coh_pin_query(ctx, live, 4096, pext, 0, sizeof(struct coh_pin_extent)), -EINVAL)
+ROW(p6, coh_pin_query(ctx, live, HUGE_LEN, pext, 4, sizeof(struct coh_pin_extent)), -EOVERFLOW)
 static struct coh_fork_extent fext[4];
-ROW(o1, coh_fork_query(NULL, live, 4096, fext, 4), -EINVAL)
-ROW(o2, coh_fork_query(ctx, NULL, 4096, fext, 4), -EFAULT)
-ROW(o3, coh_fork_query(ctx, live, 0, fext, 4), -EINVAL)
-ROW(o4, coh_fork_query(ctx, live, 4096, NULL, 4), -EFAULT)
-ROW(o5, coh_fork_query(ctx, live, 4096, fext, 0), -EINVAL)
-ROW(o6, coh_fork_query(ctx, live, HUGE_LEN, fext, 4), -EOVERFLOW)
+ROW(o1, coh_fork_query(NULL, live, 4096, fext, 4, sizeof(struct coh_fork_extent)), -EINVAL)
+ROW(o2, coh_fork_query(ctx, NULL, 4096, fext, 4, sizeof(struct coh_fork_extent)), -EFAULT)
+ROW(o3, coh_fork_query(ctx, live, 0, fext, 4, sizeof(struct coh_fork_extent)), -EINVAL)
+ROW(o4, coh_fork_query(ctx, live, 4096, NULL, 4, sizeof(struct coh_fork_extent)), -EFAULT)
+ROW(o5, coh_fork_query(ctx, live, 4096, fext, 0, sizeof(struct coh_fork_extent)), -EINVAL)
+ROW(o6, coh_fork_query(ctx, live, HUGE_LEN, fext, 4, sizeof(struct coh_fork_extent)), -EOVERFLOW)
 /* Fork policy */
 ROW(k1, coh_fork_policy_set(NULL, live, 8 * 4096, COH_FORK_ZERO), -EINVAL)
 ROW(k2, coh_fork_policy_set(ctx, NULL, 8 * 4096, COH_FORK_ZERO), -EFAULT)
@@ -223,7 +223,7 @@ static const struct row rows[] = {
 static void snapshot(int *count, struct coh_extent *res, int *nres, uint32_t *sum, int *policy)
 {
 	*count = coh_alloc_count(ctx);
-	*nres = coh_query(ctx, live, 8 * ps, res, 4);
+	*nres = coh_query(ctx, live, 8 * ps, res, 4, sizeof(struct coh_extent));
 	ck_assert_int_gt(*nres, 0);
 	uint32_t s = 0;
 	for (int e = 0; e < *nres; e++) {
@@ -322,8 +322,8 @@ START_TEST(replay_refuses)
 	coh_target *rt = coh_target_find(rc, "host:node0");
 	ck_assert_ptr_nonnull(rt);
 	void *p;
-	ck_assert_int_eq(coh_alloc(rt, 4096, 0, 0, &p), -EROFS);
-	ck_assert_int_eq(coh_adopt(rt, live, 4096, 0), -EROFS);
+	ck_assert_int_eq(coh_alloc(rt, 4096, NULL, &p), -EROFS);
+	ck_assert_int_eq(coh_adopt(rt, live, 4096, NULL), -EROFS);
 	ck_assert_int_eq(coh_migrate(rc, live, 4096, rt, 0), -EROFS);
 	ck_assert_int_eq(coh_free(rc, live), -EROFS);
 	ck_assert_int_eq(coh_release(rc, live), -EROFS);
@@ -331,19 +331,19 @@ START_TEST(replay_refuses)
 	ck_assert_int_eq(coh_fork_policy_set(rc, live, 4096, COH_FORK_ZERO), -EROFS);
 	struct coh_extent e[2];
 	struct coh_pin_extent pe[2];
-	ck_assert_int_eq(coh_query(rc, live, 4096, e, 2), -EROFS);
-	ck_assert_int_eq(coh_pin_query(rc, live, 4096, pe, 2), -EROFS);
+	ck_assert_int_eq(coh_query(rc, live, 4096, e, 2, sizeof(struct coh_extent)), -EROFS);
+	ck_assert_int_eq(coh_pin_query(rc, live, 4096, pe, 2, sizeof(struct coh_pin_extent)), -EROFS);
 	struct coh_fork_extent fe[2];
-	ck_assert_int_eq(coh_fork_query(rc, live, 4096, fe, 2), -EROFS);
+	ck_assert_int_eq(coh_fork_query(rc, live, 4096, fe, 2, sizeof(struct coh_fork_extent)), -EROFS);
 	coh_context_unref(rc);
 	snprintf(path, sizeof(path), "rm -rf %s", dir);
 	ck_assert_int_eq(system(path), 0);
 }
 END_TEST
 
-static void setup_with(unsigned flags)
+static void setup_with(int policy)
 {
-	live_shared = flags != 0;
+	live_shared = policy == COH_FORK_SHARE;
 	ps = (size_t)sysconf(_SC_PAGESIZE);
 	ctx = t_ctx();
 	other = t_ctx();
@@ -351,7 +351,7 @@ static void setup_with(unsigned flags)
 	t_other = t_node0(other);
 	/* Half of it written, half never touched: a bad call must not populate
 	 * the untouched half either. */
-	ck_assert_int_eq(coh_alloc(t, 8 * ps, 0, COH_ALLOC_NOHUGE | flags, (void **)&live), 0);
+	ck_assert_int_eq(coh_alloc(t, 8 * ps, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE, .fork_policy = policy), (void **)&live), 0);
 	for (size_t i = 0; i < 4 * ps; i++)
 		live[i] = (unsigned char)(i * 13);
 	info.size = sizeof(info);
@@ -359,7 +359,7 @@ static void setup_with(unsigned flags)
 
 static void setup(void)
 {
-	setup_with(0);
+	setup_with(COH_FORK_COPY);
 }
 
 /* MAP_SHARED memory: a read fault populates a page on every kernel, so the
@@ -367,7 +367,7 @@ static void setup(void)
  * all eight pages, which failed on kernels without a shared zero page). */
 static void setup_shared(void)
 {
-	setup_with(COH_ALLOC_FORK(COH_FORK_SHARE));
+	setup_with(COH_FORK_SHARE);
 }
 
 static void teardown(void)

@@ -299,7 +299,7 @@ START_TEST(logging)
 	int before = lb.count;
 	coh_context_unref(coh_context_ref(ctx));  /* ref/unref pair keeps it alive */
 	void *p;
-	ck_assert_int_eq(coh_alloc(t_node0(ctx), 4096, 0, 0, &p), 0);
+	ck_assert_int_eq(coh_alloc(t_node0(ctx), 4096, NULL, &p), 0);
 	ck_assert_int_eq(coh_free(ctx, p), 0);
 	ck_assert_int_eq(lb.count, before);       /* level NONE: silent */
 	ck_assert_int_eq(coh_context_set_log_level(ctx, 7), -EINVAL);

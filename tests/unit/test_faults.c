@@ -305,9 +305,9 @@ static void expect_rec(struct fx *f, bool present)
 	}
 }
 
-static void alloc_fill(struct fx *f, coh_target *t, unsigned flags)
+static void alloc_fill(struct fx *f, coh_target *t, int policy)
 {
-	int e = coh_alloc(t, LEN, 0, flags, &f->p);
+	int e = coh_alloc(t, LEN, &COH_ALLOC_PROPS(.fork_policy = policy), &f->p);
 	ck_assert_msg(e == 0, "setup alloc: %d", e);
 	fill(f->p, LEN, f->seed);
 }
@@ -329,18 +329,18 @@ static void setup_none(struct fx *f)
 static int run_alloc(struct fx *f)
 {
 	f->p = NULL;
-	return coh_alloc(f->t, LEN, 0, COH_ALLOC_POPULATE, &f->p);
+	return coh_alloc(f->t, LEN, &COH_ALLOC_PROPS(.flags = COH_ALLOC_POPULATE), &f->p);
 }
 static int run_alloc_zero(struct fx *f)
 {
 	f->p = NULL;
-	return coh_alloc(f->t, LEN, 0, COH_ALLOC_FORK(COH_FORK_ZERO), &f->p);
+	return coh_alloc(f->t, LEN, &COH_ALLOC_PROPS(.fork_policy = COH_FORK_ZERO), &f->p);
 }
 /* aligned beyond a page: the over-reservation is trimmed (coh_sys_mmap_aligned) */
 static int run_alloc_aligned(struct fx *f)
 {
 	f->p = NULL;
-	return coh_alloc(f->t, LEN, 2u << 20, 0, &f->p);
+	return coh_alloc(f->t, LEN, &COH_ALLOC_PROPS(.align = 2u << 20), &f->p);
 }
 static void check_alloc(struct fx *f, int rc)
 {
@@ -359,7 +359,7 @@ static void check_alloc(struct fx *f, int rc)
 /* free */
 static void setup_alloc(struct fx *f)
 {
-	alloc_fill(f, f->t, 0);
+	alloc_fill(f, f->t, COH_FORK_COPY);
 }
 static int run_free(struct fx *f)
 {
@@ -387,7 +387,7 @@ static void setup_own(struct fx *f)
 }
 static int run_adopt(struct fx *f)
 {
-	return coh_adopt(f->h, f->p, LEN, 0);
+	return coh_adopt(f->h, f->p, LEN, NULL);
 }
 static void check_adopt(struct fx *f, int rc)
 {
@@ -402,7 +402,7 @@ static void check_adopt(struct fx *f, int rc)
 static void setup_adopted(struct fx *f)
 {
 	setup_own(f);
-	ck_assert_int_eq(coh_adopt(f->h, f->p, LEN, COH_ALLOC_FORK(COH_FORK_EXCLUDE)), 0);
+	ck_assert_int_eq(coh_adopt(f->h, f->p, LEN, &COH_ALLOC_PROPS(.fork_policy = COH_FORK_EXCLUDE)), 0);
 	f->adopted = true;
 }
 static int run_release(struct fx *f)
@@ -413,7 +413,7 @@ static int run_release(struct fx *f)
 static int child_view(struct fx *f)
 {
 	struct coh_fork_extent ext[4];
-	int n = coh_fork_query(f->ctx, f->p, LEN, ext, 4);
+	int n = coh_fork_query(f->ctx, f->p, LEN, ext, 4, sizeof(struct coh_fork_extent));
 	ck_assert_msg(n > 0, "fork query: %d", n);
 	return ext[0].child_view;
 }
@@ -466,7 +466,7 @@ static void check_kept(struct fx *f, int rc)
 static int run_query(struct fx *f)
 {
 	struct coh_extent ext[16];
-	int n = coh_query(f->ctx, f->p, LEN, ext, 16);
+	int n = coh_query(f->ctx, f->p, LEN, ext, 16, sizeof(struct coh_extent));
 	if (n > 0) {
 		size_t sum = 0;
 		for (int i = 0; i < n; i++)
@@ -479,7 +479,7 @@ static int run_query(struct fx *f)
 static int run_pin_query(struct fx *f)
 {
 	struct coh_pin_extent ext[16];
-	int n = coh_pin_query(f->ctx, f->p, LEN, ext, 16);
+	int n = coh_pin_query(f->ctx, f->p, LEN, ext, 16, sizeof(struct coh_pin_extent));
 	if (n > 0)
 		ck_assert_uint_eq(ext[0].start, (uintptr_t)f->p);
 	return n < 0 ? n : 0;
@@ -545,7 +545,7 @@ static void check_forked(struct fx *f, int rc)
 
 static void setup_copy(struct fx *f)
 {
-	alloc_fill(f, f->t, COH_ALLOC_FORK(COH_FORK_COPY));
+	alloc_fill(f, f->t, COH_FORK_COPY);
 }
 
 static const struct op ops[] = {
@@ -763,9 +763,9 @@ static int ctx_fill(coh_context *ctx, void **own)
 	coh_target *t = dev_target(ctx), *h = host_target(ctx);
 	void *p;
 	*own = own_map();
-	ck_assert_int_eq(coh_alloc(t, LEN, 0, 0, &p), 0);
-	ck_assert_int_eq(coh_alloc(h, LEN, 0, COH_ALLOC_FORK(COH_FORK_ZERO), &p), 0);
-	ck_assert_int_eq(coh_adopt(h, *own, LEN, COH_ALLOC_FORK(COH_FORK_EXCLUDE)), 0);
+	ck_assert_int_eq(coh_alloc(t, LEN, NULL, &p), 0);
+	ck_assert_int_eq(coh_alloc(h, LEN, &COH_ALLOC_PROPS(.fork_policy = COH_FORK_ZERO), &p), 0);
+	ck_assert_int_eq(coh_adopt(h, *own, LEN, &COH_ALLOC_PROPS(.fork_policy = COH_FORK_EXCLUDE)), 0);
 	return 0;
 }
 

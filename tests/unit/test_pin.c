@@ -44,7 +44,7 @@ static void teardown(void)
 static struct coh_pin_extent one_verdict(void *p, size_t len)
 {
 	struct coh_pin_extent pe[8];
-	int n = coh_pin_query(ctx, p, len, pe, 8);
+	int n = coh_pin_query(ctx, p, len, pe, 8, sizeof(struct coh_pin_extent));
 	ck_assert_msg(n == 1, "expected one pin extent, got %d", n);
 	ck_assert_uint_eq(pe[0].length, len);
 	return pe[0];
@@ -130,7 +130,7 @@ static void check_short(void *p, size_t len, int predicted, int writable)
 START_TEST(system_populated)
 {
 	char *p;
-	ck_assert_int_eq(coh_alloc(t_node0(ctx), 64 * ps, 0, COH_ALLOC_NOHUGE | COH_ALLOC_POPULATE, (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(t_node0(ctx), 64 * ps, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE | COH_ALLOC_POPULATE), (void **)&p), 0);
 	struct coh_pin_extent v = one_verdict(p, 64 * ps);
 	ck_assert_int_eq(v.kind, COH_MEM_SYSTEM);
 	ck_assert_int_eq(v.short_term, COH_PIN_IN_PLACE);
@@ -139,7 +139,7 @@ START_TEST(system_populated)
 	check_short(p, 64 * ps, v.short_term, 1);
 	/* residency unchanged by the pins */
 	struct coh_extent e[2];
-	ck_assert_int_eq(coh_query(ctx, p, 64 * ps, e, 2), 1);
+	ck_assert_int_eq(coh_query(ctx, p, 64 * ps, e, 2, sizeof(struct coh_extent)), 1);
 	ck_assert_int_eq(e[0].kind, COH_MEM_SYSTEM);
 	ck_assert_int_eq(coh_free(ctx, p), 0);
 }
@@ -148,18 +148,18 @@ END_TEST
 START_TEST(not_populated)
 {
 	char *p;
-	ck_assert_int_eq(coh_alloc(t_node0(ctx), 16 * ps, 0, COH_ALLOC_NOHUGE, (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(t_node0(ctx), 16 * ps, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE), (void **)&p), 0);
 	struct coh_pin_extent v = one_verdict(p, 16 * ps);
 	ck_assert_int_eq(v.kind, COH_MEM_NOT_POPULATED);
 	ck_assert_int_eq(v.long_term, COH_PIN_IN_PLACE);
 	/* asking populated nothing */
 	struct coh_extent e[2];
-	ck_assert_int_eq(coh_query(ctx, p, 16 * ps, e, 2), 1);
+	ck_assert_int_eq(coh_query(ctx, p, 16 * ps, e, 2, sizeof(struct coh_extent)), 1);
 	ck_assert_int_eq(e[0].kind, COH_MEM_NOT_POPULATED);
 	check_long(p, 16 * ps, v.long_term);
 	/* the pin faulted in ordinary system pages, as predicted */
 	if (longpin_available()) {
-		ck_assert_int_eq(coh_query(ctx, p, 16 * ps, e, 2), 1);
+		ck_assert_int_eq(coh_query(ctx, p, 16 * ps, e, 2, sizeof(struct coh_extent)), 1);
 		ck_assert_int_eq(e[0].kind, COH_MEM_SYSTEM);
 	}
 	ck_assert_int_eq(coh_free(ctx, p), 0);
@@ -169,14 +169,14 @@ END_TEST
 START_TEST(huge_page)
 {
 	char *p;
-	int e = coh_alloc(t_node0(ctx), 4 << 20, 0, COH_ALLOC_HUGE | COH_ALLOC_POPULATE, (void **)&p);
+	int e = coh_alloc(t_node0(ctx), 4 << 20, &COH_ALLOC_PROPS(.flags = COH_ALLOC_HUGE | COH_ALLOC_POPULATE), (void **)&p);
 	if (e == -EOPNOTSUPP) {
 		fprintf(stderr, "test_pin: no transparent huge pages here\n");
 		return;
 	}
 	ck_assert_int_eq(e, 0);
 	struct coh_pin_extent pe[8];
-	int n = coh_pin_query(ctx, p, 4 << 20, pe, 8);
+	int n = coh_pin_query(ctx, p, 4 << 20, pe, 8, sizeof(struct coh_pin_extent));
 	ck_assert_int_ge(n, 1);
 	for (int i = 0; i < n; i++) {
 		ck_assert(pe[i].kind == COH_MEM_SYSTEM_THP || pe[i].kind == COH_MEM_SYSTEM);
@@ -268,7 +268,7 @@ START_TEST(mixed_range)
 	mprotect(p + 4 * ps, 4 * ps, PROT_NONE);
 	mprotect(p + 8 * ps, 4 * ps, PROT_READ);
 	struct coh_pin_extent pe[8];
-	int n = coh_pin_query(ctx, p, 12 * ps, pe, 8);
+	int n = coh_pin_query(ctx, p, 12 * ps, pe, 8, sizeof(struct coh_pin_extent));
 	ck_assert_int_eq(n, 3);
 	ck_assert_int_eq(pe[0].long_term, COH_PIN_IN_PLACE);
 	ck_assert_int_eq(pe[1].short_term, COH_PIN_NEVER);
@@ -278,7 +278,7 @@ START_TEST(mixed_range)
 		check_long((void *)pe[i].start, pe[i].length, pe[i].long_term);
 	}
 	/* cursor: one at a time */
-	n = coh_pin_query(ctx, p, 12 * ps, pe, 1);
+	n = coh_pin_query(ctx, p, 12 * ps, pe, 1, sizeof(struct coh_pin_extent));
 	ck_assert_int_eq(n, 1);
 	ck_assert_uint_eq(pe[0].length, 4 * ps);
 	munmap(p, 12 * ps);
@@ -297,7 +297,7 @@ START_TEST(merging)
 	/* same answers, different kinds: two extents, as coh_pin_query(3) says */
 	ck_assert_int_eq(madvise(p + 4 * ps, 4 * ps, MADV_DONTNEED), 0);
 	struct coh_pin_extent pe[4];
-	ck_assert_int_eq(coh_pin_query(ctx, p, 8 * ps, pe, 4), 2);
+	ck_assert_int_eq(coh_pin_query(ctx, p, 8 * ps, pe, 4, sizeof(struct coh_pin_extent)), 2);
 	ck_assert_int_eq(pe[0].kind, COH_MEM_SYSTEM);
 	ck_assert_int_eq(pe[1].kind, COH_MEM_NOT_POPULATED);
 	ck_assert_int_eq(pe[0].long_term, pe[1].long_term);
@@ -394,7 +394,7 @@ START_TEST(cow_shared_with_child)
 {
 	size_t n = 64;
 	char *p;
-	ck_assert_int_eq(coh_alloc(t_node0(ctx), n * ps, 0, COH_ALLOC_NOHUGE | COH_ALLOC_POPULATE, (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(t_node0(ctx), n * ps, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE | COH_ALLOC_POPULATE), (void **)&p), 0);
 	memset(p, 0x21, n * ps);
 	int wfd;
 	pid_t child = idle_child(&wfd);
@@ -417,7 +417,7 @@ START_TEST(cow_shared_with_child)
 	child = idle_child(&wfd);
 	memset(p, 0x22, n / 2 * ps);   /* the parent's writes copy these */
 	struct coh_pin_extent pe[4];
-	ck_assert_int_eq(coh_pin_query(ctx, p, n * ps, pe, 4), 2);
+	ck_assert_int_eq(coh_pin_query(ctx, p, n * ps, pe, 4, sizeof(struct coh_pin_extent)), 2);
 	ck_assert_int_eq(pe[0].long_term, COH_PIN_IN_PLACE);
 	ck_assert_int_eq(pe[1].long_term, COH_PIN_AFTER_MIGRATE);
 	ck_assert_uint_eq(pe[1].start, (uintptr_t)p + n / 2 * ps);
@@ -457,10 +457,10 @@ START_TEST(tmpfs_elsewhere)
 		    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0))
 			_exit(2);
 		struct coh_pin_extent x[2];
-		if (coh_pin_query(ctx, p, 16 * ps, x, 2) != 1 || x[0].long_term != COH_PIN_IN_PLACE)
+		if (coh_pin_query(ctx, p, 16 * ps, x, 2, sizeof(struct coh_pin_extent)) != 1 || x[0].long_term != COH_PIN_IN_PLACE)
 			_exit(3);
 		if (h != MAP_FAILED && ctx->kernel_version >= 6005 &&
-		    (coh_pin_query(ctx, h, ps, x, 2) != 1 || x[0].long_term != COH_PIN_UNKNOWN))
+		    (coh_pin_query(ctx, h, ps, x, 2, sizeof(struct coh_pin_extent)) != 1 || x[0].long_term != COH_PIN_UNKNOWN))
 			_exit(4);
 		_exit(0);
 	}

@@ -152,7 +152,7 @@ static int multinode(void)
 		fprintf(stderr, "FAIL: move_pages\n");
 		return 1;
 	}
-	int n = coh_query(ctx, p, len, ext, npages + 1);
+	int n = coh_query(ctx, p, len, ext, npages + 1, sizeof(struct coh_extent));
 	if (n <= 0) {
 		fprintf(stderr, "FAIL: coh_query: %s\n", coh_strerror(n));
 		return 1;

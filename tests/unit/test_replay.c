@@ -256,8 +256,11 @@ static void check_access(coh_target *t, unsigned cls, uint32_t rbw, uint32_t wbw
 	ck_assert_uint_eq(a.read_latency, rlat);
 	ck_assert_uint_eq(a.write_latency, wlat);
 	ck_assert_int_eq(a.nr_initiators, ninit);
+	int nodes[64];
+	ck_assert_int_eq(coh_target_initiators(t, cls, nodes, 64), ninit);
 	for (int i = 0; i < ninit; i++)
-		ck_assert_int_eq(a.initiators[i], init[i]);
+		ck_assert_int_eq(nodes[i], init[i]);
+	ck_assert_int_eq(coh_target_initiators(t, cls, NULL, 0), ninit);
 }
 
 /* hwloc's console prints sizes rounded to the nearest unit. */
@@ -423,7 +426,7 @@ START_TEST(test_tiers)
 	/* Bad arguments. */
 	struct coh_access a = { .size = sizeof(a) };
 	ck_assert_int_eq(coh_target_access(node_target(ctx, 4), 2, &a), -EINVAL);
-	a.size = sizeof(a) - 1;
+	a.size = sizeof(size_t) - 1;   /* not even its size member */
 	ck_assert_int_eq(coh_target_access(node_target(ctx, 4), 1, &a), -EINVAL);
 	ck_assert_int_eq(coh_target_access(node_target(ctx, 4), 1, NULL), -EINVAL);
 	coh_context_unref(ctx);
@@ -585,10 +588,10 @@ START_TEST(test_replay_refuses_changes)
 	for (int i = 0; i < n; i++) {
 		coh_target *t = coh_target_get(ctx, (unsigned)i);
 		void *p = buf;   /* must stay untouched */
-		ck_assert_int_eq(coh_alloc(t, ps, 0, 0, &p), -EROFS);
-		ck_assert_int_eq(coh_alloc(t, len, 0, COH_ALLOC_POPULATE, &p), -EROFS);
+		ck_assert_int_eq(coh_alloc(t, ps, NULL, &p), -EROFS);
+		ck_assert_int_eq(coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_POPULATE), &p), -EROFS);
 		ck_assert_ptr_eq(p, buf);
-		ck_assert_int_eq(coh_adopt(t, buf, len, 0), -EROFS);
+		ck_assert_int_eq(coh_adopt(t, buf, len, NULL), -EROFS);
 		ck_assert_int_eq(coh_migrate(ctx, buf, len, t, 0), -EROFS);
 		coh_migration *m = (coh_migration *)buf;
 		ck_assert_int_eq(coh_migrate_async(ctx, buf, len, t, 0, &m), -EROFS);

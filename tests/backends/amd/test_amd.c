@@ -47,9 +47,10 @@ static coh_target *gpu1(coh_context *ctx)
 
 static uint32_t gpu_id(coh_target *t)
 {
-	const char *m = strstr(coh_target_model(t), "gpu_id ");
-	ck_assert_ptr_nonnull(m);
-	return (uint32_t)strtoul(m + 7, NULL, 10);
+	struct coh_device_info d = { .size = sizeof(d) };
+	ck_assert_int_eq(coh_target_device(t, &d), 0);
+	ck_assert(d.status & COH_DEVICE_HAS_GPU_ID);
+	return d.gpu_id;
 }
 
 static void fill(unsigned char *p, size_t len, unsigned seed)
@@ -128,10 +129,10 @@ START_TEST(alloc_migrate_query)
 	uint32_t id = gpu_id(t);
 	size_t len = 64 * ps;
 	unsigned char *p;
-	ck_assert_int_eq(coh_alloc(t, len, 0, 0, (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(t, len, NULL, (void **)&p), 0);
 	ck_assert(all_at(p, len, (int)id));   /* made in VRAM */
 	struct coh_extent x[8];
-	int n = coh_query(ctx, p, len, x, 8);
+	int n = coh_query(ctx, p, len, x, 8, sizeof(struct coh_extent));
 	ck_assert_int_eq(n, 1);
 	ck_assert_int_eq(x[0].kind, COH_MEM_DEVICE_PRIVATE);
 	ck_assert_ptr_eq(x[0].target, t);
@@ -147,14 +148,14 @@ START_TEST(alloc_migrate_query)
 	ck_assert_int_eq(coh_migrate(ctx, p, len, h, 0), 0);
 	ck_assert(all_at(p, len, 0));
 	ck_assert(same(p, len, 1));
-	n = coh_query(ctx, p, len, x, 8);
+	n = coh_query(ctx, p, len, x, 8, sizeof(struct coh_extent));
 	ck_assert(n == 1 && x[0].kind == COH_MEM_SYSTEM && x[0].target == h);
 	/* half back to the GPU, asynchronously */
 	coh_migration *m;
 	ck_assert_int_eq(coh_migrate_async(ctx, p, len / 2, t, 0, &m), 0);
 	ck_assert_int_eq(coh_migration_wait(m, -1), 0);
 	coh_migration_free(m);
-	n = coh_query(ctx, p, len, x, 8);
+	n = coh_query(ctx, p, len, x, 8, sizeof(struct coh_extent));
 	ck_assert_int_eq(n, 2);
 	ck_assert(x[0].kind == COH_MEM_DEVICE_PRIVATE && x[0].target == t && x[0].length == len / 2);
 	/* advice lands in KFD's attributes */
@@ -178,7 +179,7 @@ START_TEST(failures_change_nothing)
 	coh_target *t = gpu1(ctx);
 	size_t len = 16 * ps;
 	unsigned char *p;
-	ck_assert_int_eq(coh_alloc(t, len, 0, 0, (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(t, len, NULL, (void **)&p), 0);
 	fill(p, len, 2);
 	int before = k_loc(p);
 	k_fail(0x20, 1, ENOMEM);   /* the next SVM ioctl */
@@ -188,15 +189,15 @@ START_TEST(failures_change_nothing)
 	int count = coh_alloc_count(ctx);
 	k_fail(0x20, 1, EINVAL);
 	void *q;
-	ck_assert_int_eq(coh_alloc(t, len, 0, 0, &q), -EINVAL);
+	ck_assert_int_eq(coh_alloc(t, len, NULL, &q), -EINVAL);
 	ck_assert_int_eq(coh_alloc_count(ctx), count);
 	/* adopt: private anonymous memory only */
 	void *file = mmap(NULL, ps, PROT_READ, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	ck_assert_int_eq(coh_adopt(t, file, ps, 0), -EOPNOTSUPP);
+	ck_assert_int_eq(coh_adopt(t, file, ps, NULL), -EOPNOTSUPP);
 	munmap(file, ps);
 	unsigned char *own = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	fill(own, len, 3);
-	ck_assert_int_eq(coh_adopt(t, own, len, 0), 0);
+	ck_assert_int_eq(coh_adopt(t, own, len, NULL), 0);
 	ck_assert_int_eq(coh_migrate(ctx, own, len, t, 0), 0);
 	ck_assert(same(own, len, 3));
 	ck_assert_int_eq(coh_release(ctx, own), 0);
@@ -213,11 +214,11 @@ START_TEST(fork_copy_keeps_placement)
 	uint32_t id = gpu_id(t);
 	size_t len = 32 * ps;
 	unsigned char *p;
-	ck_assert_int_eq(coh_alloc(t, len, 0, COH_ALLOC_FORK(COH_FORK_COPY), (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(t, len, &COH_ALLOC_PROPS(.fork_policy = COH_FORK_COPY), (void **)&p), 0);
 	fill(p, len, 4);
 	ck_assert_int_eq(coh_migrate(ctx, p, len, t, 0), 0);
 	struct coh_fork_extent fe[2];
-	ck_assert_int_eq(coh_fork_query(ctx, p, len, fe, 2), 1);
+	ck_assert_int_eq(coh_fork_query(ctx, p, len, fe, 2, sizeof(struct coh_fork_extent)), 1);
 	ck_assert_int_eq(fe[0].child_view, COH_CHILD_COPY);
 	ck_assert_int_eq(fe[0].parent_keeps, 1);
 	pid_t pid = fork();
@@ -234,7 +235,7 @@ START_TEST(fork_copy_keeps_placement)
 			_exit(4);
 		void *q;
 		coh_target *t2 = coh_target_find(c2, "amd:gpu1");
-		int e = t2 ? coh_alloc(t2, ps, 0, 0, &q) : -ENODEV;
+		int e = t2 ? coh_alloc(t2, ps, NULL, &q) : -ENODEV;
 		if (e)
 			_exit(5);
 		coh_free(c2, q);
@@ -264,7 +265,7 @@ START_TEST(kernel_without_svm)
 	ck_assert_uint_eq(coh_target_caps(t), COH_CAP_QUERY | COH_CAP_PIN_QUERY);
 	ck_assert_msg(strstr(coh_target_model(t), "SVM no"), "model: %s", coh_target_model(t));
 	void *p;
-	ck_assert_int_eq(coh_alloc(t, 4096, 0, 0, &p), -EOPNOTSUPP);
+	ck_assert_int_eq(coh_alloc(t, 4096, NULL, &p), -EOPNOTSUPP);
 	coh_context_unref(ctx);
 }
 END_TEST

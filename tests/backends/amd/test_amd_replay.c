@@ -17,7 +17,8 @@ static coh_context *tree(const char *name)
 	return ctx;
 }
 
-static void gpu(coh_context *ctx, const char *name, int kind, const char *words, const char *pci, uint64_t vram)
+static void gpu(coh_context *ctx, const char *name, int kind, uint32_t gpu_id, const char *words, const char *pci,
+		uint64_t vram)
 {
 	coh_target *t = coh_target_find(ctx, name);
 	ck_assert_msg(t != NULL, "%s not discovered", name);
@@ -25,8 +26,19 @@ static void gpu(coh_context *ctx, const char *name, int kind, const char *words,
 	ck_assert_str_eq(coh_target_vendor(t), "AMD");
 	ck_assert_int_eq(coh_target_kind(t), kind);
 	ck_assert_msg(strstr(coh_target_model(t), words), "%s model: %s", name, coh_target_model(t));
-	ck_assert_msg(strstr(coh_target_model(t), "not yet run on AMD hardware"), "model: %s", coh_target_model(t));
 	ck_assert_str_eq(coh_target_pci_address(t), pci);
+	/* identity as data: the KFD gpu_id, the PCI function, SVM, and the
+	 * status saying this path was never run on AMD hardware */
+	struct coh_device_info d = { .size = sizeof(d) };
+	ck_assert_int_eq(coh_target_device(t, &d), 0);
+	ck_assert_uint_eq(d.status & (COH_DEVICE_HAS_GPU_ID | COH_DEVICE_HAS_PCI | COH_DEVICE_UNVERIFIED),
+			  COH_DEVICE_HAS_GPU_ID | COH_DEVICE_HAS_PCI | COH_DEVICE_UNVERIFIED);
+	ck_assert_uint_eq(d.gpu_id, gpu_id);
+	char addr[16];
+	snprintf(addr, sizeof(addr), "%04x:%02x:%02x.%x", d.pci_domain, d.pci_bus, d.pci_dev, d.pci_fn);
+	ck_assert_str_eq(addr, pci);
+	ck_assert_int_eq(d.memory_model, COH_MODEL_SVM);
+	ck_assert_ptr_null(strstr(coh_target_model(t), "hardware"));
 	ck_assert_ptr_nonnull(coh_target_pci_name(t));
 	uint64_t total = 1;
 	ck_assert_int_eq(coh_target_capacity(t, &total, NULL), 0);
@@ -37,14 +49,14 @@ static void gpu(coh_context *ctx, const char *name, int kind, const char *words,
 	ck_assert_uint_eq(coh_target_caps(t) & need, need);
 	ck_assert_uint_eq(coh_target_caps(t) & COH_CAP_FORK_SHARE, 0);
 	void *p;
-	ck_assert_int_eq(coh_alloc(t, 4096, 0, 0, &p), -EROFS);   /* a recording: described, never used */
+	ck_assert_int_eq(coh_alloc(t, 4096, NULL, &p), -EROFS);   /* a recording: described, never used */
 }
 
 START_TEST(mi210_pcie)
 {
 	coh_context *ctx = tree("kfd-mi210");
 	ck_assert_int_eq(coh_target_count(ctx), 1);
-	gpu(ctx, "amd:gpu1", COH_KIND_DEVICE_PRIVATE, "gfx90a (gfx 90010, gpu_id 51238), 64 GiB VRAM device-private, SVM yes, render D128",
+	gpu(ctx, "amd:gpu1", COH_KIND_DEVICE_PRIVATE, 51238, "gfx90a (gfx 90010), 64 GiB VRAM device-private, SVM yes, render D128",
 	    "0000:03:00.0", 64ull << 30);
 	coh_context_unref(ctx);
 }
@@ -54,9 +66,9 @@ START_TEST(mi250x_xgmi_to_cpu)
 {
 	coh_context *ctx = tree("kfd-mi250x-xgmi");
 	ck_assert_int_eq(coh_target_count(ctx), 2);
-	gpu(ctx, "amd:gpu1", COH_KIND_DEVICE_COHERENT, "gpu_id 11011), 64 GiB VRAM device-coherent, SVM yes, render D128",
+	gpu(ctx, "amd:gpu1", COH_KIND_DEVICE_COHERENT, 11011, "), 64 GiB VRAM device-coherent, SVM yes, render D128",
 	    "0000:c1:00.0", 64ull << 30);
-	gpu(ctx, "amd:gpu2", COH_KIND_DEVICE_COHERENT, "gpu_id 22022), 64 GiB VRAM device-coherent, SVM yes, render D129",
+	gpu(ctx, "amd:gpu2", COH_KIND_DEVICE_COHERENT, 22022, "), 64 GiB VRAM device-coherent, SVM yes, render D129",
 	    "0000:c9:00.0", 64ull << 30);
 	coh_context_unref(ctx);
 }
@@ -65,7 +77,7 @@ END_TEST
 START_TEST(mi300a_apu)
 {
 	coh_context *ctx = tree("kfd-mi300a");
-	gpu(ctx, "amd:gpu1", COH_KIND_VENDOR_MANAGED, "gfx942 (gfx 90402, gpu_id 47477), no VRAM, system memory (APU)",
+	gpu(ctx, "amd:gpu1", COH_KIND_VENDOR_MANAGED, 47477, "gfx942 (gfx 90402), no VRAM, system memory (APU)",
 	    "0000:02:00.0", 0);
 	coh_context_unref(ctx);
 }
@@ -74,7 +86,7 @@ END_TEST
 START_TEST(rx7900_rdna)
 {
 	coh_context *ctx = tree("kfd-rx7900");
-	gpu(ctx, "amd:gpu1", COH_KIND_DEVICE_PRIVATE, "gfx1100 (gfx 110000, gpu_id 60961), 24 GiB VRAM device-private",
+	gpu(ctx, "amd:gpu1", COH_KIND_DEVICE_PRIVATE, 60961, "gfx1100 (gfx 110000), 24 GiB VRAM device-private",
 	    "0000:0b:00.0", 24ull << 30);
 	coh_context_unref(ctx);
 }

@@ -46,7 +46,7 @@ static bool same(const unsigned char *p, size_t len, unsigned seed)
 static int one_kind(coh_context *ctx, const void *p, size_t len, coh_target **t)
 {
 	struct coh_extent x[8];
-	int n = coh_query(ctx, p, len, x, 8);
+	int n = coh_query(ctx, p, len, x, 8, sizeof(struct coh_extent));
 	if (n != 1)
 		return -1;
 	*t = x[0].target;
@@ -81,13 +81,13 @@ int main(void)
 
 	/* thousands of cycles, all policies, 1-3 chunks: nothing left behind */
 	void *p;
-	CHECK(coh_alloc(t, chunk, 0, 0, &p) == 0 && coh_free(ctx, p) == 0, "first alloc/free");
+	CHECK(coh_alloc(t, chunk, NULL, &p) == 0 && coh_free(ctx, p) == 0, "first alloc/free");
 	int lines = maps_lines();
 	int bad = 0;
 	static const int pols[] = { COH_FORK_COPY, COH_FORK_SHARE, COH_FORK_EXCLUDE, COH_FORK_ZERO, COH_FORK_KERNEL };
 	for (int i = 0; i < 5000; i++) {
 		size_t sz = (size_t)(i % 3 + 1) * chunk - (i % 2 ? 4096 : 0);
-		if (coh_alloc(t, sz, 0, COH_ALLOC_FORK(pols[i % 5]), &p)) {
+		if (coh_alloc(t, sz, &COH_ALLOC_PROPS(.fork_policy = pols[i % 5]), &p)) {
 			bad++;
 			continue;
 		}
@@ -104,16 +104,16 @@ int main(void)
 	/* fill the device exactly; freed neighbours coalesce */
 	void **all = calloc(nchunks, sizeof(*all));
 	size_t got = 0;
-	while (got < nchunks && coh_alloc(t, chunk, 0, 0, &all[got]) == 0)
+	while (got < nchunks && coh_alloc(t, chunk, NULL, &all[got]) == 0)
 		got++;
 	CHECK(got == nchunks, "device filled with %zu of %zu chunks", got, nchunks);
-	CHECK(coh_alloc(t, chunk, 0, 0, &p) == -ENOMEM, "allocation from a full device not refused");
+	CHECK(coh_alloc(t, chunk, NULL, &p) == -ENOMEM, "allocation from a full device not refused");
 	unsigned char *lo = all[2] < all[3] ? all[2] : all[3];
 	coh_free(ctx, all[2]);
 	coh_free(ctx, all[3]);
 	all[2] = all[3] = NULL;
 	void *two = NULL;
-	CHECK(coh_alloc(t, 2 * chunk, 0, 0, &two) == 0 && two == lo, "two freed neighbours not reused as one run");
+	CHECK(coh_alloc(t, 2 * chunk, NULL, &two) == 0 && two == lo, "two freed neighbours not reused as one run");
 	coh_free(ctx, two);
 	for (size_t i = 0; i < got; i++)
 		if (all[i])
@@ -125,7 +125,7 @@ int main(void)
 	/* migration: copy and remap at the same addresses */
 	unsigned char *m;
 	size_t len = 4 * chunk;
-	CHECK(coh_alloc(t, len, 0, 0, (void **)&m) == 0, "alloc 4 chunks");
+	CHECK(coh_alloc(t, len, NULL, (void **)&m) == 0, "alloc 4 chunks");
 	fill(m, len, 1);
 	coh_target *at;
 	int e = coh_migrate(ctx, m, len, h, 0);
@@ -153,7 +153,7 @@ int main(void)
 	/* one chunk out, in the middle */
 	e = coh_migrate(ctx, m + chunk, chunk, h, 0);
 	struct coh_extent x[8];
-	int nx = coh_query(ctx, m, len, x, 8);
+	int nx = coh_query(ctx, m, len, x, 8, sizeof(struct coh_extent));
 	CHECK(e == 0 && nx == 3 && x[1].start == (uintptr_t)(m + chunk) && x[1].length == chunk &&
 		      x[0].kind == COH_MEM_DEVICE_DAX && x[2].kind == COH_MEM_DEVICE_DAX,
 	      "one chunk to the host: %s, %d extents", coh_strerror(e), nx);
@@ -198,7 +198,7 @@ int main(void)
 	CHECK(coh_free(ctx, m) == 0, "free of a partly migrated allocation");
 	coh_target_capacity(t, NULL, &free1);
 	CHECK(free1 == total, "capacity after that free: %llu", (unsigned long long)free1);
-	CHECK(coh_alloc(t, len, 0, 0, (void **)&m) == 0, "alloc after");
+	CHECK(coh_alloc(t, len, NULL, (void **)&m) == 0, "alloc after");
 	fill(m, len, 3);
 	k = one_kind(ctx, m, len, &at);
 	CHECK(same(m, len, 3) && k == COH_MEM_DEVICE_DAX, "the window is device-dax again (%s)",

@@ -50,7 +50,7 @@ static void expect(coh_context *ctx, const char *name, uint64_t size)
 	ck_assert_int_eq(coh_target_numa_node(t), -ENOENT);
 	/* nothing to allocate from yet: refused, not faked */
 	void *p;
-	ck_assert_int_eq(coh_alloc(t, 4096, 0, 0, &p), -EROFS);   /* replay first */
+	ck_assert_int_eq(coh_alloc(t, 4096, NULL, &p), -EROFS);   /* replay first */
 }
 
 
@@ -147,7 +147,7 @@ START_TEST(expander_devdax)
 	ck_assert_ptr_null(coh_target_by_node(ctx, 1));   /* not onlined */
 	note_has(ctx, "dax0.0: device-dax, 16.0 GiB, CXL region0");
 	void *p;
-	ck_assert_int_eq(coh_alloc(t, 4096, 0, 0, &p), -EROFS);   /* a recording: described, never used */
+	ck_assert_int_eq(coh_alloc(t, 4096, NULL, &p), -EROFS);   /* a recording: described, never used */
 	coh_context_unref(ctx);
 }
 END_TEST

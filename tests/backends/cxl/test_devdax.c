@@ -56,11 +56,11 @@ int main(void)
 		return 1;
 	}
 	struct coh_extent ext[4];
-	int n = coh_query(ctx, p, len, ext, 4);
+	int n = coh_query(ctx, p, len, ext, 4, sizeof(struct coh_extent));
 	CHECK(n == 1 && ext[0].kind == COH_MEM_DEVICE_DAX, "query: %d extents, kind %s", n,
 	      n > 0 ? coh_mem_kind_name(ext[0].kind) : "-");
 	struct coh_pin_extent pe[4];
-	n = coh_pin_query(ctx, p, len, pe, 4);
+	n = coh_pin_query(ctx, p, len, pe, 4, sizeof(struct coh_pin_extent));
 	CHECK(n == 1 && pe[0].short_term == COH_PIN_IN_PLACE && pe[0].long_term == COH_PIN_IN_PLACE,
 	      "pin-query: %d extents, short %s, long %s", n, n > 0 ? coh_pin_answer_name(pe[0].short_term) : "-",
 	      n > 0 ? coh_pin_answer_name(pe[0].long_term) : "-");
@@ -87,7 +87,7 @@ int main(void)
 		printf("test_devdax: io_uring fixed-buffer registration: %s\n", e ? coh_strerror(e) : "accepted");
 	}
 	struct coh_fork_extent fe[4];
-	n = coh_fork_query(ctx, p, len, fe, 4);
+	n = coh_fork_query(ctx, p, len, fe, 4, sizeof(struct coh_fork_extent));
 	CHECK(n == 1 && fe[0].child_view == COH_CHILD_SHARED, "fork query: %d, view %s", n,
 	      n > 0 ? coh_child_view_name(fe[0].child_view) : "-");
 	fflush(stdout);
@@ -100,7 +100,7 @@ int main(void)
 	waitpid(pid, &st, 0);
 	CHECK(WIFEXITED(st) && p[0] == 0xab, "child's write to shared device-dax memory not seen");
 	coh_target *t = coh_target_get(ctx, 0);
-	CHECK(t && coh_adopt(t, p, len, 0) == -EOPNOTSUPP, "adopting a device-dax mapping not refused");
+	CHECK(t && coh_adopt(t, p, len, NULL) == -EOPNOTSUPP, "adopting a device-dax mapping not refused");
 	bool intact = true;
 	for (size_t i = 1; i < len; i++)
 		intact &= p[i] == (unsigned char)(i * 7);

@@ -24,7 +24,7 @@ static int passed, failed;
 static int kind_at(coh_context *ctx, const char *p)
 {
 	struct coh_extent e[2];
-	int n = coh_query(ctx, p, 1, e, 2);
+	int n = coh_query(ctx, p, 1, e, 2, sizeof(struct coh_extent));
 	return n == 1 ? e[0].kind : -1;
 }
 
@@ -47,7 +47,7 @@ static void one_device(coh_context *ctx, coh_target *t, int minor)
 {
 	size_t ps = (size_t)sysconf(_SC_PAGESIZE), np = 32, len = np * ps;
 	char *p;
-	int e = coh_alloc(t, len, 0, 0, (void **)&p);
+	int e = coh_alloc(t, len, NULL, (void **)&p);
 	if (e) {
 		printf("FAIL %s: alloc: %s\n", coh_target_name(t), coh_strerror(e));
 		failed++;

@@ -25,7 +25,7 @@ static size_t ps;
 static int kind_of(void *p, size_t len)
 {
 	struct coh_extent e[4];
-	int n = coh_query(ctx, p, len, e, 4);
+	int n = coh_query(ctx, p, len, e, 4, sizeof(struct coh_extent));
 	return n == 1 ? e[0].kind : -1;   /* -1: mixed */
 }
 
@@ -35,7 +35,7 @@ static void run(coh_target *t, enum scenario sc, int want_kind, const char *what
 {
 	size_t len = 8 * ps;
 	unsigned char *p;
-	if (coh_alloc(t, len, 0, COH_ALLOC_FORK(COH_FORK_KERNEL), (void **)&p)) {
+	if (coh_alloc(t, len, &COH_ALLOC_PROPS(.fork_policy = COH_FORK_KERNEL), (void **)&p)) {
 		printf("FAIL %s %s: alloc\n", coh_target_name(t), what);
 		failed++;
 		return;

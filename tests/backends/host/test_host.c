@@ -60,7 +60,7 @@ START_TEST(alloc_rw_lookup)
 	coh_target *t = t_node0(ctx);
 	unsigned char *p;
 	int before = coh_alloc_count(ctx);
-	ck_assert_int_eq(coh_alloc(t, 1000000, 1 << 20, 0, (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(t, 1000000, &COH_ALLOC_PROPS(.align = 1 << 20), (void **)&p), 0);
 	ck_assert_uint_eq((uintptr_t)p % (1 << 20), 0);
 	ck_assert_int_eq(coh_alloc_count(ctx), before + 1);
 	for (size_t i = 0; i < 1000000; i++)
@@ -90,11 +90,11 @@ START_TEST(populate_flag)
 {
 	coh_context *ctx = t_ctx();
 	char *p;
-	ck_assert_int_eq(coh_alloc(t_node0(ctx), 64 * ps, 0, COH_ALLOC_POPULATE | COH_ALLOC_NOHUGE, (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(t_node0(ctx), 64 * ps, &COH_ALLOC_PROPS(.flags = COH_ALLOC_POPULATE | COH_ALLOC_NOHUGE), (void **)&p), 0);
 	for (int i = 0; i < 64; i++)
 		ck_assert(resident(p + (size_t)i * ps));
 	ck_assert_int_eq(coh_free(ctx, p), 0);
-	ck_assert_int_eq(coh_alloc(t_node0(ctx), 64 * ps, 0, COH_ALLOC_NOHUGE, (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(t_node0(ctx), 64 * ps, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE), (void **)&p), 0);
 	ck_assert(!resident(p));
 	ck_assert_int_eq(coh_free(ctx, p), 0);
 	coh_context_unref(ctx);
@@ -106,11 +106,11 @@ START_TEST(query_extents)
 	coh_context *ctx = t_ctx();
 	coh_target *t = t_node0(ctx);
 	char *p;
-	ck_assert_int_eq(coh_alloc(t, 64 * ps, 0, COH_ALLOC_NOHUGE, (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(t, 64 * ps, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE), (void **)&p), 0);
 	memset(p, 1, 10 * ps);
 	memset(p + 20 * ps, 1, 10 * ps);
 	struct coh_extent ext[16];
-	int n = coh_query(ctx, p, 64 * ps, ext, 16);
+	int n = coh_query(ctx, p, 64 * ps, ext, 16, sizeof(struct coh_extent));
 	ck_assert_int_eq(n, 4);
 	ck_assert_uint_eq(ext[0].start, (uintptr_t)p);
 	ck_assert_uint_eq(ext[0].length, 10 * ps);
@@ -128,20 +128,20 @@ START_TEST(query_extents)
 	ck_assert(!resident(p + 15 * ps));
 	ck_assert(!resident(p + 40 * ps));
 	/* cursor: two at a time */
-	n = coh_query(ctx, p, 64 * ps, ext, 2);
+	n = coh_query(ctx, p, 64 * ps, ext, 2, sizeof(struct coh_extent));
 	ck_assert_int_eq(n, 2);
 	uintptr_t next = ext[1].start + ext[1].length;
 	ck_assert_uint_eq(next, (uintptr_t)p + 20 * ps);
-	n = coh_query(ctx, (void *)next, (uintptr_t)p + 64 * ps - next, ext, 2);
+	n = coh_query(ctx, (void *)next, (uintptr_t)p + 64 * ps - next, ext, 2, sizeof(struct coh_extent));
 	ck_assert_int_eq(n, 2);
 	ck_assert_int_eq(ext[0].kind, COH_MEM_SYSTEM);
 	/* unaligned byte ranges cover their pages */
-	n = coh_query(ctx, p + 5, 1, ext, 16);
+	n = coh_query(ctx, p + 5, 1, ext, 16, sizeof(struct coh_extent));
 	ck_assert_int_eq(n, 1);
 	ck_assert_uint_eq(ext[0].start, (uintptr_t)p);
 	ck_assert_uint_eq(ext[0].length, ps);
 	/* another pid: ourselves by number */
-	n = coh_query_pid(ctx, getpid(), p, 64 * ps, ext, 16);
+	n = coh_query_pid(ctx, getpid(), p, 64 * ps, ext, 16, sizeof(struct coh_extent));
 	ck_assert_int_eq(n, 4);
 	ck_assert_int_eq(coh_free(ctx, p), 0);
 	coh_context_unref(ctx);
@@ -156,7 +156,7 @@ START_TEST(query_unmapped_and_child)
 	memset(p, 1, 8 * ps);
 	munmap(p + 4 * ps, 4 * ps);
 	struct coh_extent ext[8];
-	int n = coh_query(ctx, p, 8 * ps, ext, 8);
+	int n = coh_query(ctx, p, 8 * ps, ext, 8, sizeof(struct coh_extent));
 	ck_assert_int_eq(n, 2);
 	ck_assert_int_eq(ext[0].kind, COH_MEM_SYSTEM);
 	ck_assert_int_eq(ext[1].kind, COH_MEM_UNMAPPED);
@@ -167,7 +167,7 @@ START_TEST(query_unmapped_and_child)
 	ck_assert_ptr_ne(f, MAP_FAILED);
 	volatile char c = f[0];
 	(void)c;
-	n = coh_query(ctx, f, ps, ext, 8);
+	n = coh_query(ctx, f, ps, ext, 8, sizeof(struct coh_extent));
 	ck_assert_int_eq(n, 1);
 	ck_assert_int_eq(ext[0].kind, COH_MEM_FILE);
 	munmap(f, ps);
@@ -186,7 +186,7 @@ START_TEST(query_unmapped_and_child)
 	}
 	char *q;
 	ck_assert_int_eq(read(pfd[0], &q, sizeof(q)), sizeof(q));
-	n = coh_query_pid(ctx, pid, q, 4 * ps, ext, 8);
+	n = coh_query_pid(ctx, pid, q, 4 * ps, ext, 8, sizeof(struct coh_extent));
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	ck_assert_int_eq(n, 2);
@@ -217,7 +217,7 @@ START_TEST(huge_pages)
 	if (!thp_mode_allows_madvise() || !(coh_target_caps(t) & COH_CAP_HUGE_PAGES)) {
 		fprintf(stderr, "huge_pages: transparent huge pages disabled here, checking refusal only\n");
 		void *p;
-		int e = coh_alloc(t, 4 << 20, 0, COH_ALLOC_HUGE, &p);
+		int e = coh_alloc(t, 4 << 20, &COH_ALLOC_PROPS(.flags = COH_ALLOC_HUGE), &p);
 		ck_assert(e == -EOPNOTSUPP || e == 0);
 		if (!e)
 			coh_free(ctx, p);
@@ -225,10 +225,10 @@ START_TEST(huge_pages)
 		return;
 	}
 	char *p;
-	ck_assert_int_eq(coh_alloc(t, 8 << 20, 0, COH_ALLOC_HUGE | COH_ALLOC_POPULATE, (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(t, 8 << 20, &COH_ALLOC_PROPS(.flags = COH_ALLOC_HUGE | COH_ALLOC_POPULATE), (void **)&p), 0);
 	ck_assert_uint_eq((uintptr_t)p % (2 << 20), 0);
 	struct coh_extent ext[8];
-	int n = coh_query(ctx, p, 8 << 20, ext, 8);
+	int n = coh_query(ctx, p, 8 << 20, ext, 8, sizeof(struct coh_extent));
 	ck_assert_int_ge(n, 1);
 	size_t thp = 0;
 	for (int i = 0; i < n; i++)
@@ -246,8 +246,8 @@ START_TEST(huge_pages)
 		fprintf(stderr, "huge_pages: kernel %s reports huge pages as system memory\n", u.release);
 	ck_assert_int_eq(coh_free(ctx, p), 0);
 	/* NOHUGE keeps small pages */
-	ck_assert_int_eq(coh_alloc(t, 4 << 20, 2 << 20, COH_ALLOC_NOHUGE | COH_ALLOC_POPULATE, (void **)&p), 0);
-	n = coh_query(ctx, p, 4 << 20, ext, 8);
+	ck_assert_int_eq(coh_alloc(t, 4 << 20, &COH_ALLOC_PROPS(.align = 2 << 20, .flags = COH_ALLOC_NOHUGE | COH_ALLOC_POPULATE), (void **)&p), 0);
+	n = coh_query(ctx, p, 4 << 20, ext, 8, sizeof(struct coh_extent));
 	ck_assert_int_eq(n, 1);
 	ck_assert_int_eq(ext[0].kind, COH_MEM_SYSTEM);
 	ck_assert_int_eq(coh_free(ctx, p), 0);
@@ -261,14 +261,14 @@ START_TEST(migrate_sync_async)
 	coh_target *t = t_node0(ctx);
 	unsigned *p;
 	size_t len = 256 * ps;
-	ck_assert_int_eq(coh_alloc(t, len, 0, COH_ALLOC_NOHUGE, (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE), (void **)&p), 0);
 	for (size_t i = 0; i < len / 4 / 2; i++)
 		p[i] = (unsigned)i ^ 0xabcdef;
 	ck_assert_int_eq(coh_migrate(ctx, p, len, t, 0), 0);
 	for (size_t i = 0; i < len / 4 / 2; i++)
 		ck_assert_uint_eq(p[i], (unsigned)i ^ 0xabcdef);
 	struct coh_extent ext[4];
-	int n = coh_query(ctx, p, len, ext, 4);
+	int n = coh_query(ctx, p, len, ext, 4, sizeof(struct coh_extent));
 	ck_assert_int_eq(n, 2);
 	ck_assert_int_eq(ext[0].node, t_node0_id(ctx));
 	ck_assert_int_eq(ext[1].kind, COH_MEM_NOT_POPULATED);   /* migrate populates nothing */
@@ -301,12 +301,12 @@ START_TEST(adopt_release)
 	char *p = mmap(NULL, 16 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ck_assert_ptr_ne(p, MAP_FAILED);
 	memset(p, 0x5a, 16 * ps);
-	ck_assert_int_eq(coh_adopt(t, p, 16 * ps, 0), 0);
+	ck_assert_int_eq(coh_adopt(t, p, 16 * ps, NULL), 0);
 	struct coh_alloc_info info = { .size = sizeof(info) };
 	ck_assert_int_eq(coh_lookup(ctx, p + 3 * ps, &info), 0);
 	ck_assert_int_eq(info.adopted, 1);
-	ck_assert_int_eq(coh_adopt(t, p, 16 * ps, 0), -EEXIST);
-	ck_assert_int_eq(coh_adopt(t, p + 8 * ps, 4 * ps, 0), -EEXIST);
+	ck_assert_int_eq(coh_adopt(t, p, 16 * ps, NULL), -EEXIST);
+	ck_assert_int_eq(coh_adopt(t, p + 8 * ps, 4 * ps, NULL), -EEXIST);
 	ck_assert_int_eq(coh_free(ctx, p), -EINVAL);          /* adopted memory is not ours to free */
 	ck_assert_int_eq(coh_migrate(ctx, p, 16 * ps, t, 0), 0);
 	for (size_t i = 0; i < 16 * ps; i++)
@@ -318,15 +318,15 @@ START_TEST(adopt_release)
 	ck_assert_uint_eq((unsigned char)p[5], 0x5a);          /* still the caller's memory */
 	/* not adoptable: holes, files, shared memory, allocations */
 	munmap(p + 8 * ps, ps);
-	ck_assert_int_eq(coh_adopt(t, p, 16 * ps, 0), -EFAULT);
+	ck_assert_int_eq(coh_adopt(t, p, 16 * ps, NULL), -EFAULT);
 	ck_assert_int_eq(coh_alloc_count(ctx), 0);
 	int fd = open("/proc/self/exe", O_RDONLY);
 	char *f = mmap(NULL, ps, PROT_READ, MAP_PRIVATE, fd, 0);
-	ck_assert_int_eq(coh_adopt(t, f, ps, 0), -EOPNOTSUPP);
+	ck_assert_int_eq(coh_adopt(t, f, ps, NULL), -EOPNOTSUPP);
 	munmap(f, ps);
 	close(fd);
 	char *s = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	ck_assert_int_eq(coh_adopt(t, s, ps, 0), -EOPNOTSUPP);
+	ck_assert_int_eq(coh_adopt(t, s, ps, NULL), -EOPNOTSUPP);
 	munmap(s, ps);
 	/* a private mapping of /dev/zero is anonymous memory: queried and adopted as such */
 	int zfd = open("/dev/zero", O_RDWR);
@@ -336,15 +336,15 @@ START_TEST(adopt_release)
 	close(zfd);
 	memset(z, 0x33, 2 * ps);   /* written pages only: untouched ones may read-fault differently */
 	struct coh_extent x[4];
-	ck_assert_int_ge(coh_query(ctx, z, 2 * ps, x, 4), 1);
+	ck_assert_int_ge(coh_query(ctx, z, 2 * ps, x, 4, sizeof(struct coh_extent)), 1);
 	ck_assert_str_eq(coh_mem_kind_name(x[0].kind), "system");
 	ck_assert_uint_eq(x[0].length, 2 * ps);
-	ck_assert_int_eq(coh_adopt(t, z, 4 * ps, 0), 0);
+	ck_assert_int_eq(coh_adopt(t, z, 4 * ps, NULL), 0);
 	ck_assert_int_eq(coh_release(ctx, z), 0);
 	munmap(z, 4 * ps);
 	void *a;
-	ck_assert_int_eq(coh_alloc(t, 4 * ps, 0, 0, &a), 0);
-	ck_assert_int_eq(coh_adopt(t, a, 4 * ps, 0), -EEXIST);
+	ck_assert_int_eq(coh_alloc(t, 4 * ps, NULL, &a), 0);
+	ck_assert_int_eq(coh_adopt(t, a, 4 * ps, NULL), -EEXIST);
 	ck_assert_int_eq(coh_release(ctx, a), -EINVAL);       /* allocations are freed, not released */
 	ck_assert_int_eq(coh_free(ctx, a), 0);
 	munmap(p, 16 * ps);
@@ -357,7 +357,7 @@ START_TEST(advice)
 	coh_context *ctx = t_ctx();
 	coh_target *t = t_node0(ctx);
 	void *p;
-	ck_assert_int_eq(coh_alloc(t, 8 * ps, 0, 0, &p), 0);
+	ck_assert_int_eq(coh_alloc(t, 8 * ps, NULL, &p), 0);
 	ck_assert_int_eq(coh_advise(ctx, p, 8 * ps, COH_ADVISE_PREFERRED_LOCATION, t), 0);
 	ck_assert_int_eq(coh_advise(ctx, p, 8 * ps, COH_ADVISE_UNSET_PREFERRED_LOCATION, NULL), 0);
 	ck_assert_int_eq(coh_advise(ctx, p, 8 * ps, COH_ADVISE_ACCESSED_BY, t), -EOPNOTSUPP);
@@ -374,10 +374,10 @@ START_TEST(pin_query_host)
 	coh_context *ctx = t_ctx();
 	coh_target *t = t_node0(ctx);
 	char *p;
-	ck_assert_int_eq(coh_alloc(t, 8 * ps, 0, COH_ALLOC_NOHUGE, (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(t, 8 * ps, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE), (void **)&p), 0);
 	memset(p, 1, 4 * ps);
 	struct coh_pin_extent pe[8];
-	int n = coh_pin_query(ctx, p, 8 * ps, pe, 8);
+	int n = coh_pin_query(ctx, p, 8 * ps, pe, 8, sizeof(struct coh_pin_extent));
 	ck_assert_int_eq(n, 2);
 	ck_assert_int_eq(pe[0].kind, COH_MEM_SYSTEM);
 	ck_assert_int_eq(pe[0].short_term, COH_PIN_IN_PLACE);
@@ -388,14 +388,14 @@ START_TEST(pin_query_host)
 	/* PROT_NONE and read-only parts of the same allocation */
 	ck_assert_int_eq(mprotect(p + 6 * ps, 2 * ps, PROT_NONE), 0);
 	ck_assert_int_eq(mprotect(p + 2 * ps, 2 * ps, PROT_READ), 0);
-	n = coh_pin_query(ctx, p, 8 * ps, pe, 8);
+	n = coh_pin_query(ctx, p, 8 * ps, pe, 8, sizeof(struct coh_pin_extent));
 	ck_assert_int_eq(n, 4);
 	ck_assert_int_eq(pe[1].long_term, COH_PIN_NEVER);        /* read-only */
 	ck_assert_int_eq(pe[1].short_term, COH_PIN_IN_PLACE);
 	ck_assert_int_eq(pe[3].short_term, COH_PIN_NEVER);       /* PROT_NONE */
 	ck_assert_uint_eq(pe[3].start, (uintptr_t)p + 6 * ps);
 	ck_assert_int_eq(coh_free(ctx, p), 0);
-	n = coh_pin_query(ctx, p, 8 * ps, pe, 8);
+	n = coh_pin_query(ctx, p, 8 * ps, pe, 8, sizeof(struct coh_pin_extent));
 	ck_assert_int_eq(n, 1);
 	ck_assert_int_eq(pe[0].kind, COH_MEM_UNMAPPED);
 	ck_assert_int_eq(pe[0].long_term, COH_PIN_NEVER);
@@ -446,7 +446,7 @@ static int child_writes(void *arg)
 static unsigned char *pattern_alloc(coh_context *ctx, int policy)
 {
 	unsigned char *p;
-	int e = coh_alloc(t_node0(ctx), 4 * ps, 0, COH_ALLOC_FORK(policy), (void **)&p);
+	int e = coh_alloc(t_node0(ctx), 4 * ps, &COH_ALLOC_PROPS(.fork_policy = policy), (void **)&p);
 	ck_assert_msg(e == 0, "alloc with policy %s: %s", coh_fork_policy_name(policy), coh_strerror(e));
 	for (size_t i = 0; i < 4 * ps; i++)
 		p[i] = (unsigned char)(i & 0xff);
@@ -460,12 +460,12 @@ START_TEST(fork_policies)
 	struct coh_extent before[4], after[4];
 	/* COPY: same contents in the child, parent unchanged, residency kept */
 	unsigned char *p = pattern_alloc(ctx, COH_FORK_COPY);
-	int nb = coh_query(ctx, p, 4 * ps, before, 4);
+	int nb = coh_query(ctx, p, 4 * ps, before, 4, sizeof(struct coh_extent));
 	int st = in_child(child_reads_pattern, p);
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	ck_assert_uint_eq(p[0], 0);
 	ck_assert_uint_eq(p[1], 1);
-	int na = coh_query(ctx, p, 4 * ps, after, 4);
+	int na = coh_query(ctx, p, 4 * ps, after, 4, sizeof(struct coh_extent));
 	ck_assert_int_eq(na, nb);
 	ck_assert_int_eq(after[0].kind, before[0].kind);
 	ck_assert_int_eq(after[0].node, before[0].node);
@@ -534,7 +534,7 @@ START_TEST(fork_policies_thp)
 	for (size_t k = 0; k < 4; k++) {
 		unsigned char *p;
 		size_t len = 4u << 20;
-		ck_assert_int_eq(coh_alloc(t, len, 0, COH_ALLOC_HUGE | COH_ALLOC_FORK(pols[k]), (void **)&p), 0);
+		ck_assert_int_eq(coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_HUGE, .fork_policy = pols[k]), (void **)&p), 0);
 		for (size_t i = 0; i < 4 * ps; i++)
 			p[i] = (unsigned char)(i & 0xff);
 		memset(p + 4 * ps, 1, len - 4 * ps);
@@ -573,7 +573,7 @@ START_TEST(fork_query_views)
 	ck_assert_int_eq(madvise(m + 4 * ps, 4 * ps, MADV_DONTFORK), 0);
 	ck_assert_int_eq(madvise(m + 8 * ps, 4 * ps, MADV_WIPEONFORK), 0);
 	struct coh_fork_extent fe[8];
-	int n = coh_fork_query(ctx, m, 16 * ps, fe, 8);
+	int n = coh_fork_query(ctx, m, 16 * ps, fe, 8, sizeof(struct coh_fork_extent));
 	ck_assert_int_eq(n, 4);
 	ck_assert_int_eq(fe[0].policy, -1);
 	ck_assert_int_eq(fe[0].child_view, COH_CHILD_COPY);
@@ -591,17 +591,17 @@ START_TEST(fork_query_views)
 	munmap(m, 16 * ps);
 	/* an allocation reports its policy; a policy change shows at once */
 	unsigned char *p = pattern_alloc(ctx, COH_FORK_ZERO);
-	n = coh_fork_query(ctx, p, 4 * ps, fe, 8);
+	n = coh_fork_query(ctx, p, 4 * ps, fe, 8, sizeof(struct coh_fork_extent));
 	ck_assert_int_eq(n, 1);
 	ck_assert_int_eq(fe[0].policy, COH_FORK_ZERO);
 	ck_assert_int_eq(fe[0].child_view, COH_CHILD_ZERO);
 	ck_assert_int_eq(coh_fork_policy_set(ctx, p, 4 * ps, COH_FORK_EXCLUDE), 0);
-	n = coh_fork_query(ctx, p, 4 * ps, fe, 8);
+	n = coh_fork_query(ctx, p, 4 * ps, fe, 8, sizeof(struct coh_fork_extent));
 	ck_assert_int_eq(fe[0].policy, COH_FORK_EXCLUDE);
 	ck_assert_int_eq(fe[0].child_view, COH_CHILD_ABSENT);
 	ck_assert_int_eq(coh_free(ctx, p), 0);
 	/* unmapped */
-	n = coh_fork_query(ctx, p, 4 * ps, fe, 8);
+	n = coh_fork_query(ctx, p, 4 * ps, fe, 8, sizeof(struct coh_fork_extent));
 	ck_assert_int_eq(n, 1);
 	ck_assert_int_eq(fe[0].child_view, COH_CHILD_ABSENT);
 	ck_assert_int_eq(fe[0].parent_keeps, -1);
@@ -636,7 +636,7 @@ static int child_reuses_excluded_hole(void *arg)
 	if (coh_free(ctx, p) != -ENOENT)
 		return 13;
 	void *q;
-	if (coh_alloc(t_node0(ctx), ps, 0, 0, &q) || coh_free(ctx, q))
+	if (coh_alloc(t_node0(ctx), ps, NULL, &q) || coh_free(ctx, q))
 		return 14;   /* the map is usable after the drop */
 	coh_context_unref(ctx);   /* must not unmap the child's own memory */
 	for (size_t i = 0; i < 4 * ps; i++)
@@ -651,7 +651,7 @@ START_TEST(fork_child_forgets_excluded)
 	unsigned char *p = pattern_alloc(ctx, COH_FORK_EXCLUDE);
 	void *many[300];
 	for (int i = 0; i < 300; i++)
-		ck_assert_int_eq(coh_alloc(t_node0(ctx), ps, 0, COH_ALLOC_FORK(i % 2 ? COH_FORK_EXCLUDE : COH_FORK_COPY),
+		ck_assert_int_eq(coh_alloc(t_node0(ctx), ps, &COH_ALLOC_PROPS(.fork_policy = i % 2 ? COH_FORK_EXCLUDE : COH_FORK_COPY),
 					   &many[i]), 0);
 	void *arg[3] = { ctx, p, many };
 	int st = in_child(child_reuses_excluded_hole, arg);
@@ -696,7 +696,7 @@ START_TEST(vfork_and_spawn_untouched)
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	/* the map lock is free afterwards: the library still works */
 	void *q;
-	ck_assert_int_eq(coh_alloc(t_node0(ctx), ps, 0, 0, &q), 0);
+	ck_assert_int_eq(coh_alloc(t_node0(ctx), ps, NULL, &q), 0);
 	ck_assert_int_eq(coh_free(ctx, q), 0);
 	ck_assert_int_eq(coh_free(ctx, p), 0);
 	coh_context_unref(ctx);
@@ -734,14 +734,14 @@ static void *worker_fn(void *arg)
 				WORKER_ERR(w, "free: %d", e);
 			mine[k] = NULL;
 		} else {
-			if ((e = coh_alloc(w->t, ps * (1 + (size_t)k), 0, 0, &mine[k])))
+			if ((e = coh_alloc(w->t, ps * (1 + (size_t)k), NULL, &mine[k])))
 				WORKER_ERR(w, "alloc: %d", e);
 			else
 				memset(mine[k], k, ps);
 		}
 		if (i % 64 == 0 && mine[k]) {
 			struct coh_extent x[4];
-			if ((e = coh_query(w->ctx, mine[k], ps, x, 4)) != 1)
+			if ((e = coh_query(w->ctx, mine[k], ps, x, 4, sizeof(struct coh_extent))) != 1)
 				WORKER_ERR(w, "query: %d (%s node %d)", e, coh_mem_kind_name(x[0].kind), x[0].node);
 		}
 	}
@@ -756,7 +756,7 @@ static int child_uses_library(void *arg)
 	coh_context *ctx = arg;
 	void *p;
 	struct coh_alloc_info info = { .size = sizeof(info) };
-	if (coh_alloc(t_node0(ctx), ps, 0, 0, &p))
+	if (coh_alloc(t_node0(ctx), ps, NULL, &p))
 		return 1;
 	if (coh_lookup(ctx, p, &info))
 		return 2;
@@ -825,7 +825,7 @@ START_TEST(lookup_consistent_under_writes)
 	for (int i = 0; i < 2000; i++) {
 		char *base = i % 2 ? p + ps : p;
 		size_t len = i % 2 ? 2 * ps : 4 * ps;
-		ck_assert_int_eq(coh_adopt(t, base, len, COH_ALLOC_FORK(COH_FORK_KERNEL)), 0);
+		ck_assert_int_eq(coh_adopt(t, base, len, &COH_ALLOC_PROPS(.fork_policy = COH_FORK_KERNEL)), 0);
 		ck_assert_int_eq(coh_release(ctx, base), 0);
 	}
 	atomic_store(&r.stop, 1);
@@ -840,7 +840,7 @@ START_TEST(busy_while_in_use)
 {
 	coh_context *ctx = t_ctx();
 	void *p;
-	ck_assert_int_eq(coh_alloc(t_node0(ctx), 4 * ps, 0, 0, &p), 0);
+	ck_assert_int_eq(coh_alloc(t_node0(ctx), 4 * ps, NULL, &p), 0);
 	struct coh_rec *r;   /* what a migration in flight holds */
 	ck_assert_int_eq(coh_rec_get(ctx, p, ps, &r), 0);
 	ck_assert_int_eq(coh_free(ctx, p), -EBUSY);
@@ -856,7 +856,7 @@ START_TEST(unref_frees_live)
 {
 	coh_context *ctx = t_ctx();
 	void *p;
-	ck_assert_int_eq(coh_alloc(t_node0(ctx), 16 * ps, 0, 0, &p), 0);
+	ck_assert_int_eq(coh_alloc(t_node0(ctx), 16 * ps, NULL, &p), 0);
 	coh_context_unref(ctx);   /* the last reference unmaps what is left */
 	unsigned char v;
 	ck_assert_int_eq(mincore(p, ps, &v), -1);

@@ -23,7 +23,7 @@
 static bool where(coh_context *ctx, const void *p, size_t len, int kind, const coh_target *t)
 {
 	struct coh_extent x[8];
-	int n = coh_query(ctx, p, len, x, 8);
+	int n = coh_query(ctx, p, len, x, 8, sizeof(struct coh_extent));
 	return n == 1 && x[0].kind == kind && x[0].target == t && x[0].length == len;
 }
 
@@ -40,8 +40,9 @@ int main(void)
 		fprintf(stderr, "nvidia_adopt: no GPU (%s): skipped\n", why);
 		return 77;
 	}
-	if (!strstr(coh_target_model(g), ", GPU-"))
-		FAIL("no UUID in the model: %s", coh_target_model(g));
+	struct coh_device_info di = { .size = sizeof(di) };
+	if (coh_target_device(g, &di) || !(di.status & COH_DEVICE_HAS_UUID))
+		FAIL("no UUID for %s", coh_target_model(g));
 	const char *path = getenv("COH_CUDA_LIBRARY");
 	void *lib = dlopen(path && *path ? path : "libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
 	if (!lib)
@@ -61,7 +62,7 @@ int main(void)
 	unsigned char *p = (unsigned char *)(uintptr_t)dp;
 	for (size_t i = 0; i < len; i++)
 		p[i] = (unsigned char)(i * 7 + 3);
-	int e = coh_adopt(g, p, len, 0);
+	int e = coh_adopt(g, p, len, NULL);
 	if (e)
 		FAIL("adopt: %s", coh_strerror(e));
 	if (!where(ctx, p, len, COH_MEM_VENDOR_MANAGED, h))

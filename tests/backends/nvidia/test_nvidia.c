@@ -82,7 +82,7 @@ static bool all_state(const void *p, size_t len, int st)
 static bool one_extent(coh_context *ctx, const void *p, size_t len, int kind, const coh_target *t)
 {
 	struct coh_extent x[8];
-	int n = coh_query(ctx, p, len, x, 8);
+	int n = coh_query(ctx, p, len, x, 8, sizeof(struct coh_extent));
 	return n == 1 && x[0].kind == kind && x[0].target == t && x[0].length == len;
 }
 
@@ -117,6 +117,15 @@ START_TEST(discovery)
 		char pci[16];
 		snprintf(pci, sizeof(pci), "0000:%02x:00.0", 0x10 + i);
 		ck_assert_str_eq(coh_target_pci_address(t), pci);
+		/* identity as data: the driver's UUID and PCI address */
+		struct coh_device_info d = { .size = sizeof(d) };
+		ck_assert_int_eq(coh_target_device(t, &d), 0);
+		ck_assert_uint_eq(d.status & (COH_DEVICE_HAS_UUID | COH_DEVICE_HAS_PCI | COH_DEVICE_UNVERIFIED),
+				  COH_DEVICE_HAS_UUID | COH_DEVICE_HAS_PCI);
+		ck_assert_uint_eq(d.pci_bus, 0x10 + i);
+		ck_assert_int_eq(d.memory_model, COH_MODEL_MANAGED);
+		static const uint8_t zero[16];
+		ck_assert(memcmp(d.uuid, zero, sizeof(zero)) != 0);
 		ck_assert_int_eq(coh_target_numa_node(t), -ENOENT);
 		uint64_t total = 0, free_b = 0;
 		ck_assert_int_eq(coh_target_capacity(t, &total, &free_b), 0);
@@ -140,7 +149,7 @@ START_TEST(alloc_query_faultback)
 	coh_target *g = gpu(ctx, 0), *h = coh_target_by_node(ctx, 0);
 	size_t len = 64 * ps;
 	unsigned char *p;
-	ck_assert_int_eq(coh_alloc(g, len, 0, 0, (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(g, len, NULL, (void **)&p), 0);
 	ck_assert(all_state(p, len, 0));   /* made on the GPU */
 	ck_assert(one_extent(ctx, p, len, COH_MEM_VENDOR_MANAGED, g));
 	uint64_t total, free_b;
@@ -151,12 +160,12 @@ START_TEST(alloc_query_faultback)
 	fill(p, len / 2, 1);
 	ck_assert_int_eq(d_faultbacks() - fb, 32);
 	struct coh_extent x[8];
-	int n = coh_query(ctx, p, len, x, 8);
+	int n = coh_query(ctx, p, len, x, 8, sizeof(struct coh_extent));
 	ck_assert_int_eq(n, 2);
 	ck_assert(x[0].kind == COH_MEM_VENDOR_MANAGED && x[0].target == h && x[0].length == len / 2 && x[0].node == 0);
 	ck_assert(x[1].kind == COH_MEM_VENDOR_MANAGED && x[1].target == g && x[1].length == len / 2 && x[1].node == -1);
 	/* a query from the middle, and a cursor smaller than the answer */
-	ck_assert_int_eq(coh_query(ctx, p + len / 4, len / 2, x, 1), 1);
+	ck_assert_int_eq(coh_query(ctx, p + len / 4, len / 2, x, 1, sizeof(struct coh_extent)), 1);
 	ck_assert(x[0].start == (uintptr_t)p + len / 4 && x[0].length == len / 4 && x[0].target == h);
 	struct coh_alloc_info info = { .size = sizeof(info) };
 	ck_assert_int_eq(coh_lookup(ctx, p + 5, &info), 0);
@@ -174,7 +183,7 @@ START_TEST(migrate_and_back)
 	coh_target *g0 = gpu(ctx, 0), *g1 = gpu(ctx, 1), *h = coh_target_by_node(ctx, 0);
 	size_t len = 128 * ps;
 	unsigned char *p;
-	ck_assert_int_eq(coh_alloc(g0, len, 0, 0, (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(g0, len, NULL, (void **)&p), 0);
 	fill(p, len, 2);
 	ck_assert_int_eq(coh_migrate(ctx, p, len, g0, 0), 0);
 	ck_assert(all_state(p, len, 0));
@@ -190,7 +199,7 @@ START_TEST(migrate_and_back)
 	/* a part only */
 	ck_assert_int_eq(coh_migrate(ctx, p + 32 * ps, 32 * ps, g0, 0), 0);
 	struct coh_extent x[8];
-	ck_assert_int_eq(coh_query(ctx, p, len, x, 8), 3);
+	ck_assert_int_eq(coh_query(ctx, p, len, x, 8, sizeof(struct coh_extent)), 3);
 	ck_assert(x[1].target == g0 && x[1].length == 32 * ps);
 	/* asynchronous: the handle is the driver's event */
 	coh_migration *m;
@@ -208,13 +217,59 @@ START_TEST(migrate_and_back)
 }
 END_TEST
 
+/* The preferred location follows the destination, set only when it changes:
+ * repeated migrations to the same place advise once; nvidia.prefer=0 never. */
+static long advises(void)
+{
+	return d_calls("cuMemAdvise_v2") + d_calls("cuMemAdvise");
+}
+
+START_TEST(migrate_prefers_once)
+{
+	setenv("CUDADOUBLE_DEVICES", "1", 1);
+	coh_context *ctx = nv_ctx();
+	coh_target *g0 = gpu(ctx, 0), *h = coh_target_by_node(ctx, 0);
+	size_t len = 64 * ps;
+	unsigned char *p;
+	ck_assert_int_eq(coh_alloc(g0, len, NULL, (void **)&p), 0);
+	fill(p, len, 4);
+	long a0 = advises();
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(coh_migrate(ctx, p, len, g0, 0), 0);   /* its home: no advice */
+	ck_assert_int_eq(advises(), a0);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(coh_migrate(ctx, p, len, h, 0), 0);
+	ck_assert_int_eq(advises(), a0 + 1);                          /* once, at the change */
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(coh_migrate(ctx, p, len, g0, 0), 0);
+	ck_assert_int_eq(advises(), a0 + 2);
+	ck_assert(same(p, len, 4));
+	ck_assert_int_eq(coh_free(ctx, p), 0);
+	coh_context_unref(ctx);
+
+	/* turned off by the context option: plain prefetches */
+	struct coh_context_options o = { .size = sizeof(o), .backends = "nvidia,host", .log_level = -1,
+					 .tunables = "nvidia.prefer=0" };
+	ck_assert_int_eq(coh_context_create(&o, &ctx), 0);
+	g0 = gpu(ctx, 0);
+	h = coh_target_by_node(ctx, 0);
+	ck_assert_int_eq(coh_alloc(g0, len, NULL, (void **)&p), 0);
+	a0 = advises();
+	ck_assert_int_eq(coh_migrate(ctx, p, len, h, 0), 0);
+	ck_assert_int_eq(coh_migrate(ctx, p, len, g0, 0), 0);
+	ck_assert_int_eq(advises(), a0);
+	ck_assert_int_eq(coh_free(ctx, p), 0);
+	coh_context_unref(ctx);
+}
+END_TEST
+
 START_TEST(driver_failures_change_nothing)
 {
 	coh_context *ctx = nv_ctx();
 	coh_target *g = gpu(ctx, 0), *h = coh_target_by_node(ctx, 0);
 	size_t len = 16 * ps;
 	unsigned char *p;
-	ck_assert_int_eq(coh_alloc(g, len, 0, 0, (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(g, len, NULL, (void **)&p), 0);
 	fill(p, len, 3);
 	ck_assert(all_state(p, len, -1));
 	/* out of memory on the prefetch */
@@ -235,10 +290,10 @@ START_TEST(driver_failures_change_nothing)
 	int before = coh_alloc_count(ctx);
 	d_fail("cuMemAllocManaged", 1, 2);
 	void *q;
-	ck_assert_int_eq(coh_alloc(g, len, 0, 0, &q), -ENOMEM);
+	ck_assert_int_eq(coh_alloc(g, len, NULL, &q), -ENOMEM);
 	long frees = d_calls("cuMemFree_v2");
 	d_fail("cuMemPrefetchAsync_v2", 1, 2);
-	ck_assert_int_eq(coh_alloc(g, len, 0, 0, &q), -ENOMEM);
+	ck_assert_int_eq(coh_alloc(g, len, NULL, &q), -ENOMEM);
 	ck_assert_int_eq(d_calls("cuMemFree_v2"), frees + 1);   /* the half-made allocation went back */
 	ck_assert_int_eq(coh_alloc_count(ctx), before);
 	/* advice errors */
@@ -257,7 +312,7 @@ START_TEST(large_alignment)
 	coh_target *g = gpu(ctx, 0);
 	void *p;
 	size_t al = 16u << 20;
-	ck_assert_int_eq(coh_alloc(g, 3 * ps, al, 0, &p), 0);
+	ck_assert_int_eq(coh_alloc(g, 3 * ps, &COH_ALLOC_PROPS(.align = al), &p), 0);
 	ck_assert_uint_eq((uintptr_t)p % al, 0);
 	long frees = d_calls("cuMemFree_v2");
 	ck_assert_int_eq(coh_free(ctx, p), 0);
@@ -272,10 +327,10 @@ START_TEST(pin_and_fork_queries)
 	coh_target *g = gpu(ctx, 0);
 	size_t len = 8 * ps;
 	unsigned char *p;
-	ck_assert_int_eq(coh_alloc(g, len, 0, 0, (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(g, len, NULL, (void **)&p), 0);
 	fill(p, len / 2, 4);   /* half on the host, half on the GPU */
 	struct coh_pin_extent pe[4];
-	int n = coh_pin_query(ctx, p, len, pe, 4);
+	int n = coh_pin_query(ctx, p, len, pe, 4, sizeof(struct coh_pin_extent));
 	ck_assert_int_eq(n, 2);
 	/* as measured on an H200: short pins work (GPU pages are faulted to the
 	 * host first), long-term pins are refused */
@@ -296,13 +351,13 @@ START_TEST(pin_and_fork_queries)
 		}
 		ck_assert_int_eq(coh_fork_policy_set(ctx, p, len, pol), 0);
 		struct coh_fork_extent fe[4];
-		ck_assert_int_eq(coh_fork_query(ctx, p, len, fe, 4), 1);
+		ck_assert_int_eq(coh_fork_query(ctx, p, len, fe, 4, sizeof(struct coh_fork_extent)), 1);
 		ck_assert_int_eq(fe[0].policy, pol);
 		ck_assert_int_eq(fe[0].child_view, view[pol]);
 		ck_assert_int_eq(fe[0].parent_keeps, 1);
 	}
 	void *q;
-	ck_assert_int_eq(coh_alloc(g, len, 0, COH_ALLOC_FORK(COH_FORK_SHARE), &q), -EOPNOTSUPP);
+	ck_assert_int_eq(coh_alloc(g, len, &COH_ALLOC_PROPS(.fork_policy = COH_FORK_SHARE), &q), -EOPNOTSUPP);
 	ck_assert_int_eq(coh_free(ctx, p), 0);
 	coh_context_unref(ctx);
 }
@@ -315,7 +370,7 @@ static int fork_with(int policy, int (*fn)(coh_context *, unsigned char *, size_
 	coh_target *g = gpu(ctx, 0);
 	size_t len = 256 * ps;
 	unsigned char *p;
-	ck_assert_int_eq(coh_alloc(g, len, 0, COH_ALLOC_FORK(policy), (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(g, len, &COH_ALLOC_PROPS(.fork_policy = policy), (void **)&p), 0);
 	fill(p, len, 5);
 	ck_assert_int_eq(coh_migrate(ctx, p, len, g, 0), 0);
 	long fb = d_faultbacks();
@@ -397,7 +452,7 @@ START_TEST(fork_copy_twice_reuses_staging)
 	coh_target *g = gpu(ctx, 0);
 	size_t len = 64 * ps;
 	unsigned char *p;
-	ck_assert_int_eq(coh_alloc(g, len, 0, 0, (void **)&p), 0);
+	ck_assert_int_eq(coh_alloc(g, len, NULL, (void **)&p), 0);
 	for (int round = 0; round < 3; round++) {
 		fill(p, len, (unsigned)(10 + round));
 		ck_assert_int_eq(coh_migrate(ctx, p, len, g, 0), 0);
@@ -427,12 +482,12 @@ START_TEST(pageable_memory_adopt)
 	unsigned char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ck_assert(p != MAP_FAILED);
 	fill(p, len, 6);
-	ck_assert_int_eq(coh_adopt(g, p, len, 0), 0);
+	ck_assert_int_eq(coh_adopt(g, p, len, NULL), 0);
 	ck_assert_int_eq(coh_migrate(ctx, p, len, g, 0), 0);
 	ck_assert(same(p, len, 6));
 	/* the kernel's view holds for ordinary memory (the double moves no data) */
 	struct coh_extent x[4];
-	ck_assert_int_eq(coh_query(ctx, p, len, x, 4), 1);
+	ck_assert_int_eq(coh_query(ctx, p, len, x, 4, sizeof(struct coh_extent)), 1);
 	ck_assert_int_eq(x[0].kind, COH_MEM_SYSTEM);
 	ck_assert_int_eq(coh_release(ctx, p), 0);
 	munmap(p, len);
@@ -446,7 +501,7 @@ START_TEST(no_pageable_no_adopt)
 	coh_target *g = gpu(ctx, 0);
 	size_t len = 4 * ps;
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ck_assert_int_eq(coh_adopt(g, p, len, 0), -EOPNOTSUPP);
+	ck_assert_int_eq(coh_adopt(g, p, len, NULL), -EOPNOTSUPP);
 	ck_assert_int_eq(coh_alloc_count(ctx), 0);
 	munmap(p, len);
 	coh_context_unref(ctx);
@@ -475,13 +530,13 @@ START_TEST(adopt_application_managed)
 	ck_assert_int_eq(alloc(&dp, len, 1), 0);
 	unsigned char *p = (unsigned char *)(uintptr_t)dp;
 	fill(p, len, 7);   /* on the host now */
-	ck_assert_int_eq(coh_adopt(g, p, len, 0), 0);
+	ck_assert_int_eq(coh_adopt(g, p, len, NULL), 0);
 	ck_assert(one_extent(ctx, p, len, COH_MEM_VENDOR_MANAGED, h));
 	ck_assert_int_eq(coh_migrate(ctx, p, len, g, 0), 0);
 	ck_assert(all_state(p, len, 0));
 	ck_assert(one_extent(ctx, p, len, COH_MEM_VENDOR_MANAGED, g));
 	struct coh_fork_extent fe[2];
-	ck_assert_int_eq(coh_fork_query(ctx, p, len, fe, 2), 1);
+	ck_assert_int_eq(coh_fork_query(ctx, p, len, fe, 2, sizeof(struct coh_fork_extent)), 1);
 	ck_assert_int_eq(fe[0].child_view, COH_CHILD_COPY);
 	pid_t pid = fork();
 	if (pid == 0)
@@ -505,7 +560,7 @@ START_TEST(unref_frees_everything)
 	long frees = d_calls("cuMemFree_v2");
 	for (int i = 0; i < 5; i++) {
 		void *p;
-		ck_assert_int_eq(coh_alloc(g, 4 * ps, 0, 0, &p), 0);
+		ck_assert_int_eq(coh_alloc(g, 4 * ps, NULL, &p), 0);
 	}
 	coh_context_unref(ctx);
 	ck_assert_int_eq(d_calls("cuMemFree_v2"), frees + 5);
@@ -526,6 +581,7 @@ int main(void)
 	tcase_add_test(tc, discovery);
 	tcase_add_test(tc, alloc_query_faultback);
 	tcase_add_test(tc, migrate_and_back);
+	tcase_add_test(tc, migrate_prefers_once);
 	tcase_add_test(tc, driver_failures_change_nothing);
 	tcase_add_test(tc, large_alignment);
 	tcase_add_test(tc, pin_and_fork_queries);
