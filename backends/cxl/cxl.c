@@ -690,8 +690,8 @@ static size_t chunks_on_device(struct cxl_target *ct, const struct coh_alloc_rec
 	return k;
 }
 
-/* Device chunks: the window's DOFORK/DONTFORK (and the fork hooks for COPY
- * and ZERO); chunks moved to the host: the kernel's own controls. */
+/* Device chunks: the window's DOFORK/DONTFORK (and the core's fork staging
+ * for COPY and ZERO); chunks moved to the host: the kernel's own controls. */
 static int cxl_fork_policy(const struct coh_alloc_rec *rec, int policy)
 {
 	struct cxl_target *ct = ct_of(rec->target);

@@ -22,11 +22,12 @@
  *            a run is not uniform), else "managed, location unknown"
  *  fork      CUDA disables managed mappings in a child (an access raises
  *            SIGSEGV) and the child cannot use CUDA at all.  The policies are
- *            kept by the fork hooks: prepare copies COPY ranges out through the
- *            GPU into a pinned shared staging buffer (the range stays where it
- *            is), and the child maps private memory at the same addresses and
- *            fills it from there (COPY), maps zeroes (ZERO) or unmaps (EXCLUDE).
- *            KERNEL leaves the driver's behaviour.
+ *            kept by the core's fork staging (core/forkstage.c): the copy hook
+ *            copies COPY ranges out through the GPU into a pinned shared
+ *            staging buffer (the range stays where it is), and the child maps
+ *            private memory at the same addresses and fills it from there
+ *            (COPY), maps zeroes (ZERO) or unmaps (EXCLUDE).  KERNEL leaves
+ *            the driver's behaviour.
  */
 #include <dlfcn.h>
 #include <errno.h>
