@@ -27,7 +27,9 @@
 #include "coherent.h"
 
 /* 2: query_refine merged into query_resolve; alloc, adopt and free carry the
- * record's priv; owned_mappings and describe_node added. */
+ * record's priv; owned_mappings and describe_node added; fork staging moved
+ * into the core (fork_plan, fork_copy, fork_buffer replace fork_view and the
+ * backends' own staging), fork_policy returns 0 or -errno. */
 #define COH_BACKEND_ABI 2
 
 /* NUMA node ids are below this everywhere in the library (node bitmaps,
@@ -88,6 +90,30 @@ struct coh_node_desc {
 	char model[128];
 };
 
+/* What the core's fork staging does with one record (ops->fork_plan). */
+enum coh_stage {
+	COH_STAGE_NONE = 0,   /* nothing: the range forks by its VMA flags (or its driver) */
+	COH_STAGE_COPY,       /* the child gets a private copy at the same address (ops->fork_copy) */
+	COH_STAGE_ZERO,       /* the child gets zero-filled private memory there */
+	COH_STAGE_UNMAP,      /* the child has nothing mapped there */
+};
+
+struct coh_fork_plan {
+	int stage;            /* enum coh_stage */
+	/* 1: the core sets MADV_DONTFORK on the range before fork (so the
+	 * kernel's own copy does not touch it) and MADV_DOFORK after, in the
+	 * parent; 0: the range is DONTFORK already, or its driver's */
+	int dontfork;
+	/* The fork query's answer: COH_CHILD_UNKNOWN (0) for the core's own,
+	 * which for a staged range is the stage's (COPY: copy, ZERO: zero,
+	 * UNMAP: absent, the parent keeping its pages) and else the VMA flags'.
+	 * A staged range that could not be staged at fork (out of memory, the
+	 * copy failed) forks as if not staged. */
+	int child_view;
+	int parent_keeps;     /* with child_view */
+	const char *reason;   /* a static string; NULL for the core's own */
+};
+
 struct coh_backend_ops {
 	/* Header: checked by the core before any other field is read. */
 	uint32_t abi;             /* COH_BACKEND_ABI */
@@ -115,11 +141,13 @@ struct coh_backend_ops {
 	/* Asynchronous migration runs `migrate` on a core worker thread. */
 	int (*advise)(const struct coh_alloc_rec *rec, void *addr, size_t len, int advice,
 		      coh_target *t);
-	/* Apply a fork policy to a range this backend owns: 0 done, -errno
-	 * refused, 1 "apply the kernel's own controls" (madvise) for this range. */
+	/* Apply a fork policy to a range this backend owns: 0 or -errno (then
+	 * nothing changed).  A range whose fork behaviour is its VMA's calls
+	 * coh_fork_madvise(); NULL: the core does that for every range. */
 	int (*fork_policy)(const struct coh_alloc_rec *rec, int policy);
-	/* Fork hooks, called from the core's single pthread_atfork registry.
-	 * child must be async-signal-safe. */
+	/* Fork hooks, called from the core's single pthread_atfork registry:
+	 * prepare before the core stages (core/forkstage.c), child after it
+	 * placed the staged copies.  child must be async-signal-safe. */
 	void (*atfork_prepare)(coh_context *ctx, void *backend_priv);
 	void (*atfork_parent)(coh_context *ctx, void *backend_priv);
 	void (*atfork_child)(coh_context *ctx, void *backend_priv);
@@ -132,11 +160,28 @@ struct coh_backend_ops {
 	 * backend that only names targets writes out[0] = *in with its target. */
 	int (*query_resolve)(const struct coh_alloc_rec *rec, const struct coh_extent *in,
 			     struct coh_extent *out, size_t max);
-	/* What a child forked now sees of rec, where the backend's fork hooks
-	 * decide it rather than the mapping's VmFlags: 0 and the answers, or
-	 * non-zero to let the core read the kernel's flags. */
-	int (*fork_view)(const struct coh_alloc_rec *rec, int *child_view, int *parent_keeps,
-			 const char **reason);
+	/* Fork staging (core/forkstage.c).  fork_plan says how a fork made now
+	 * treats rec where the backend rather than the mapping's VMA flags
+	 * decides it: it fills *plan (zeroed by the core: nothing staged, the
+	 * VMA flags answer the fork query) and returns 0, or -errno, which the
+	 * core takes as the zeroed plan.  at_fork is 1 in the fork prepare
+	 * handler (after atfork_prepare took the backend's locks; the map's lock
+	 * is held: the hook must not call into the allocation map), 0 when
+	 * coh_fork_query asks.  Optional: NULL stages nothing. */
+	int (*fork_plan)(const struct coh_alloc_rec *rec, int at_fork, struct coh_fork_plan *plan);
+	/* COH_STAGE_COPY: copies rec's rec->length bytes, from wherever they
+	 * live, to dst; 0 or -errno (the range then forks as if not staged).
+	 * Runs in the fork prepare handler, under the same locks as fork_plan;
+	 * a restore (memory sent back where it was) belongs here too, as the
+	 * parent's memory must be as before when it returns. */
+	int (*fork_copy)(const struct coh_alloc_rec *rec, void *dst);
+	/* Optional: memory for this fork's COPY data of this backend, `need`
+	 * bytes, that the child reads after fork (MAP_SHARED: the child copies
+	 * out of it, the core never unmaps it), for a backend that keeps a
+	 * staging buffer of its own (pinned for its copy engine).  NULL: the
+	 * core maps a private copy per range, which the child moves into place.
+	 * Called once per fork with the prepare handler's locks held. */
+	void *(*fork_buffer)(coh_context *ctx, void *backend_priv, size_t need);
 	/* Native asynchronous migration (e.g. a driver stream and event) instead
 	 * of the core's worker thread: start returns a token; poll gives 0 when
 	 * done, -EINPROGRESS (timeout_ms 0) or -ETIMEDOUT while running, else the
@@ -185,6 +230,14 @@ struct coh_alloc_rec {
 int coh_rec_foreach(coh_context *ctx, const struct coh_backend_ops *ops,
 		    int (*fn)(const struct coh_alloc_rec *rec, void *arg), void *arg);
 int coh_target_add(coh_context *ctx, const struct coh_target_desc *desc);
+/* The kernel's fork controls (MADV_DOFORK, DONTFORK, WIPEONFORK,
+ * KEEPONFORK) for policy on rec's range, for a fork_policy op whose range
+ * forks the VMA's way: 0 or -errno (-EOPNOTSUPP where the mapping cannot
+ * have that policy). */
+int coh_fork_madvise(const struct coh_alloc_rec *rec, int policy);
+/* A fork_copy hook's copy of memory the CPU reads in place, which other
+ * threads may be writing while it runs. */
+void coh_fork_snapshot(void *dst, const void *src, size_t len);
 /* During discover: one line on what the backend found or why it has no
  * targets (no driver, no device); each call adds a line.  coh_backend_status()
  * reports them, and each is logged at COH_LOG_INFO. */
@@ -290,12 +343,5 @@ int coh_pagemap_present(const coh_context *ctx, uintptr_t start, size_t npages, 
  * it from its own ops (a migration checking where the driver put the pages). */
 int coh_range_on_device(coh_context *ctx, const void *addr, size_t len);
 
-/* ---- fork staging helpers (fork.c) ---- */
-/* For a backend's parent hook, after fork: MADV_DOFORK on [start, start+len)
- * again when dofork (prepare set DONTFORK to stage it), and unmaps the staged
- * copy; failures are logged through ctx, as nobody can be told. */
-void coh_fork_unstage(coh_context *ctx, const char *who, uintptr_t start, size_t len, void *copy, bool dofork);
-/* The copy a fork prepare hook takes of memory other threads may be writing. */
-void coh_fork_snapshot(void *dst, const void *src, size_t len);
 
 #endif

@@ -9,20 +9,20 @@
  * every dlopen/dlsym of the library's own, coh_dlopen: a child forked while
  * another thread is inside the dynamic loader inherits the loader's state
  * half-changed).
- * prepare (in the forking thread): takes the registry lock, then for each
- * context runs the backends' prepare hooks in reverse registry order (they
- * take the backends' locks), then takes its allocation-map lock and its log
- * lock, in the library's lock order (see core/internal.h), so that no other
- * parent thread is inside them when the address space is copied.
- * parent: for each context unlocks the map and the log (the hooks may log),
- * then runs the backends' parent hooks in registry order (they release the
- * backends' locks); the registry lock last.
+ * prepare (in the forking thread): takes the registry lock, then runs each
+ * context's backend prepare hooks (which take the backends' locks), takes its
+ * allocation-map lock, stages the ranges the backends' fork plans name
+ * (core/forkstage.c) and takes the log lock, in the library's lock order (see
+ * core/internal.h), so that no other parent thread is inside them when the
+ * address space is copied.
+ * parent: undoes the staging, unlocks the map and log, runs the backends'
+ * parent hooks (which unlock theirs), logs what staging could not undo.
  * child: the child's one thread is the one that called fork and took the
  * locks, so the child handler unlocks them as the parent's does (defined by
- * POSIX; re-initialising a held lock is not).  It first drops the records of
- * EXCLUDE ranges, which the child does not have, then unlocks the map and the
- * log and runs the backends' child hooks.  Only async-signal-safe work
- * happens there, and backends' child hooks must keep to that too.
+ * POSIX; re-initialising a held lock is not).  It first puts the staged
+ * copies in place and drops the records of EXCLUDE ranges, which the child
+ * does not have.  Only async-signal-safe work happens there, and backends'
+ * child hooks must keep to that too.
  * pthread_atfork handlers do not run for vfork(), posix_spawn() or raw clone():
  * those children share or replace the address space, so no policy applies.
  */
@@ -31,39 +31,6 @@
 #include <sys/mman.h>
 
 #include "internal.h"
-
-#include <string.h>
-
-#if defined(__SANITIZE_THREAD__)
-/* ThreadSanitizer's dynamic annotations (libtsan provides them). */
-void AnnotateIgnoreReadsBegin(const char *file, int line);
-void AnnotateIgnoreReadsEnd(const char *file, int line);
-#endif
-
-void coh_fork_snapshot(void *dst, const void *src, size_t len)
-{
-	/* A fork takes the memory as it is at that moment, other threads' writes
-	 * in flight included: the kernel's copy-on-write is no different.  The
-	 * race is the application's, so ThreadSanitizer is told to let it be. */
-#if defined(__SANITIZE_THREAD__)
-	AnnotateIgnoreReadsBegin(__FILE__, __LINE__);
-#endif
-	memcpy(dst, src, len);
-#if defined(__SANITIZE_THREAD__)
-	AnnotateIgnoreReadsEnd(__FILE__, __LINE__);
-#endif
-}
-
-void coh_fork_unstage(coh_context *ctx, const char *who, uintptr_t start, size_t len, void *copy, bool dofork)
-{
-	/* a parent hook has no caller to tell: what stays wrong is logged */
-	int e = dofork ? coh_sys_madvise((void *)start, len, MADV_DOFORK) : 0;
-	if (e)
-		coh_warn(ctx, "%s: fork: %#lx+%zu left out of child processes until the next fork: %s", who,
-			 (unsigned long)start, len, strerror(-e));
-	if (copy && (e = coh_sys_munmap(copy, len)))
-		coh_warn(ctx, "%s: fork: staging copy %p+%zu left mapped: %s", who, copy, len, strerror(-e));
-}
 
 static pthread_mutex_t loader_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -80,12 +47,14 @@ static void fork_prepare(void)
 			if (c->slots[i].ops->atfork_prepare)
 				c->slots[i].ops->atfork_prepare(c, c->slots[i].priv);
 		coh_amap_lock(&c->amap);   /* the lock order: map before log */
+		coh_forkstage_prepare(c);  /* may log: before the log lock */
 		pthread_mutex_lock(&c->log_lock);
 	}
 }
 
 static void fork_parent(void)
 {
+	coh_forkstage_parent();   /* while no thread can free a staged range */
 	for (coh_context *c = registry_head; c; c = c->fork_next) {
 		coh_amap_unlock(&c->amap);
 		pthread_mutex_unlock(&c->log_lock);
@@ -93,11 +62,13 @@ static void fork_parent(void)
 			if (c->slots[i].ops->atfork_parent)
 				c->slots[i].ops->atfork_parent(c, c->slots[i].priv);
 	}
+	coh_forkstage_parent_report();
 	pthread_mutex_unlock(&registry_lock);
 }
 
 static void fork_child(void)
 {
+	coh_forkstage_child();    /* before the backends' child hooks drop their buffers */
 	for (coh_context *c = registry_head; c; c = c->fork_next) {
 		/* the child has no mapping there: lookups must not find one, and
 		 * nothing may later unmap what the child puts in the hole */
@@ -175,38 +146,39 @@ void coh_fork_unregister(coh_context *ctx)
 			*p = ctx->fork_next;
 			break;
 		}
+	if (!registry_head)
+		coh_forkstage_release();
 	pthread_mutex_unlock(&registry_lock);
 }
 
 /* The kernel's own controls, for memory whose fork behaviour is the VMA's. */
-static int fork_madvise(coh_context *ctx, struct coh_rec *r, int policy)
+int coh_fork_madvise(const struct coh_alloc_rec *rec, int policy)
 {
-	void *a = (void *)r->pub.start;
-	size_t len = r->pub.length;
+	void *a = (void *)rec->start;
+	size_t len = rec->length;
 	int e;
-	(void)ctx;
 	switch (policy) {
 	case COH_FORK_COPY:
-		if (r->pub.shared)
+		if (rec->shared)
 			return -EOPNOTSUPP;  /* a shared mapping cannot give the child a private copy */
 		/* private anonymous memory: the kernel's CoW gives the child its copy */
 		__attribute__((fallthrough));
 	case COH_FORK_KERNEL:
 		if ((e = coh_sys_madvise(a, len, MADV_DOFORK)))
 			return e;
-		if (!r->pub.shared && (e = coh_sys_madvise(a, len, MADV_KEEPONFORK)))
+		if (!rec->shared && (e = coh_sys_madvise(a, len, MADV_KEEPONFORK)))
 			return e;
 		return 0;
 	case COH_FORK_SHARE:
-		if (!r->pub.shared)
+		if (!rec->shared)
 			return -EOPNOTSUPP;  /* only memory allocated with the SHARE policy */
 		return coh_sys_madvise(a, len, MADV_DOFORK);
 	case COH_FORK_EXCLUDE:
-		if (!r->pub.shared && (e = coh_sys_madvise(a, len, MADV_KEEPONFORK)))
+		if (!rec->shared && (e = coh_sys_madvise(a, len, MADV_KEEPONFORK)))
 			return e;
 		return coh_sys_madvise(a, len, MADV_DONTFORK);
 	case COH_FORK_ZERO:
-		if (r->pub.shared)
+		if (rec->shared)
 			return -EOPNOTSUPP;  /* MADV_WIPEONFORK takes private anonymous memory only */
 		if ((e = coh_sys_madvise(a, len, MADV_DOFORK)))
 			return e;
@@ -221,13 +193,8 @@ int coh_fork_apply(coh_context *ctx, struct coh_rec *r, int policy)
 	const struct coh_backend_ops *ops = r->pub.target->slot->ops;
 	if (!(r->pub.target->d.caps & (COH_CAP_FORK_COPY << policy)))
 		return -EOPNOTSUPP;
-	if (ops->fork_policy) {
-		int e = ops->fork_policy(&r->pub, policy);
-		if (e <= 0)
-			return e;
-		/* > 0: this range forks by the kernel's own controls */
-	}
-	return fork_madvise(ctx, r, policy);
+	(void)ctx;
+	return ops->fork_policy ? ops->fork_policy(&r->pub, policy) : coh_fork_madvise(&r->pub, policy);
 }
 
 int coh_fork_policy_set(coh_context *ctx, void *addr, size_t len, int policy)

@@ -32,9 +32,14 @@ static bool fork_piece(void *arg, uintptr_t a, size_t len, const struct coh_exte
 	bool decided = false;
 	if (coh_rec_get(o->h.ctx, (void *)a, 1, &r) == 0) {
 		x.policy = r->pub.fork_policy;
-		const struct coh_backend_ops *ops = r->pub.target->slot->ops;
-		/* the backend's fork hooks, not the VMA flags, decide these ranges */
-		decided = ops->fork_view && ops->fork_view(&r->pub, &x.child_view, &x.parent_keeps, &x.reason) == 0;
+		/* the fork staging or the backend, not the VMA flags, decide these ranges */
+		struct coh_fork_plan plan;
+		coh_forkstage_plan(r, 0, &plan);
+		if ((decided = plan.child_view != COH_CHILD_UNKNOWN)) {
+			x.child_view = plan.child_view;
+			x.parent_keeps = plan.parent_keeps;
+			x.reason = plan.reason;
+		}
 		coh_rec_put(r);
 	}
 	int kind = ext->kind;

@@ -137,7 +137,8 @@ struct coh_target {
  *   1. the fork registry lock (core/fork.c; the loader lock is taken alone)
  *   2. backend locks (each backend's own, taken by its fork prepare hook too)
  *   3. the allocation map's lock (coh_amap_lock; callbacks of
- *      coh_rec_foreach run under it)
+ *      coh_rec_foreach and the fork staging hooks, ops->fork_plan at fork,
+ *      fork_copy and fork_buffer, run under it)
  *   4. the log lock (coh_log): nothing is taken under it, so a log callback
  *      must not call back into the library.
  * Records are reference counted; work on a record's memory happens after the
@@ -240,5 +241,19 @@ void coh_targets_describe_nodes(coh_context *ctx);
 void coh_fork_register(coh_context *ctx);
 void coh_fork_unregister(coh_context *ctx);
 int coh_fork_apply(coh_context *ctx, struct coh_rec *r, int policy);
+
+/* forkstage.c: fork staging, called by the fork handlers with the registry
+ * lock held.  prepare: under ctx's map lock, after the backends' prepare
+ * hooks; parent: DOFORK again and the copies unmapped with every lock still
+ * held, then the failures logged once the map and log locks are free;
+ * child (async-signal-safe): the staged copies, zeroes or holes put in place. */
+void coh_forkstage_prepare(coh_context *ctx);
+void coh_forkstage_parent(void);
+void coh_forkstage_parent_report(void);
+void coh_forkstage_child(void);
+/* The plan of rec's backend (ops->fork_plan; zeroed when none). */
+void coh_forkstage_plan(const struct coh_rec *r, int at_fork, struct coh_fork_plan *plan);
+/* Frees the staging array once no context is registered. */
+void coh_forkstage_release(void);
 
 #endif

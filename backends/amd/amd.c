@@ -77,13 +77,6 @@ struct amd_gpu {
 	char name[32];
 };
 
-struct amd_stage {
-	uintptr_t start;
-	size_t len;
-	uint32_t gpu_id;
-	void *copy;
-};
-
 struct amd_backend {
 	coh_context *ctx;
 	int kfd;              /* /dev/kfd, -1 when not open */
@@ -94,8 +87,6 @@ struct amd_backend {
 	bool fork_locked;     /* the fork prepare hook holds lock */
 	struct amd_gpu *gpus[AMD_MAX_GPUS];
 	int ngpus;
-	struct amd_stage *stage;
-	size_t nstage, capstage;
 };
 
 static struct amd_backend *ab_of(const coh_target *t)
@@ -453,7 +444,6 @@ static void amd_fini(coh_context *ctx, void *priv)
 	if (ab->kfd >= 0)
 		close(ab->kfd);
 	pthread_mutex_destroy(&ab->lock);
-	free(ab->stage);
 	free(ab);
 }
 
@@ -665,112 +655,86 @@ static int amd_query_resolve(const struct coh_alloc_rec *rec, const struct coh_e
 /* ---------------- fork ---------------- */
 
 /* COPY of device pages: the CPU cannot read VRAM without moving it, and a
- * page shared copy-on-write with a child cannot move back.  So before fork
- * the range comes to system memory, is copied aside and goes back to its GPU
- * (MADV_DONTFORK keeps it from the child); the child moves the copy to the
- * same address.  EXCLUDE and ZERO are the kernel's controls on this private
- * memory; KERNEL is the kernel's copy-on-write of device pages. */
+ * page shared copy-on-write with a child cannot move back.  So the core
+ * stages the range (MADV_DONTFORK keeps it from the child, which gets the
+ * copy at the same address), and the copy hook brings it to system memory,
+ * copies it and sends it back to its GPU.  EXCLUDE and ZERO are the kernel's
+ * controls on this private memory; KERNEL is the kernel's copy-on-write of
+ * device pages. */
 static int amd_fork_policy(const struct coh_alloc_rec *rec, int policy)
 {
-	(void)rec;
-	return policy == COH_FORK_SHARE ? -EOPNOTSUPP : 1;
+	return policy == COH_FORK_SHARE ? -EOPNOTSUPP : coh_fork_madvise(rec, policy);
 }
 
-static int amd_fork_view(const struct coh_alloc_rec *rec, int *view, int *keeps, const char **why)
+static int amd_fork_plan(const struct coh_alloc_rec *rec, int at_fork, struct coh_fork_plan *plan)
 {
 	if (rec->fork_policy == COH_FORK_KERNEL && gpu_of(rec->target)->mem == AMD_PRIVATE) {
 		/* test_hmm's device-private pages move for both processes on the
 		 * child's first access; KFD's fault handler is its own and was
 		 * never measured on AMD hardware (the emulator keeps them) */
-		*view = COH_CHILD_COPY;
-		*keeps = COH_KEEPS_UNKNOWN;
-		*why = "kernel copy-on-write of VRAM the CPU cannot map: KFD's fault handler decides whether the "
-		       "parent's pages move (not measured on AMD hardware)";
+		plan->child_view = COH_CHILD_COPY;
+		plan->parent_keeps = COH_KEEPS_UNKNOWN;
+		plan->reason = "kernel copy-on-write of VRAM the CPU cannot map: KFD's fault handler decides whether "
+			       "the parent's pages move (not measured on AMD hardware)";
 		return 0;
 	}
 	if (rec->fork_policy != COH_FORK_COPY)
-		return 1;
-	*view = COH_CHILD_COPY;
-	*keeps = 1;
-	*why = "device pages are brought to system memory, copied and sent back to the GPU before fork; the "
-	       "child gets the copy at the same address";
+		return 0;
+	if (at_fork) {
+		struct amd_backend *ab = ab_of(rec->target);
+		if (!ab->fork_locked)
+			return 0;   /* no KFD process here: nothing to bring back */
+		coh_target *g = prefetch_gpu(ab, rec->start, rec->length);
+		if (!g || gpu_of(g)->mem == AMD_UNIFIED)
+			return 0;   /* in system memory: the kernel's copy-on-write is the copy */
+	}
+	plan->stage = COH_STAGE_COPY;
+	plan->dontfork = 1;
+	plan->reason = "device pages are brought to system memory, copied and sent back to the GPU before fork; the "
+		       "child gets the copy at the same address";
 	return 0;
 }
 
-static int stage_one(const struct coh_alloc_rec *rec, void *arg)
+/* The prepare hook holds the backend's lock. */
+static int amd_fork_copy(const struct coh_alloc_rec *rec, void *copy)
 {
-	struct amd_backend *ab = arg;
-	if (rec->fork_policy != COH_FORK_COPY)
-		return 0;
+	struct amd_backend *ab = ab_of(rec->target);
 	coh_target *g = prefetch_gpu(ab, rec->start, rec->length);
-	if (!g || gpu_of(g)->mem == AMD_UNIFIED)
-		return 0;   /* in system memory: the kernel's copy-on-write is the copy */
-	if (ab->nstage == ab->capstage) {
-		size_t cap = ab->capstage ? ab->capstage * 2 : 8;
-		struct amd_stage *ns = realloc(ab->stage, cap * sizeof(*ns));
-		if (!ns)
-			return 0;
-		ab->stage = ns;
-		ab->capstage = cap;
-	}
-	ab->stage[ab->nstage++] = (struct amd_stage){ rec->start, rec->length, gpu_of(g)->gpu_id, NULL };
+	if (!g)
+		return -ENODEV;
+	int e = svm_set1(ab, rec->start, rec->length, KFD_IOCTL_SVM_ATTR_PREFETCH_LOC, KFD_IOCTL_SVM_LOCATION_SYSMEM);
+	if (e)
+		return e;
+	coh_fork_snapshot(copy, (void *)rec->start, rec->length);
+	svm_set1(ab, rec->start, rec->length, KFD_IOCTL_SVM_ATTR_PREFETCH_LOC, gpu_of(g)->gpu_id);
 	return 0;
 }
 
 static void amd_atfork_prepare(coh_context *ctx, void *priv)
 {
+	(void)ctx;
 	struct amd_backend *ab = priv;
-	ab->nstage = 0;
 	ab->fork_locked = false;
 	if (ab->kfd < 0 || ab->pid != getpid())
 		return;
 	pthread_mutex_lock(&ab->lock);   /* no ioctl in flight across fork; released in parent/child */
 	ab->fork_locked = true;
-	coh_rec_foreach(ctx, &coh_amd_backend, stage_one, ab);
-	for (size_t i = 0; i < ab->nstage; i++) {
-		struct amd_stage *s = &ab->stage[i];
-		void *copy;
-		if (svm_set1(ab, s->start, s->len, KFD_IOCTL_SVM_ATTR_PREFETCH_LOC, KFD_IOCTL_SVM_LOCATION_SYSMEM) ||
-		    coh_sys_mmap(NULL, s->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &copy)) {
-			s->len = 0;   /* the kernel's way for this one */
-			continue;
-		}
-		coh_fork_snapshot(copy, (void *)s->start, s->len);
-		svm_set1(ab, s->start, s->len, KFD_IOCTL_SVM_ATTR_PREFETCH_LOC, s->gpu_id);
-		if (coh_sys_madvise((void *)s->start, s->len, MADV_DONTFORK)) {
-			coh_sys_munmap(copy, s->len);
-			s->len = 0;
-			continue;
-		}
-		s->copy = copy;
-	}
 }
 
 static void amd_atfork_parent(coh_context *ctx, void *priv)
 {
+	(void)ctx;
 	struct amd_backend *ab = priv;
-	for (size_t i = 0; i < ab->nstage; i++)
-		if (ab->stage[i].copy)
-			coh_fork_unstage(ctx, "amd", ab->stage[i].start, ab->stage[i].len, ab->stage[i].copy, true);
-	ab->nstage = 0;
 	if (ab->fork_locked) {
 		ab->fork_locked = false;
 		pthread_mutex_unlock(&ab->lock);
 	}
 }
 
-/* Async-signal-safe: mremap. */
 static void amd_atfork_child(coh_context *ctx, void *priv)
 {
 	(void)ctx;
 	struct amd_backend *ab = priv;
-	for (size_t i = 0; i < ab->nstage; i++)
-		if (ab->stage[i].copy) {
-			void *p;
-			coh_sys_mremap(ab->stage[i].copy, ab->stage[i].len, ab->stage[i].len, MREMAP_MAYMOVE | MREMAP_FIXED,
-				       (void *)ab->stage[i].start, &p);
-		}
-	ab->nstage = 0;
 	/* the forking thread took it and is the child's one thread: unlocked, not
 	 * made anew (the KFD fd is the parent's: calls answer -ECHILD) */
 	if (ab->fork_locked) {
@@ -795,7 +759,8 @@ const struct coh_backend_ops coh_amd_backend = {
 	.advise = amd_advise,
 	.query_resolve = amd_query_resolve,
 	.fork_policy = amd_fork_policy,
-	.fork_view = amd_fork_view,
+	.fork_plan = amd_fork_plan,
+	.fork_copy = amd_fork_copy,
 	.atfork_prepare = amd_atfork_prepare,
 	.atfork_parent = amd_atfork_parent,
 	.atfork_child = amd_atfork_child,

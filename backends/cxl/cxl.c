@@ -21,9 +21,10 @@
  *
  * Fork: device-dax memory is shared by nature.  SHARE and KERNEL keep it
  * shared with a child; EXCLUDE leaves the child nothing (the window's
- * DONTFORK); COPY copies the range into private memory before fork and the
- * child moves that copy to the same address; ZERO maps zeroes there in the
- * child.  Chunks on host memory follow the kernel's own controls.
+ * DONTFORK); COPY and ZERO are staged by the core (core/forkstage.c): a
+ * private copy of the range, taken before fork, moved to the same address in
+ * the child, or zeroes mapped there.  Chunks on host memory follow the
+ * kernel's own controls.
  */
 #include <dirent.h>
 #include <numaif.h>
@@ -67,26 +68,18 @@ struct cxl_target {
 	uint8_t *forks;       /* at an allocation's first chunk: 1 when its window part is MADV_DOFORK */
 };
 
-struct staged {
-	uintptr_t start;
-	size_t len;
-	void *copy;           /* COPY: private copy; NULL for ZERO */
-};
-
 /* A NUMA node whose memory is CXL memory onlined as system RAM (kmem). */
 struct cxl_node {
 	int node;
 	char model[256];      /* cut to the target's model field when applied */
 };
 
-/* The backend's targets, the nodes it describes and the fork staging. */
+/* The backend's targets and the nodes it describes. */
 struct cxl_backend {
 	struct cxl_target **ts;   /* every target, for the fork hooks' locks */
 	int n, cap;
 	struct cxl_node *nodes;   /* for describe_node */
 	int nnodes;
-	struct staged *stage;
-	size_t nstage, capstage;
 };
 
 /* ---------------- CXL bus: memory devices and regions ---------------- */
@@ -455,7 +448,6 @@ static void cxl_fini(coh_context *ctx, void *priv)
 {
 	(void)ctx;
 	struct cxl_backend *cb = priv;
-	free(cb->stage);
 	free(cb->ts);
 	free(cb->nodes);
 	free(cb);
@@ -728,8 +720,8 @@ static size_t chunks_on_device(struct cxl_target *ct, const struct coh_alloc_rec
 	return k;
 }
 
-/* Device chunks: the window's DOFORK/DONTFORK (and the fork hooks for COPY
- * and ZERO); chunks moved to the host: the kernel's own controls. */
+/* Device chunks: the window's DOFORK/DONTFORK (and the core's fork staging
+ * for COPY and ZERO); chunks moved to the host: the kernel's own controls. */
 static int cxl_fork_policy(const struct coh_alloc_rec *rec, int policy)
 {
 	struct cxl_target *ct = ct_of(rec->target);
@@ -754,88 +746,59 @@ static int cxl_fork_policy(const struct coh_alloc_rec *rec, int policy)
 	return e;
 }
 
-static int cxl_fork_view(const struct coh_alloc_rec *rec, int *view, int *keeps, const char **why)
+/* COPY and ZERO of a range with chunks on the device are staged by the core:
+ * the window is DONTFORK already, so the child gets the copy or zeroes in the
+ * hole; a range all on the host forks by the kernel's controls.  At fork the
+ * prepare hook holds the chunk maps' locks. */
+static int cxl_fork_plan(const struct coh_alloc_rec *rec, int at_fork, struct coh_fork_plan *plan)
 {
+	if (rec->fork_policy != COH_FORK_COPY && rec->fork_policy != COH_FORK_ZERO)
+		return 0;
 	struct cxl_target *ct = ct_of(rec->target);
-	pthread_mutex_lock(&ct->lock);
+	if (!at_fork)
+		pthread_mutex_lock(&ct->lock);
 	bool host = chunks_on_device(ct, rec) == 0;
-	pthread_mutex_unlock(&ct->lock);
-	if (host || (rec->fork_policy != COH_FORK_COPY && rec->fork_policy != COH_FORK_ZERO))
-		return 1;   /* the VMA flags tell */
-	*keeps = 1;
-	if (rec->fork_policy == COH_FORK_COPY) {
-		*view = COH_CHILD_COPY;
-		*why = "device-dax is shared: copied into private memory before fork, moved to the same address "
-		       "in the child";
-	} else {
-		*view = COH_CHILD_ZERO;
-		*why = "zero-filled private memory mapped in the child";
-	}
+	if (!at_fork)
+		pthread_mutex_unlock(&ct->lock);
+	if (host)
+		return 0;   /* the kernel's copy-on-write or wipe-on-fork */
+	plan->stage = rec->fork_policy == COH_FORK_COPY ? COH_STAGE_COPY : COH_STAGE_ZERO;
+	if (rec->fork_policy == COH_FORK_COPY)
+		plan->reason = "device-dax is shared: copied into private memory before fork, moved to the same address "
+			       "in the child";
 	return 0;
 }
 
-static int stage_one(const struct coh_alloc_rec *rec, void *arg)
+/* Device chunks are read in place; chunks on the host too. */
+static int cxl_fork_copy(const struct coh_alloc_rec *rec, void *copy)
 {
-	struct cxl_backend *cb = arg;
-	struct cxl_target *ct = ct_of(rec->target);
-	if ((rec->fork_policy != COH_FORK_COPY && rec->fork_policy != COH_FORK_ZERO) || chunks_on_device(ct, rec) == 0)
-		return 0;   /* all on the host: the kernel's copy-on-write or wipe-on-fork */
-	if (cb->nstage == cb->capstage) {
-		size_t cap = cb->capstage ? cb->capstage * 2 : 8;
-		struct staged *ns = realloc(cb->stage, cap * sizeof(*ns));
-		if (!ns)
-			return 0;   /* out of memory: the child gets nothing there (DONTFORK) */
-		cb->stage = ns;
-		cb->capstage = cap;
-	}
-	void *copy = NULL;
-	if (rec->fork_policy == COH_FORK_COPY) {
-		if (coh_sys_mmap(NULL, rec->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &copy))
-			return 0;
-		coh_fork_snapshot(copy, (void *)rec->start, rec->length);
-	}
-	cb->stage[cb->nstage++] = (struct staged){ rec->start, rec->length, copy };
+	coh_fork_snapshot(copy, (void *)rec->start, rec->length);
 	return 0;
 }
 
 /* The chunk maps' locks are held across fork (released in the parent and in
- * the child, whose allocations then answer -ECHILD: the window is
- * the parent's); COPY ranges are copied out first. */
+ * the child, whose allocations then answer -ECHILD: the window is the
+ * parent's). */
 static void cxl_atfork_prepare(coh_context *ctx, void *priv)
 {
+	(void)ctx;
 	struct cxl_backend *cb = priv;
 	for (int i = 0; i < cb->n; i++)
 		pthread_mutex_lock(&cb->ts[i]->lock);
-	cb->nstage = 0;
-	coh_rec_foreach(ctx, &coh_cxl_backend, stage_one, cb);
 }
 
 static void cxl_atfork_parent(coh_context *ctx, void *priv)
 {
+	(void)ctx;
 	struct cxl_backend *cb = priv;
-	for (size_t i = 0; i < cb->nstage; i++)
-		if (cb->stage[i].copy)   /* the child has its own */
-			coh_fork_unstage(ctx, "cxl", cb->stage[i].start, cb->stage[i].len, cb->stage[i].copy, false);
-	cb->nstage = 0;
 	for (int i = 0; i < cb->n; i++)
 		pthread_mutex_unlock(&cb->ts[i]->lock);
 }
 
-/* Async-signal-safe: mremap and mmap. */
 static void cxl_atfork_child(coh_context *ctx, void *priv)
 {
 	(void)ctx;
 	struct cxl_backend *cb = priv;
-	for (size_t i = 0; i < cb->nstage; i++) {
-		struct staged *s = &cb->stage[i];
-		void *p;
-		if (s->copy)
-			coh_sys_mremap(s->copy, s->len, s->len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)s->start, &p);
-		else
-			coh_sys_mmap((void *)s->start, s->len, PROT_READ | PROT_WRITE,
-				     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0, &p);
-	}
-	cb->nstage = 0;
 	for (int i = 0; i < cb->n; i++)
 		pthread_mutex_unlock(&cb->ts[i]->lock);   /* taken by the forking thread, the child's own */
 }
@@ -893,7 +856,8 @@ const struct coh_backend_ops coh_cxl_backend = {
 	.query_resolve = cxl_query_resolve,
 	.describe_node = cxl_describe_node,
 	.fork_policy = cxl_fork_policy,
-	.fork_view = cxl_fork_view,
+	.fork_plan = cxl_fork_plan,
+	.fork_copy = cxl_fork_copy,
 	.atfork_prepare = cxl_atfork_prepare,
 	.atfork_parent = cxl_atfork_parent,
 	.atfork_child = cxl_atfork_child,

@@ -11,10 +11,10 @@
  * Fork COPY: the kernel's own fork would cost the parent its device pages
  * (device-private: any access by either process faults the shared page back
  * to system memory; device-coherent: the parent's first write after fork gets
- * a system copy).  So for COPY ranges the prepare hook copies the data out
- * through the device (no CPU fault), marks the range MADV_DONTFORK, and the
- * child hook maps fresh memory at the same address and fills it from that
- * copy; the parent hook restores the range.  The parent's pages never move.
+ * a system copy).  So COPY ranges are staged by the core (core/forkstage.c):
+ * the backend's copy hook copies the data out through the device (no CPU
+ * fault), the core keeps the range from the child (MADV_DONTFORK) and moves
+ * the copy to the same address in the child.  The parent's pages never move.
  * Writes other threads make between prepare and fork may not reach the child.
  */
 #include <errno.h>
@@ -34,17 +34,9 @@
 
 const struct coh_backend_ops coh_hmmtest_backend;
 
-struct staged {
-	uintptr_t start;
-	size_t len;
-	void *copy;
-};
-
 struct hmm_backend {
 	int fd[HMM_NDEV];
 	pid_t pid;            /* the process whose mm the handles mirror */
-	struct staged *stage; /* fork COPY ranges between prepare and parent/child */
-	size_t nstage, capstage;
 };
 
 struct hmm_target {
@@ -174,7 +166,6 @@ static void hmm_fini(coh_context *ctx, void *priv)
 	for (int i = 0; i < HMM_NDEV; i++)
 		if (hb->fd[i] >= 0)
 			close(hb->fd[i]);
-	free(hb->stage);
 	free(hb);
 }
 
@@ -312,94 +303,43 @@ static int hmm_query_resolve(const struct coh_alloc_rec *rec, const struct coh_e
 
 /* ---------------- fork ---------------- */
 
-static int stage_one(const struct coh_alloc_rec *rec, void *arg)
+/* COPY ranges are staged by the core, the others fork the kernel's way; a
+ * fork child's handles mirror its parent, so it stages nothing. */
+static int hmm_fork_plan(const struct coh_alloc_rec *rec, int at_fork, struct coh_fork_plan *plan)
 {
-	struct hmm_backend *hb = arg;
-	if (rec->fork_policy != COH_FORK_COPY)
+	(void)at_fork;
+	const struct hmm_backend *hb = coh_target_backend_priv(rec->target);
+	if (rec->fork_policy != COH_FORK_COPY || hb->pid != getpid())
 		return 0;
-	if (hb->nstage == hb->capstage) {
-		size_t cap = hb->capstage ? hb->capstage * 2 : 8;
-		struct staged *ns = realloc(hb->stage, cap * sizeof(*ns));
-		if (!ns)
-			return 0;   /* out of memory: this range forks the kernel's way */
-		hb->stage = ns;
-		hb->capstage = cap;
-	}
+	plan->stage = COH_STAGE_COPY;
+	plan->dontfork = 1;
+	plan->reason = "copied aside before fork (kept from the child), the child gets the copy at the same address: "
+		       "the parent's device pages stay";
+	return 0;
+}
+
+static int hmm_fork_copy(const struct coh_alloc_rec *rec, void *copy)
+{
 	coh_target *dev = rec->home && coh_target_backend(rec->home) == coh_hmmtest_backend.name ? rec->home
 												  : rec->target;
 	const struct hmm_target *ht = coh_target_priv(dev);
-	size_t ps = coh_ctx_page_size(coh_target_context(dev));
-	void *copy;
-	if (coh_sys_mmap(NULL, rec->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &copy))
-		return 0;
-	int e = 0;
 	if (!is_private(ht->minor)) {
 		/* the CPU reads device-coherent memory in place */
 		coh_fork_snapshot(copy, (void *)rec->start, rec->length);
-	} else {
-		/* The CPU cannot read device-private memory without faulting it back,
-		 * and the driver's READ of device-private pages is not safe in 6.1
-		 * (it maps the device page).  So: out to system memory and straight
-		 * back in; MIGRATE_TO_DEV hands the data it moved to `ptr`. */
-		size_t np = rec->length / ps;
-		e = dmirror_range(ht->fd, HMM_DMIRROR_MIGRATE_TO_SYS, rec->start, rec->length, ps, NULL);
-		for (size_t done = 0; done < np && !e; done += HMM_BATCH) {
-			size_t c = np - done < HMM_BATCH ? np - done : HMM_BATCH;
-			e = dmirror(ht->fd, HMM_DMIRROR_MIGRATE_TO_DEV, rec->start + done * ps, c, (char *)copy + done * ps,
-				    NULL);
-		}
+		return 0;
 	}
-	if (e || coh_sys_madvise((void *)rec->start, rec->length, MADV_DONTFORK)) {
-		coh_sys_munmap(copy, rec->length);
-		return 0;   /* this range forks the kernel's way */
+	/* The CPU cannot read device-private memory without faulting it back,
+	 * and the driver's READ of device-private pages is not safe in 6.1
+	 * (it maps the device page).  So: out to system memory and straight
+	 * back in; MIGRATE_TO_DEV hands the data it moved to `ptr`. */
+	size_t ps = coh_ctx_page_size(coh_target_context(dev)), np = rec->length / ps;
+	int e = dmirror_range(ht->fd, HMM_DMIRROR_MIGRATE_TO_SYS, rec->start, rec->length, ps, NULL);
+	for (size_t done = 0; done < np && !e; done += HMM_BATCH) {
+		size_t c = np - done < HMM_BATCH ? np - done : HMM_BATCH;
+		e = dmirror(ht->fd, HMM_DMIRROR_MIGRATE_TO_DEV, rec->start + done * ps, c, (char *)copy + done * ps,
+			    NULL);
 	}
-	hb->stage[hb->nstage++] = (struct staged){ rec->start, rec->length, copy };
-	return 0;
-}
-
-/* COPY ranges are staged by the fork hooks, the others fork the kernel's way. */
-static int hmm_fork_view(const struct coh_alloc_rec *rec, int *view, int *keeps, const char **why)
-{
-	if (rec->fork_policy != COH_FORK_COPY)
-		return 1;
-	*view = COH_CHILD_COPY;
-	*keeps = COH_KEEPS_YES;
-	*why = "copied aside before fork (kept from the child), the child gets the copy at the same address: "
-	       "the parent's device pages stay";
-	return 0;
-}
-
-static void hmm_atfork_prepare(coh_context *ctx, void *priv)
-{
-	struct hmm_backend *hb = priv;
-	hb->nstage = 0;
-	if (hb->pid != getpid())
-		return;
-	coh_rec_foreach(ctx, &coh_hmmtest_backend, stage_one, hb);
-}
-
-static void hmm_atfork_parent(coh_context *ctx, void *priv)
-{
-	struct hmm_backend *hb = priv;
-	for (size_t i = 0; i < hb->nstage; i++)
-		coh_fork_unstage(ctx, "hmmtest", hb->stage[i].start, hb->stage[i].len, hb->stage[i].copy, true);
-	hb->nstage = 0;
-}
-
-/* Async-signal-safe: mmap and a byte copy. */
-static void hmm_atfork_child(coh_context *ctx, void *priv)
-{
-	(void)ctx;
-	struct hmm_backend *hb = priv;
-	for (size_t i = 0; i < hb->nstage; i++) {
-		struct staged *s = &hb->stage[i];
-		void *p;
-		if (coh_sys_mmap((void *)s->start, s->len, PROT_READ | PROT_WRITE,
-				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0, &p) == 0)
-			memcpy(p, s->copy, s->len);
-		coh_sys_munmap(s->copy, s->len);
-	}
-	hb->nstage = 0;
+	return e;
 }
 
 const struct coh_backend_ops coh_hmmtest_backend = {
@@ -415,8 +355,6 @@ const struct coh_backend_ops coh_hmmtest_backend = {
 	.release = hmm_release,
 	.migrate = hmm_migrate,
 	.query_resolve = hmm_query_resolve,
-	.fork_view = hmm_fork_view,
-	.atfork_prepare = hmm_atfork_prepare,
-	.atfork_parent = hmm_atfork_parent,
-	.atfork_child = hmm_atfork_child,
+	.fork_plan = hmm_fork_plan,
+	.fork_copy = hmm_fork_copy,
 };

@@ -22,11 +22,12 @@
  *            a run is not uniform), else "managed, location unknown"
  *  fork      CUDA disables managed mappings in a child (an access raises
  *            SIGSEGV) and the child cannot use CUDA at all.  The policies are
- *            kept by the fork hooks: prepare copies COPY ranges out through the
- *            GPU into a pinned shared staging buffer (the range stays where it
- *            is), and the child maps private memory at the same addresses and
- *            fills it from there (COPY), maps zeroes (ZERO) or unmaps (EXCLUDE).
- *            KERNEL leaves the driver's behaviour.
+ *            kept by the core's fork staging (core/forkstage.c): the copy hook
+ *            copies COPY ranges out through the GPU into a pinned shared
+ *            staging buffer (the range stays where it is), and the child maps
+ *            private memory at the same addresses and fills it from there
+ *            (COPY), maps zeroes (ZERO) or unmaps (EXCLUDE).  KERNEL leaves
+ *            the driver's behaviour.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -64,15 +65,6 @@ struct nv_gpu {
 	int pageable, host_pt, concurrent;
 };
 
-struct nv_stage {
-	uintptr_t start;
-	size_t len;
-	int policy;
-	size_t off;               /* COPY: offset of the copy in the staging buffer */
-	bool copied;
-	struct nv_gpu *gpu;
-};
-
 struct stage_hdr {
 	atomic_int busy;          /* a child has not finished reading the staging buffer */
 };
@@ -94,9 +86,7 @@ struct nv_backend {
 	 * thread at fork would stay held in the child), and no range it copies
 	 * out is freed under it. */
 	pthread_rwlock_t calls;
-	/* fork staging */
-	struct nv_stage *stage;
-	size_t nstage, capstage;
+	/* fork staging (core/forkstage.c copies COPY ranges here) */
 	void *staging;            /* MAP_SHARED, header page first */
 	size_t staging_len;
 	bool staging_pinned;
@@ -349,7 +339,6 @@ static void nv_fini(coh_context *ctx, void *priv)
 	(void)ctx;
 	struct nv_backend *nb = priv;
 	staging_drop(nb);
-	free(nb->stage);
 	if (!in_child(nb))
 		pthread_rwlock_destroy(&nb->calls);   /* a fork child's copy may be held (nv_atfork_child) */
 	pthread_mutex_destroy(&nb->lock);
@@ -906,52 +895,61 @@ static int nv_query_resolve(const struct coh_alloc_rec *rec, const struct coh_ex
 static int nv_fork_policy(const struct coh_alloc_rec *rec, int policy)
 {
 	if (!rec_managed(nb_of(rec->target), rec))
-		return 1;   /* ordinary private memory: the kernel's controls */
-	/* managed memory: the fork hooks act on the policy at fork time */
+		return coh_fork_madvise(rec, policy);   /* ordinary private memory: the kernel's controls */
+	/* managed memory: the core's fork staging acts on the policy at fork time */
 	return policy == COH_FORK_SHARE ? -EOPNOTSUPP : 0;
 }
 
-static int nv_fork_view(const struct coh_alloc_rec *rec, int *view, int *keeps, const char **why)
+/* Managed memory: CUDA disables the mapping in a child, so COPY, ZERO and
+ * EXCLUDE are staged by the core (the child's mapping is the driver's: no
+ * DONTFORK, the core maps over it); KERNEL leaves the driver's way. */
+static int nv_fork_plan(const struct coh_alloc_rec *rec, int at_fork, struct coh_fork_plan *plan)
 {
-	if (!rec_managed(nb_of(rec->target), rec))
-		return 1;
-	*keeps = 1;
+	struct nv_backend *nb = nb_of(rec->target);
+	if (!rec_managed(nb, rec) || (at_fork && !nb->fork_locked))
+		return 0;   /* not ours to stage, or no CUDA in this process */
+	plan->parent_keeps = 1;
 	switch (rec->fork_policy) {
 	case COH_FORK_COPY:
-		*view = COH_CHILD_COPY;
-		*why = "copied out through the GPU before fork: the child gets a private copy at the same address";
+		plan->stage = COH_STAGE_COPY;
+		plan->child_view = COH_CHILD_COPY;
+		plan->reason = "copied out through the GPU before fork: the child gets a private copy at the same address";
 		return 0;
 	case COH_FORK_EXCLUDE:
-		*view = COH_CHILD_ABSENT;
-		*why = "unmapped in the child: an access raises SIGSEGV";
+		plan->stage = COH_STAGE_UNMAP;
+		plan->child_view = COH_CHILD_ABSENT;
+		plan->reason = "unmapped in the child: an access raises SIGSEGV";
 		return 0;
 	case COH_FORK_ZERO:
-		*view = COH_CHILD_ZERO;
-		*why = "zero-filled private memory in the child";
+		plan->stage = COH_STAGE_ZERO;
+		plan->child_view = COH_CHILD_ZERO;
+		plan->reason = "zero-filled private memory in the child";
 		return 0;
 	default:
-		*view = COH_CHILD_UNREADABLE;
-		*why = "CUDA disables managed mappings in a forked child: an access raises SIGSEGV";
+		plan->child_view = COH_CHILD_UNREADABLE;
+		plan->reason = "CUDA disables managed mappings in a forked child: an access raises SIGSEGV";
 		return 0;
 	}
 }
 
-static int stage_collect(const struct coh_alloc_rec *rec, void *arg)
+/* Through the GPU's copy engine, to the staging buffer (or the core's copy
+ * where that could not be had); the prepare hook holds the driver calls. */
+static int nv_fork_copy(const struct coh_alloc_rec *rec, void *dst)
 {
-	struct nv_backend *nb = arg;
-	if (!rec_managed(nb, rec) || rec->fork_policy == COH_FORK_KERNEL || rec->fork_policy == COH_FORK_SHARE)
+	struct nv_backend *nb = nb_of(rec->target);
+	struct nv_gpu *g = gpu_of(rec->target);
+	int e = ctx_in(nb, g);
+	if (e)
+		return e;
+	CUresult r = nb->cu.memcpy_async((uintptr_t)dst, rec->start, rec->length, g->stream[0]);
+	if (r == CUDA_SUCCESS)
+		r = nb->cu.stream_sync(g->stream[0]);
+	ctx_out(nb);
+	if (r == CUDA_SUCCESS)
 		return 0;
-	if (nb->nstage == nb->capstage) {
-		size_t cap = nb->capstage ? nb->capstage * 2 : 8;
-		struct nv_stage *ns = realloc(nb->stage, cap * sizeof(*ns));
-		if (!ns)
-			return 0;   /* out of memory: this range forks the driver's way */
-		nb->stage = ns;
-		nb->capstage = cap;
-	}
-	nb->stage[nb->nstage++] = (struct nv_stage){ .start = rec->start, .len = rec->length,
-						     .policy = rec->fork_policy, .gpu = gpu_of(rec->target) };
-	return 0;
+	coh_warn(nb->ctx, "nvidia: fork copy of %#lx+%zu failed: %s", (unsigned long)rec->start, rec->length,
+		 cu_name(nb, r));
+	return -EIO;
 }
 
 /* A shared staging buffer of at least need bytes after its header page, pinned
@@ -980,87 +978,47 @@ static int staging_ready(struct nv_backend *nb, size_t need)
 	return 0;
 }
 
-static void nv_atfork_prepare(coh_context *ctx, void *priv)
+/* This fork's COPY data: the staging buffer, which the child reads. */
+static void *nv_fork_buffer(coh_context *ctx, void *priv, size_t need)
 {
 	struct nv_backend *nb = priv;
-	nb->nstage = 0;
+	if (staging_ready(nb, need)) {
+		coh_warn(ctx, "nvidia: no memory for the fork staging buffer: COPY ranges are copied to unpinned memory");
+		return NULL;
+	}
+	nb->staged_copy = true;
+	atomic_store(&((struct stage_hdr *)nb->staging)->busy, 1);
+	return (char *)nb->staging + ctx->page_size;
+}
+
+static void nv_atfork_prepare(coh_context *ctx, void *priv)
+{
+	(void)ctx;
+	struct nv_backend *nb = priv;
 	nb->staged_copy = false;
 	nb->fork_locked = false;
 	if (!nb->lib || in_child(nb))
 		return;
 	pthread_rwlock_wrlock(&nb->calls);   /* held until the parent or child hook */
 	nb->fork_locked = true;
-	coh_rec_foreach(ctx, &coh_nvidia_backend, stage_collect, nb);
-	size_t need = 0;
-	for (size_t i = 0; i < nb->nstage; i++)
-		if (nb->stage[i].policy == COH_FORK_COPY) {
-			nb->stage[i].off = need;
-			need += nb->stage[i].len;
-		}
-	if (need == 0)
-		return;
-	if (staging_ready(nb, need)) {
-		coh_warn(ctx, "nvidia: no memory to stage fork copies: COPY ranges fork the driver's way");
-		return;
-	}
-	size_t ps = coh_ctx_page_size(ctx);
-	char *data = (char *)nb->staging + ps;
-	for (size_t i = 0; i < nb->nstage; i++) {
-		struct nv_stage *s = &nb->stage[i];
-		if (s->policy != COH_FORK_COPY || ctx_in(nb, s->gpu))
-			continue;
-		CUresult r = nb->cu.memcpy_async((uintptr_t)(data + s->off), s->start, s->len, s->gpu->stream[0]);
-		if (r == CUDA_SUCCESS)
-			r = nb->cu.stream_sync(s->gpu->stream[0]);
-		s->copied = r == CUDA_SUCCESS;
-		if (!s->copied)
-			coh_warn(ctx, "nvidia: fork copy of %#lx+%zu failed: %s", (unsigned long)s->start, s->len,
-				 cu_name(nb, r));
-		ctx_out(nb);
-	}
-	nb->staged_copy = true;
-	atomic_store(&((struct stage_hdr *)nb->staging)->busy, 1);
 }
 
 static void nv_atfork_parent(coh_context *ctx, void *priv)
 {
 	(void)ctx;
 	struct nv_backend *nb = priv;
-	nb->nstage = 0;   /* the child reads the staging buffer; the next prepare checks it is done */
+	/* the child reads the staging buffer; the next fork checks it is done */
 	if (nb->fork_locked) {
 		nb->fork_locked = false;
 		pthread_rwlock_unlock(&nb->calls);
 	}
 }
 
-/* Async-signal-safe: mmap, munmap and a byte copy. */
+/* Async-signal-safe: munmap.  The core has copied the staged data out. */
 static void nv_atfork_child(coh_context *ctx, void *priv)
 {
+	(void)ctx;
 	struct nv_backend *nb = priv;
-	size_t ps = coh_ctx_page_size(ctx);
-	for (size_t i = 0; i < nb->nstage; i++) {
-		struct nv_stage *s = &nb->stage[i];
-		void *p;
-		switch (s->policy) {
-		case COH_FORK_COPY:
-			if (!s->copied)
-				break;   /* the driver's way: the child cannot read it */
-			if (coh_sys_mmap((void *)s->start, s->len, PROT_READ | PROT_WRITE,
-					 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_POPULATE, -1, 0, &p) == 0)
-				memcpy(p, (char *)nb->staging + ps + s->off, s->len);
-			break;
-		case COH_FORK_ZERO:
-			coh_sys_mmap((void *)s->start, s->len, PROT_READ | PROT_WRITE,
-				     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0, &p);
-			break;
-		case COH_FORK_EXCLUDE:
-			coh_sys_munmap((void *)s->start, s->len);
-			break;
-		default:
-			break;
-		}
-	}
-	nb->nstage = 0;
 	/* nb->calls stays as the prepare hook left it: every driver call answers
 	 * -ECHILD here before taking it, and re-initialising a held lock is
 	 * undefined (glibc's rwlock cannot be unlocked by the child either) */
@@ -1100,7 +1058,9 @@ const struct coh_backend_ops coh_nvidia_backend = {
 	.atfork_parent = nv_atfork_parent,
 	.atfork_child = nv_atfork_child,
 	.query_resolve = nv_query_resolve,
-	.fork_view = nv_fork_view,
+	.fork_plan = nv_fork_plan,
+	.fork_copy = nv_fork_copy,
+	.fork_buffer = nv_fork_buffer,
 	.migrate_start = nv_migrate_start,
 	.migrate_poll = nv_migrate_poll,
 	.migrate_done = nv_migrate_done,
