@@ -83,6 +83,14 @@ struct coh_owned_mapping {
 	int kind;
 };
 
+/* A setting a backend reads with coh_ctx_tunable(): key "<backend>.<name>"
+ * in coh_context_options.tunables, env the COH_* environment variable read
+ * when the options leave the key out. */
+struct coh_tunable {
+	const char *key;
+	const char *env;
+};
+
 /* What a backend knows of the memory of a NUMA node it did not make targets
  * for (CXL memory onlined as system RAM, say).  An empty field says nothing. */
 struct coh_node_desc {
@@ -201,6 +209,11 @@ struct coh_backend_ops {
 	 * and for each field the first backend that fills it wins; the result
 	 * replaces that field of every target of the node. */
 	int (*describe_node)(coh_context *ctx, void *backend_priv, int node, struct coh_node_desc *d);
+	/* The tunables this backend reads: an array ended by { NULL }, or NULL.
+	 * Every key starts with the backend's name and a dot.  The keys of every
+	 * compiled-in backend are accepted by coh_context_create, whether the
+	 * backend filter keeps the backend or not. */
+	const struct coh_tunable *tunables;
 };
 
 /* The core's record of one allocation or adopted range. */
@@ -244,11 +257,8 @@ void coh_fork_snapshot(void *dst, const void *src, size_t len);
 void coh_backend_note(coh_context *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void *coh_target_priv(const coh_target *t);
 /* A tunable's value: coh_context_options.tunables first, then its environment
- * variable; NULL when neither sets it.  Keys (the core's table, refused at
- * create when unknown): "nvidia.streams" (COH_NVIDIA_STREAMS),
- * "nvidia.chunk_mb" (COH_NVIDIA_CHUNK_MB), "nvidia.prefer"
- * (COH_NVIDIA_PREFER), "amd.xnack" (COH_AMD_XNACK), "cuda.library"
- * (COH_CUDA_LIBRARY), "query.pfn" (COH_QUERY_PFN). */
+ * variable; NULL when neither sets it or the key is declared by no backend
+ * (ops->tunables) and not by the core ("query.pfn"). */
 const char *coh_ctx_tunable(const coh_context *ctx, const char *key);
 void *coh_target_backend_priv(const coh_target *t);
 int coh_backend_validate(const struct coh_backend_ops *ops);

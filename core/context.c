@@ -12,63 +12,83 @@
 #include "internal.h"
 #include "query.h"
 
-/* Every tunable: its key in coh_context_options.tunables and the environment
- * variable read when the options do not set it. */
-static const struct {
-	const char *key, *env;
-} tunable_names[COH_NTUNABLES] = {
-	{ "nvidia.streams", "COH_NVIDIA_STREAMS" },
-	{ "nvidia.chunk_mb", "COH_NVIDIA_CHUNK_MB" },
-	{ "nvidia.prefer", "COH_NVIDIA_PREFER" },
-	{ "amd.xnack", "COH_AMD_XNACK" },
-	{ "cuda.library", "COH_CUDA_LIBRARY" },
+/* The core's own tunables; the backends declare theirs (ops->tunables). */
+static const struct coh_tunable core_tunables[] = {
 	{ "query.pfn", "COH_QUERY_PFN" },
+	{ NULL, NULL },
 };
 
-static int tunable_index(const char *key, size_t len)
+static const struct coh_tunable *tunable_in(const struct coh_tunable *list, const char *key, size_t len)
 {
-	for (int i = 0; i < COH_NTUNABLES; i++)
-		if (strlen(tunable_names[i].key) == len && !strncmp(tunable_names[i].key, key, len))
-			return i;
-	return -1;
+	for (; list && list->key; list++)
+		if (strlen(list->key) == len && !strncmp(list->key, key, len))
+			return list;
+	return NULL;
 }
 
-/* "key=value,key=value": a copy with the values cut out of it, pointed to by
- * vals[] (the last setting of a key wins).  -EINVAL for an unknown key, an
- * item without '=' or an empty item; nothing is allocated then. */
-static int tunables_parse(const char *s, char **copy, const char *vals[COH_NTUNABLES])
+/* The declaration of a key: the core's, or that of a compiled-in backend. */
+static const struct coh_tunable *tunable_find(const char *key, size_t len)
+{
+	const struct coh_tunable *t = tunable_in(core_tunables, key, len);
+	for (unsigned i = 0; !t && i < coh_builtin_backend_count; i++) {
+		const struct coh_backend_ops *ops = coh_builtin_backends[i];
+		if (ops->size >= offsetof(struct coh_backend_ops, tunables) + sizeof(ops->tunables))
+			t = tunable_in(ops->tunables, key, len);
+	}
+	return t;
+}
+
+/* "key=value,key=value": a copy cut into key and value strings (*kv, n
+ * pairs).  -EINVAL for an undeclared key, an item without '=' or an empty
+ * item; nothing is allocated then. */
+static int tunables_parse(const char *s, char **copy, const char ***kv, size_t *n)
 {
 	*copy = NULL;
+	*kv = NULL;
+	*n = 0;
 	if (!s || !*s)
 		return 0;
+	size_t items = 1;
+	for (const char *c = s; *c; c++)
+		items += *c == ',';
 	char *c = strdup(s);
-	if (!c)
+	const char **pairs = calloc(items, 2 * sizeof(*pairs));
+	if (!c || !pairs) {
+		free(c);
+		free(pairs);
 		return -ENOMEM;
-	for (char *item = c; item;) {
+	}
+	size_t k = 0;
+	for (char *item = c; item; k++) {
 		char *next = strchr(item, ',');
 		if (next)
 			*next++ = '\0';
 		char *eq = strchr(item, '=');
-		int i = eq ? tunable_index(item, (size_t)(eq - item)) : -1;
-		if (i < 0) {
+		if (!eq || !tunable_find(item, (size_t)(eq - item))) {
 			free(c);
+			free(pairs);
 			return -EINVAL;
 		}
-		vals[i] = eq + 1;
+		*eq = '\0';
+		pairs[2 * k] = item;
+		pairs[2 * k + 1] = eq + 1;
 		item = next;
 	}
 	*copy = c;
+	*kv = pairs;
+	*n = k;
 	return 0;
 }
 
 const char *coh_ctx_tunable(const coh_context *ctx, const char *key)
 {
-	int i = key ? tunable_index(key, strlen(key)) : -1;
-	if (i < 0)
+	const struct coh_tunable *t = key ? tunable_find(key, strlen(key)) : NULL;
+	if (!t)
 		return NULL;
-	if (ctx && ctx->tunable[i])
-		return ctx->tunable[i];
-	return getenv(tunable_names[i].env);
+	for (size_t i = ctx ? ctx->ntunable : 0; i-- > 0;)
+		if (!strcmp(ctx->tunable_kv[2 * i], t->key))
+			return ctx->tunable_kv[2 * i + 1];
+	return getenv(t->env);
 }
 
 int coh_backend_validate(const struct coh_backend_ops *ops)
@@ -92,6 +112,14 @@ int coh_backend_validate(const struct coh_backend_ops *ops)
 		return -EINVAL;
 	if (!!ops->migrate_start != !!ops->migrate_poll || !!ops->migrate_start != !!ops->migrate_done)
 		return -EINVAL;
+	/* Tunables: "<name>.<key>", each with its environment variable. */
+	if (ops->size >= offsetof(struct coh_backend_ops, tunables) + sizeof(ops->tunables)) {
+		size_t nl = strlen(ops->name);
+		for (const struct coh_tunable *t = ops->tunables; t && t->key; t++)
+			if (strncmp(t->key, ops->name, nl) || t->key[nl] != '.' || !t->key[nl + 1] || strchr(t->key, ',') ||
+			    strchr(t->key, '=') || !t->env || !*t->env)
+				return -EINVAL;
+	}
 	return 0;
 }
 
@@ -191,6 +219,7 @@ static void context_free(coh_context *ctx)
 	pthread_mutex_destroy(&ctx->cma_lock);
 	free(ctx->cma_ranges);
 	free(ctx->tunables);
+	free(ctx->tunable_kv);
 	free(ctx);
 }
 
@@ -209,8 +238,9 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 			return -EINVAL;
 	}
 	char *tunables;
-	const char *tunable[COH_NTUNABLES] = { NULL };
-	int te = tunables_parse(o.tunables, &tunables, tunable);
+	const char **tunable_kv;
+	size_t ntunable;
+	int te = tunables_parse(o.tunables, &tunables, &tunable_kv, &ntunable);
 	if (te)
 		return te;
 
@@ -218,10 +248,12 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 	coh_context *ctx = calloc(1, sizeof(*ctx));
 	if (!ctx) {
 		free(tunables);
+		free(tunable_kv);
 		return -ENOMEM;
 	}
 	ctx->tunables = tunables;
-	memcpy(ctx->tunable, tunable, sizeof(tunable));
+	ctx->tunable_kv = tunable_kv;
+	ctx->ntunable = ntunable;
 	atomic_init(&ctx->refs, 1);
 	pthread_mutex_init(&ctx->log_lock, NULL);
 	pthread_mutex_init(&ctx->cma_lock, NULL);
@@ -237,6 +269,7 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 		pthread_mutex_destroy(&ctx->log_lock);
 		pthread_mutex_destroy(&ctx->cma_lock);
 		free(ctx->tunables);
+		free(ctx->tunable_kv);
 		free(ctx);
 		return err;
 	}

@@ -14,7 +14,6 @@
 #include "backend.h"
 
 #define COH_PAGE_SIZE_MIN 4096u
-#define COH_NTUNABLES 6   /* the keys of coh_ctx_tunable (core/context.c) */
 
 /* ---- lookup table (ptab.c): page -> allocation, read without a lock ---- */
 struct pt_mid;
@@ -176,10 +175,11 @@ struct coh_context {
 	_Atomic(struct coh_pfn_map *) pfn_map;
 	atomic_int pfn_unusable;
 
-	/* coh_context_options.tunables: a copy, and each known key's value in
-	 * it (NULL: not set there), in the order of context.c's table. */
+	/* coh_context_options.tunables: a copy cut into key and value strings,
+	 * in the order given (the last setting of a key wins). */
 	char *tunables;
-	const char *tunable[COH_NTUNABLES];
+	const char **tunable_kv;   /* key, value, key, value ... */
+	size_t ntunable;
 };
 
 struct coh_pfn_map;

@@ -48,6 +48,7 @@ int coh_target_add(coh_context *ctx, const struct coh_target_desc *desc)
 		{ COH_CAP_ALLOC, o->alloc != NULL, "alloc" },
 		{ COH_CAP_ADOPT, o->adopt != NULL, "adopt" },
 		{ COH_CAP_MIGRATE, o->migrate != NULL, "migrate" },
+		{ COH_CAP_MIGRATE_STICKY, o->migrate != NULL || o->migrate_start != NULL, "migrate or migrate_start" },
 		{ COH_CAP_MIGRATE_ASYNC, o->migrate != NULL || o->migrate_start != NULL, "migrate or migrate_start" },
 		{ COH_CAP_ADVISE, o->advise != NULL, "advise" },
 	};
@@ -220,6 +221,7 @@ const char *coh_cap_name(uint64_t cap)
 	case COH_CAP_FORK_ZERO: return "fork-zero";
 	case COH_CAP_FORK_KERNEL: return "fork-kernel";
 	case COH_CAP_HUGE_PAGES: return "huge-pages";
+	case COH_CAP_MIGRATE_STICKY: return "migrate-sticky";
 	default: return NULL;
 	}
 }

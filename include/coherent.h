@@ -153,6 +153,10 @@ enum coh_cap {
 	COH_CAP_FORK_ZERO = 1u << 10,
 	COH_CAP_FORK_KERNEL = 1u << 11,
 	COH_CAP_HUGE_PAGES = 1u << 12,
+	/* coh_migrate to this target also places pages of the range populated
+	 * later there (a memory policy or the driver's preferred location);
+	 * without it only the pages present at the migration move. */
+	COH_CAP_MIGRATE_STICKY = 1u << 13,
 };
 
 /* Number of targets, or -errno. */

@@ -743,6 +743,11 @@ static void amd_atfork_child(coh_context *ctx, void *priv)
 	}
 }
 
+static const struct coh_tunable amd_tunables[] = {
+	{ "amd.xnack", "COH_AMD_XNACK" },
+	{ NULL, NULL },
+};
+
 const struct coh_backend_ops coh_amd_backend = {
 	.abi = COH_BACKEND_ABI,
 	.size = sizeof(struct coh_backend_ops),
@@ -764,4 +769,5 @@ const struct coh_backend_ops coh_amd_backend = {
 	.atfork_prepare = amd_atfork_prepare,
 	.atfork_parent = amd_atfork_parent,
 	.atfork_child = amd_atfork_child,
+	.tunables = amd_tunables,
 };

@@ -262,7 +262,7 @@ static int host_discover(coh_context *ctx, void **priv)
 			COH_CAP_FORK_COPY | COH_CAP_FORK_SHARE | COH_CAP_FORK_EXCLUDE | COH_CAP_FORK_ZERO |
 			COH_CAP_FORK_KERNEL;
 	if (hb->numa)
-		caps |= COH_CAP_MIGRATE | COH_CAP_MIGRATE_ASYNC | COH_CAP_ADVISE;
+		caps |= COH_CAP_MIGRATE | COH_CAP_MIGRATE_ASYNC | COH_CAP_MIGRATE_STICKY | COH_CAP_ADVISE;
 	if (thp_available(ctx))
 		caps |= COH_CAP_HUGE_PAGES;
 
@@ -277,7 +277,7 @@ static int host_discover(coh_context *ctx, void **priv)
 	if (!d) {
 		/* No NUMA in this kernel: the whole of memory is one target. */
 		hb->numa = false;
-		caps &= ~(uint64_t)(COH_CAP_MIGRATE | COH_CAP_MIGRATE_ASYNC | COH_CAP_ADVISE);
+		caps &= ~(uint64_t)(COH_CAP_MIGRATE | COH_CAP_MIGRATE_ASYNC | COH_CAP_MIGRATE_STICKY | COH_CAP_ADVISE);
 		coh_info(ctx, "host: no NUMA nodes in sysfs, one target for all memory");
 		struct node_facts f = { 0 };
 		f.capacity_known = node_meminfo(ctx, -1, "MemTotal", &f.total) == 0;

@@ -77,7 +77,7 @@ struct nv_backend {
 	pid_t pid;                /* the process that initialised CUDA */
 	int nstreams;             /* COH_NVIDIA_STREAMS */
 	size_t chunk;             /* COH_NVIDIA_CHUNK_MB, 0 = one call */
-	bool prefer;              /* nvidia.prefer (COH_NVIDIA_PREFER), default 1: migrations set the preferred location */
+	bool prefer;              /* nvidia.prefer (COH_NVIDIA_PREFER), default 0: with 1 migrations set the preferred location (COH_CAP_MIGRATE_STICKY) */
 	int host_node;            /* -2 not yet known, -1 several or none */
 	pthread_mutex_t lock;     /* contexts, staging */
 	/* Every driver call of the backend holds this for reading; the fork
@@ -164,7 +164,7 @@ static int tunable_int(const coh_context *ctx, const char *key, int dflt, int lo
 
 static int load_driver(coh_context *ctx, struct nv_backend *nb)
 {
-	const char *path = coh_ctx_tunable(ctx, "cuda.library");
+	const char *path = coh_ctx_tunable(ctx, "nvidia.cuda_library");
 	if (!path || !*path)
 		path = "libcuda.so.1";
 	nb->lib = coh_dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -253,7 +253,7 @@ static int add_gpu(coh_context *ctx, struct nv_backend *nb, int ordinal)
 	/* adopt: the application's managed memory anywhere, ordinary memory with HMM/ATS */
 	desc.caps = COH_CAP_ALLOC | COH_CAP_ADOPT | COH_CAP_MIGRATE | COH_CAP_MIGRATE_ASYNC | COH_CAP_ADVISE | COH_CAP_QUERY |
 		    COH_CAP_PIN_QUERY | COH_CAP_FORK_COPY | COH_CAP_FORK_EXCLUDE | COH_CAP_FORK_ZERO |
-		    COH_CAP_FORK_KERNEL;
+		    COH_CAP_FORK_KERNEL | (nb->prefer ? COH_CAP_MIGRATE_STICKY : 0);
 	desc.priv = g;
 	int e = coh_target_add(ctx, &desc);
 	if (e) {
@@ -274,7 +274,7 @@ static int nv_discover(coh_context *ctx, void **priv)
 	nb->host_node = -2;
 	nb->nstreams = tunable_int(ctx, "nvidia.streams", 1, 1, NV_MAX_STREAMS);
 	nb->chunk = (size_t)tunable_int(ctx, "nvidia.chunk_mb", 0, 0, 1 << 20) << 20;
-	nb->prefer = tunable_int(ctx, "nvidia.prefer", 1, 0, 1) == 1;
+	nb->prefer = tunable_int(ctx, "nvidia.prefer", 0, 0, 1) == 1;
 	pthread_mutex_init(&nb->lock, NULL);
 	pthread_rwlockattr_t ra;
 	pthread_rwlockattr_init(&ra);
@@ -607,14 +607,15 @@ struct nv_token {
 	int nev;
 };
 
-/* coh_migrate's promise: pages populated later land at the destination.  A
- * migration makes the destination the preferred location, but only when it
- * differs from the record's home (the allocation's target, then the last
- * destination): once per allocation and direction change, not once per
- * migration.  Advising on every migration cost a third of the host->GPU rate
- * on an H200 (33.7 against 50.3 GB/s for 1 GiB, docs/performance.md).
- * nvidia.prefer=0 (COH_NVIDIA_PREFER=0) turns it off: migrations are plain
- * prefetches, and pages populated later go where the driver puts them. */
+/* COH_CAP_MIGRATE_STICKY (pages populated later land at the destination),
+ * only with nvidia.prefer=1 (COH_NVIDIA_PREFER=1): a migration then makes the
+ * destination the preferred location, but only when it differs from the
+ * record's home (the allocation's target, then the last destination): once
+ * per change of place, not once per migration.  Off by default: the advice
+ * over 1 GiB cost a third of the host->GPU rate on an H200 (33.7 against
+ * 50.3 GB/s, docs/performance.md), and a runtime moving data back and forth
+ * changes place on every migration.  Off, migrations are plain prefetches and
+ * pages populated later go where the driver puts them. */
 static CUresult prefer(struct nv_backend *nb, const struct coh_alloc_rec *rec, coh_target *dst, uintptr_t addr,
 		       size_t len, CUmemLocation loc)
 {
@@ -988,7 +989,7 @@ static void *nv_fork_buffer(coh_context *ctx, void *priv, size_t need)
 	}
 	nb->staged_copy = true;
 	atomic_store(&((struct stage_hdr *)nb->staging)->busy, 1);
-	return (char *)nb->staging + ctx->page_size;
+	return (char *)nb->staging + coh_ctx_page_size(ctx);
 }
 
 static void nv_atfork_prepare(coh_context *ctx, void *priv)
@@ -1034,6 +1035,14 @@ static void nv_atfork_child(coh_context *ctx, void *priv)
 }
 
 /* Mappings of the UVM driver's device file are managed memory the CPU may not see. */
+static const struct coh_tunable nv_tunables[] = {
+	{ "nvidia.streams", "COH_NVIDIA_STREAMS" },
+	{ "nvidia.chunk_mb", "COH_NVIDIA_CHUNK_MB" },
+	{ "nvidia.prefer", "COH_NVIDIA_PREFER" },
+	{ "nvidia.cuda_library", "COH_CUDA_LIBRARY" },
+	{ NULL, NULL },
+};
+
 static const struct coh_owned_mapping nv_owned[] = {
 	{ "/dev/nvidia-uvm", COH_MEM_VENDOR_MANAGED },
 	{ NULL, 0 },
@@ -1065,4 +1074,5 @@ const struct coh_backend_ops coh_nvidia_backend = {
 	.migrate_poll = nv_migrate_poll,
 	.migrate_done = nv_migrate_done,
 	.owned_mappings = nv_owned,
+	.tunables = nv_tunables,
 };

@@ -74,7 +74,7 @@ static bool check(const unsigned char *c, unsigned char seed, enum expect what)
 static unsigned char *pattern_alloc(coh_target *t, unsigned char seed)
 {
 	void *a;
-	ck_assert_int_eq(coh_alloc(t, NPAGES * ps, 0, 0, &a), 0);
+	ck_assert_int_eq(coh_alloc(t, NPAGES * ps, NULL, &a), 0);
 	unsigned char *c = a;
 	for (size_t i = 0; i < NPAGES * ps; i++)
 		c[i] = (unsigned char)(i * 7 + seed);
@@ -145,7 +145,7 @@ START_TEST(copy_in_child_parent_intact)
 	child_sees(p, SEED, SEES_PATTERN);
 	ck_assert_int_eq(ncopies, 0);
 	struct coh_fork_extent fe[2];
-	ck_assert_int_eq(coh_fork_query(ctx, p, NPAGES * ps, fe, 2), 1);
+	ck_assert_int_eq(coh_fork_query(ctx, p, NPAGES * ps, fe, 2, sizeof(fe[0])), 1);
 	ck_assert_int_eq(fe[0].child_view, COH_CHILD_COPY);   /* the VMA flags: not VM_DONTCOPY */
 }
 END_TEST
@@ -170,7 +170,7 @@ START_TEST(query_answers_for_staged)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		plan_stage = cases[i].stage;
 		struct coh_fork_extent fe[2];
-		ck_assert_int_eq(coh_fork_query(ctx, p, NPAGES * ps, fe, 2), 1);
+		ck_assert_int_eq(coh_fork_query(ctx, p, NPAGES * ps, fe, 2, sizeof(fe[0])), 1);
 		ck_assert_int_eq(fe[0].child_view, cases[i].view);
 		ck_assert_int_eq(fe[0].parent_keeps, COH_KEEPS_YES);
 		ck_assert_ptr_nonnull(fe[0].reason);

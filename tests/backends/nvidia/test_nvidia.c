@@ -217,8 +217,9 @@ START_TEST(migrate_and_back)
 }
 END_TEST
 
-/* The preferred location follows the destination, set only when it changes:
- * repeated migrations to the same place advise once; nvidia.prefer=0 never. */
+/* nvidia.prefer=1: the preferred location follows the destination, set only
+ * when it changes (repeated migrations to the same place advise once); off by
+ * default, and then the target does not claim COH_CAP_MIGRATE_STICKY. */
 static long advises(void)
 {
 	return d_calls("cuMemAdvise_v2") + d_calls("cuMemAdvise");
@@ -227,13 +228,31 @@ static long advises(void)
 START_TEST(migrate_prefers_once)
 {
 	setenv("CUDADOUBLE_DEVICES", "1", 1);
-	coh_context *ctx = nv_ctx();
-	coh_target *g0 = gpu(ctx, 0), *h = coh_target_by_node(ctx, 0);
 	size_t len = 64 * ps;
 	unsigned char *p;
+
+	/* by default: plain prefetches, and the target does not claim the cap */
+	coh_context *ctx = nv_ctx();
+	coh_target *g0 = gpu(ctx, 0), *h = coh_target_by_node(ctx, 0);
+	ck_assert(!(coh_target_caps(g0) & COH_CAP_MIGRATE_STICKY));
+	ck_assert_int_eq(coh_alloc(g0, len, NULL, (void **)&p), 0);
+	long a0 = advises();
+	ck_assert_int_eq(coh_migrate(ctx, p, len, h, 0), 0);
+	ck_assert_int_eq(coh_migrate(ctx, p, len, g0, 0), 0);
+	ck_assert_int_eq(advises(), a0);
+	ck_assert_int_eq(coh_free(ctx, p), 0);
+	coh_context_unref(ctx);
+
+	/* nvidia.prefer=1: the cap, and one advice per change of place */
+	struct coh_context_options o = { .size = sizeof(o), .backends = "nvidia,host", .log_level = -1,
+					 .tunables = "nvidia.prefer=1" };
+	ck_assert_int_eq(coh_context_create(&o, &ctx), 0);
+	g0 = gpu(ctx, 0);
+	h = coh_target_by_node(ctx, 0);
+	ck_assert(coh_target_caps(g0) & COH_CAP_MIGRATE_STICKY);
 	ck_assert_int_eq(coh_alloc(g0, len, NULL, (void **)&p), 0);
 	fill(p, len, 4);
-	long a0 = advises();
+	a0 = advises();
 	for (int i = 0; i < 4; i++)
 		ck_assert_int_eq(coh_migrate(ctx, p, len, g0, 0), 0);   /* its home: no advice */
 	ck_assert_int_eq(advises(), a0);
@@ -244,20 +263,6 @@ START_TEST(migrate_prefers_once)
 		ck_assert_int_eq(coh_migrate(ctx, p, len, g0, 0), 0);
 	ck_assert_int_eq(advises(), a0 + 2);
 	ck_assert(same(p, len, 4));
-	ck_assert_int_eq(coh_free(ctx, p), 0);
-	coh_context_unref(ctx);
-
-	/* turned off by the context option: plain prefetches */
-	struct coh_context_options o = { .size = sizeof(o), .backends = "nvidia,host", .log_level = -1,
-					 .tunables = "nvidia.prefer=0" };
-	ck_assert_int_eq(coh_context_create(&o, &ctx), 0);
-	g0 = gpu(ctx, 0);
-	h = coh_target_by_node(ctx, 0);
-	ck_assert_int_eq(coh_alloc(g0, len, NULL, (void **)&p), 0);
-	a0 = advises();
-	ck_assert_int_eq(coh_migrate(ctx, p, len, h, 0), 0);
-	ck_assert_int_eq(coh_migrate(ctx, p, len, g0, 0), 0);
-	ck_assert_int_eq(advises(), a0);
 	ck_assert_int_eq(coh_free(ctx, p), 0);
 	coh_context_unref(ctx);
 }
