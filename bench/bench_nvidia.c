@@ -222,9 +222,9 @@ int bench_nvidia(const struct bench_opts *o, struct bench_result *out, int max)
 		const char *label, *tunables;
 	} variants[] = {
 		{ "64 MiB x 16 streams", "nvidia.chunk_mb=64,nvidia.streams=16" },
-		/* the default advises the preferred location whenever the
+		/* sticky migrations advise the preferred location whenever the
 		 * destination changes, which this loop's every migration does */
-		{ "no preferred location (nvidia.prefer=0)", "nvidia.prefer=0" },
+		{ "preferred location follows (nvidia.prefer=1)", "nvidia.prefer=1" },
 	};
 	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]) && !o->quick && n + 2 <= max; v++) {
 		coh_context *c2;

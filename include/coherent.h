@@ -334,7 +334,8 @@ COH_API int coh_alloc_count(coh_context *ctx);
 
 /* Range [addr, addr+len) inside one allocation or adopted range, page aligned.
  * Returns 0 when every populated page is at dst.  On failure the data stays
- * readable and intact wherever it was.  Populated later, pages land at dst. */
+ * readable and intact wherever it was.  Pages populated later land at dst too
+ * where dst has COH_CAP_MIGRATE_STICKY. */
 COH_API int coh_migrate(coh_context *ctx, void *addr, size_t len, coh_target *dst,
 			unsigned flags);
 COH_API int coh_migrate_async(coh_context *ctx, void *addr, size_t len, coh_target *dst,
