@@ -2,7 +2,7 @@
 /*
  * cohctl — inspect what libcoherent sees on this machine.
  *
- *   cohctl [--fsroot DIR] [--backends LIST] [-v] devices [--json]
+ *   cohctl [--fsroot DIR] [--backends LIST] [--tunables LIST] [-v] devices [--json]
  *   cohctl [--fsroot DIR] check [--json]
  *   cohctl query PID ADDR LEN [--json]
  *   cohctl bench [--quick] [alloc|lookup|query]
@@ -25,12 +25,12 @@
 #include "kconfig_reqs.h"
 #include "coherent.h"
 
-static const char *opt_fsroot, *opt_backends;
+static const char *opt_fsroot, *opt_backends, *opt_tunables;
 static int opt_verbose;
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: cohctl [--fsroot DIR] [--backends LIST] [-v] COMMAND\n"
+	fprintf(f, "usage: cohctl [--fsroot DIR] [--backends LIST] [--tunables KEY=VALUE,...] [-v] COMMAND\n"
 		   "  devices [--json]          memory targets and their capabilities\n"
 		   "  check [--json]            can this kernel/driver serve each backend, what is missing\n"
 		   "  query PID ADDR LEN [--json]  residency of a range of a process (PID 0: cohctl)\n"
@@ -67,7 +67,7 @@ static int open_ctx(coh_context **ctx)
 {
 	int level = opt_verbose ? COH_LOG_DEBUG : getenv("COH_LOG") ? -1 : COH_LOG_ERR;
 	struct coh_context_options o = { .size = sizeof(o), .backends = opt_backends, .fsroot = opt_fsroot,
-					 .log_level = level, .log_fn = log_stderr };
+					 .log_level = level, .log_fn = log_stderr, .tunables = opt_tunables };
 	int e = coh_context_create(&o, ctx);
 	if (e) {
 		const char *root = opt_fsroot ? opt_fsroot : getenv("COH_FSROOT");
@@ -125,6 +125,36 @@ static const char *cache_policy(int v)
 
 /* ---------------- devices ---------------- */
 
+static const char *memory_model_name(int m)
+{
+	static const char *const names[] = { "unknown", "node", "hmm", "svm", "managed", "devdax" };
+	return m >= 0 && m < (int)(sizeof(names) / sizeof(names[0])) ? names[m] : "unknown";
+}
+
+/* The device identity (coh_target_device) as a JSON object. */
+static void json_device(const coh_target *t)
+{
+	struct coh_device_info d = { .size = sizeof(d) };
+	if (coh_target_device(t, &d)) {
+		printf("null");
+		return;
+	}
+	printf("{\"memory_model\": ");
+	json_str(memory_model_name(d.memory_model));
+	printf(", \"gpu_id\": ");
+	(d.status & COH_DEVICE_HAS_GPU_ID) ? printf("%u", d.gpu_id) : printf("null");
+	printf(", \"uuid\": ");
+	if (d.status & COH_DEVICE_HAS_UUID) {
+		printf("\"");
+		for (int i = 0; i < 16; i++)
+			printf("%s%02x", i == 4 || i == 6 || i == 8 || i == 10 ? "-" : "", d.uuid[i]);
+		printf("\"");
+	} else {
+		printf("null");
+	}
+	printf(", \"verified_on_hardware\": %s}", (d.status & COH_DEVICE_UNVERIFIED) ? "false" : "true");
+}
+
 static int cmd_devices(int argc, char **argv)
 {
 	bool json = argc > 1 && !strcmp(argv[1], "--json");
@@ -169,6 +199,8 @@ static int cmd_devices(int argc, char **argv)
 			printf(", \"free_bytes\": ");
 			fe == 0 ? printf("%" PRIu64, free_b) : printf("null");
 			printf(", \"persistent\": %s", coh_target_persistent(t) == 1 ? "true" : "false");
+			printf(", \"device\": ");
+			json_device(t);
 			int tier = coh_target_memory_tier(t);
 			printf(", \"memory_tier\": ");
 			tier >= 0 ? printf("%d", tier) : printf("null");
@@ -263,6 +295,9 @@ static int cmd_devices(int argc, char **argv)
 			       coh_target_kind_name(coh_target_kind(t)), node, tb, fb, tier, caps);
 			if (coh_target_kind(t) != COH_KIND_HOST_NODE)
 				printf("%-16s %s: %s\n", "", coh_target_vendor(t), coh_target_model(t));
+			struct coh_device_info di = { .size = sizeof(di) };
+			if (coh_target_device(t, &di) == 0 && (di.status & COH_DEVICE_UNVERIFIED))
+				printf("%-16s this backend's path for it has never run on real hardware\n", "");
 			if (coh_target_pci_address(t))
 				printf("%-16s pci %s %s\n", "", coh_target_pci_address(t),
 				       coh_target_pci_name(t) ? coh_target_pci_name(t) : "");
@@ -663,6 +698,8 @@ int main(int argc, char **argv)
 			opt_fsroot = argv[++i];
 		else if (!strcmp(argv[i], "--backends") && i + 1 < argc)
 			opt_backends = argv[++i];
+		else if (!strcmp(argv[i], "--tunables") && i + 1 < argc)
+			opt_tunables = argv[++i];
 		else if (!strcmp(argv[i], "-v"))
 			opt_verbose = 1;
 		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {

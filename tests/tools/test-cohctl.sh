@@ -44,7 +44,20 @@ if command -v python3 >/dev/null; then
        "impossible data shown"
   "$cohctl" --fsroot "$data/numa-empty-has-cpu" devices --json |
     js 'assert t["host:node1"]["kind"] == "host-node"' "node with CPUs reported CPU-less"
+  # device identity as data (coh_target_device)
+  "$cohctl" --backends host devices --json |
+    js 'assert t["host:node0"]["device"] == {"memory_model": "node", "gpu_id": None, "uuid": None, "verified_on_hardware": True}, t["host:node0"]["device"]' \
+       "host node identity"
+  "$cohctl" --fsroot "$data/kfd-mi210" --backends amd devices --json |
+    js 'd=t["amd:gpu1"]["device"]; assert d["memory_model"] == "svm" and d["gpu_id"] == 51238 and d["verified_on_hardware"] is False, d' \
+       "AMD gpu_id or status not data"
 fi
+# tunables: a known key is taken, an unknown one refused
+"$cohctl" --backends host --tunables query.pfn=0 devices >/dev/null || fail "--tunables query.pfn=0 refused"
+if "$cohctl" --backends host --tunables no.such=1 devices >/dev/null 2>&1; then
+  fail "--tunables accepted an unknown key"
+fi
+ok "device identity and tunables"
 # (output into a variable first: grep -q leaving early would make cohctl's
 # write fail with SIGPIPE, and pipefail report that)
 out=$("$cohctl" --fsroot "$data/numa-memcache" devices)
