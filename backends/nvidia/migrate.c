@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: MIT */
+/* nvidia backend: migration (synchronous and asynchronous) and advice (the design: nvidia.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "nvidia.h"
+
+/* Driver location of a target: a GPU of this backend, or host memory. */
+static int location(const coh_target *t, CUmemLocation *loc)
+{
+	if (is_nvidia(t)) {
+		*loc = (CUmemLocation){ CU_MEM_LOCATION_TYPE_DEVICE, gpu_of(t)->ordinal };
+		return 0;
+	}
+	if (t && coh_target_numa_node(t) >= 0) {
+		/* the driver places host pages by the calling thread's policy */
+		*loc = (CUmemLocation){ CU_MEM_LOCATION_TYPE_HOST, 0 };
+		return 0;
+	}
+	return -EOPNOTSUPP;
+}
+
+/* The GPU whose context and streams serve a record. */
+static struct nv_gpu *rec_gpu(const struct coh_alloc_rec *rec, coh_target *dst)
+{
+	if (is_nvidia(rec->target))
+		return gpu_of(rec->target);
+	return is_nvidia(dst) ? gpu_of(dst) : NULL;
+}
+
+struct nv_token {
+	struct nv_backend *nb;
+	struct nv_gpu *g;
+	CUevent ev[NV_MAX_STREAMS];
+	int nev;
+};
+
+/* COH_CAP_MIGRATE_STICKY (pages populated later land at the destination),
+ * only with nvidia.prefer=1 (COH_NVIDIA_PREFER=1): a migration then makes the
+ * destination the preferred location, but only when it differs from the
+ * record's home (the allocation's target, then the last destination): once
+ * per change of place, not once per migration.  Off by default: the advice
+ * over 1 GiB cost a third of the host->GPU rate on an H200 (33.7 against
+ * 50.3 GB/s, docs/performance.md), and a runtime moving data back and forth
+ * changes place on every migration.  Off, migrations are plain prefetches and
+ * pages populated later go where the driver puts them. */
+static CUresult prefer(struct nv_backend *nb, const struct coh_alloc_rec *rec, coh_target *dst, uintptr_t addr,
+		       size_t len, CUmemLocation loc)
+{
+	if (!nb->prefer || rec->home == dst || !nv_rec_managed(nb, rec))
+		return CUDA_SUCCESS;
+	return nv_cu_advise(nb, addr, len, CU_MEM_ADVISE_SET_PREFERRED_LOCATION, loc);
+}
+
+/* Issues the prefetches of [addr, addr+len) to loc: chunks round-robin over
+ * the GPU's streams when chunking is on.  Returns the number of streams used. */
+static CUresult issue(struct nv_backend *nb, struct nv_gpu *g, uintptr_t addr, size_t len, CUmemLocation loc,
+		      int *used)
+{
+	size_t chunk = nb->chunk && len > nb->chunk ? nb->chunk : len;
+	int k = 0;
+	CUresult r = CUDA_SUCCESS;
+	for (size_t off = 0; off < len && r == CUDA_SUCCESS; off += chunk, k++) {
+		size_t c = len - off < chunk ? len - off : chunk;
+		r = nv_cu_prefetch(nb, addr + off, c, loc, g->stream[k % g->nstreams]);
+	}
+	*used = k < g->nstreams ? k : g->nstreams;
+	return r;
+}
+
+/* Sets off the migration of [addr, addr+len) to dst: on success the driver
+ * is entered (nv_leave() after), the work issued on *used streams of *gpu. */
+static int launch(coh_target *dst, const struct coh_alloc_rec *rec, void *addr, size_t len, struct nv_gpu **gpu,
+		  int *used)
+{
+	struct nv_backend *nb = nb_of(rec->target);
+	struct nv_gpu *g = rec_gpu(rec, dst);
+	CUmemLocation loc;
+	int e = location(dst, &loc);
+	if (e || !g)
+		return e ? e : -EOPNOTSUPP;
+	if ((e = nv_enter(nb, g)))
+		return e;
+	*used = 0;
+	CUresult r = prefer(nb, rec, dst, (uintptr_t)addr, len, loc);
+	if (r == CUDA_SUCCESS)
+		r = issue(nb, g, (uintptr_t)addr, len, loc, used);
+	if (r != CUDA_SUCCESS) {
+		e = nv_cu_fail(nb, "cuMemPrefetchAsync", r);
+		for (int i = 0; i < *used; i++)
+			nb->cu.stream_sync(g->stream[i]);   /* what was issued finishes; the data stays valid */
+		nv_leave(nb);
+		return e;
+	}
+	*gpu = g;
+	return 0;
+}
+
+int nv_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *addr, size_t len, unsigned flags)
+{
+	(void)flags;
+	struct nv_backend *nb = nb_of(rec->target);
+	struct nv_gpu *g;
+	int used, e = launch(dst, rec, addr, len, &g, &used);
+	if (e)
+		return e;
+	for (int i = 0; i < used; i++) {
+		CUresult s = nb->cu.stream_sync(g->stream[i]);
+		if (!e)
+			e = nv_cu_fail(nb, "cuStreamSynchronize", s);
+	}
+	nv_leave(nb);
+	return e;
+}
+
+int nv_migrate_start(coh_target *dst, const struct coh_alloc_rec *rec, void *addr, size_t len,
+		     unsigned flags, void **token)
+{
+	(void)flags;
+	struct nv_token *tk = calloc(1, sizeof(*tk));
+	if (!tk)
+		return -ENOMEM;
+	struct nv_backend *nb = nb_of(rec->target);
+	int used, e = launch(dst, rec, addr, len, &tk->g, &used);
+	if (e) {
+		free(tk);
+		return e;
+	}
+	tk->nb = nb;
+	/* one event per stream used: the handle is done when all have fired */
+	CUresult r = CUDA_SUCCESS;
+	for (int i = 0; i < used && r == CUDA_SUCCESS; i++) {
+		r = nb->cu.event_create(&tk->ev[i], CU_EVENT_DISABLE_TIMING);
+		if (r == CUDA_SUCCESS) {
+			tk->nev++;
+			r = nb->cu.event_record(tk->ev[i], tk->g->stream[i]);
+		}
+	}
+	if (r != CUDA_SUCCESS) {
+		e = nv_cu_fail(nb, "cuEventRecord", r);
+		for (int i = 0; i < used; i++)
+			nb->cu.stream_sync(tk->g->stream[i]);
+		for (int i = 0; i < tk->nev; i++)
+			nb->cu.event_destroy(tk->ev[i]);
+		free(tk);
+		tk = NULL;
+	}
+	nv_leave(nb);
+	*token = tk;
+	return e;
+}
+
+int nv_migrate_poll(void *token, int timeout_ms)
+{
+	struct nv_token *tk = token;
+	struct nv_backend *nb = tk->nb;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		int e = nv_enter(nb, tk->g);
+		if (e)
+			return e;
+		bool busy = false;
+		for (int i = 0; i < tk->nev && !e; i++) {
+			CUresult r = timeout_ms < 0 ? nb->cu.event_sync(tk->ev[i]) : nb->cu.event_query(tk->ev[i]);
+			if (r == CUDA_ERROR_NOT_READY)
+				busy = true;
+			else if (r != CUDA_SUCCESS)
+				e = nv_cu_fail(nb, "migration event", r);
+		}
+		nv_leave(nb);
+		if (e || !busy)
+			return e;
+		if (timeout_ms == 0)
+			return -EINPROGRESS;
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+		if (ms >= timeout_ms)
+			return -ETIMEDOUT;
+		nanosleep(&(struct timespec){ 0, 50000 }, NULL);
+	}
+}
+
+void nv_migrate_done(void *token)
+{
+	struct nv_token *tk = token;
+	if (nv_enter(tk->nb, tk->g) == 0) {
+		for (int i = 0; i < tk->nev; i++)
+			tk->nb->cu.event_destroy(tk->ev[i]);
+		nv_leave(tk->nb);
+	}
+	free(tk);
+}
+
+int nv_advise(const struct coh_alloc_rec *rec, void *addr, size_t len, int advice, coh_target *t)
+{
+	struct nv_backend *nb = nb_of(rec->target);
+	struct nv_gpu *g = rec_gpu(rec, t);
+	if (!g)
+		return -EOPNOTSUPP;
+	CUmemLocation loc = { CU_MEM_LOCATION_TYPE_DEVICE, g->ordinal };
+	int cu_advice;
+	switch (advice) {
+	case COH_ADVISE_PREFERRED_LOCATION: cu_advice = CU_MEM_ADVISE_SET_PREFERRED_LOCATION; break;
+	case COH_ADVISE_UNSET_PREFERRED_LOCATION: cu_advice = CU_MEM_ADVISE_UNSET_PREFERRED_LOCATION; break;
+	case COH_ADVISE_ACCESSED_BY: cu_advice = CU_MEM_ADVISE_SET_ACCESSED_BY; break;
+	case COH_ADVISE_UNSET_ACCESSED_BY: cu_advice = CU_MEM_ADVISE_UNSET_ACCESSED_BY; break;
+	case COH_ADVISE_READ_MOSTLY: cu_advice = CU_MEM_ADVISE_SET_READ_MOSTLY; break;
+	case COH_ADVISE_UNSET_READ_MOSTLY: cu_advice = CU_MEM_ADVISE_UNSET_READ_MOSTLY; break;
+	default: return -EINVAL;
+	}
+	if (t) {
+		int e = location(t, &loc);
+		if (e)
+			return e;
+	}
+	int e = nv_enter(nb, g);
+	if (e)
+		return e;
+	e = nv_cu_fail(nb, "cuMemAdvise", nv_cu_advise(nb, (uintptr_t)addr, len, cu_advice, loc));
+	nv_leave(nb);
+	return e;
+}
