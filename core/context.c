@@ -460,10 +460,11 @@ int coh_context_backends(const coh_context *ctx, char *buf, size_t len)
 		return -EINVAL;
 	size_t used = 0;
 	for (int i = 0; i < ctx->nslots; i++) {
-		int n = snprintf(buf ? buf + (used < len ? used : len) : NULL,
-				 used < len ? len - used : 0, "%s%s", i ? "," : "",
-				 ctx->slots[i].ops->name);
-		used += (size_t)n;
+		const char *name = ctx->slots[i].ops->name;
+		size_t n = strlen(name) + (i ? 1 : 0);
+		if (used < len)
+			snprintf(buf + used, len - used, "%s%s", i ? "," : "", name);
+		used += n;
 	}
 	if (len && used == 0)
 		buf[0] = '\0';

@@ -127,7 +127,7 @@ int main(void)
 	size_t len = 4 * chunk;
 	CHECK(coh_alloc(t, len, NULL, (void **)&m) == 0, "alloc 4 chunks");
 	fill(m, len, 1);
-	coh_target *at;
+	coh_target *at = NULL;
 	int e = coh_migrate(ctx, m, len, h, 0);
 	CHECK(e == 0 && same(m, len, 1), "to %s: %s, data %s", coh_target_name(h), coh_strerror(e),
 	      same(m, len, 1) ? "intact" : "WRONG");
