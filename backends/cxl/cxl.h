@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cxl backend: device-dax devices discovered from sysfs
+ * (/sys/bus/dax/devices/daxX.Y: size, align, target node, driver, parent).
+ * Devices in devdax mode (driver device_dax) become DEVICE_DAX targets; those
+ * bound to kmem are system RAM on a CPU-less node, which the host backend
+ * serves, and are only logged here.
+ *
+ * Allocation: the whole device is mapped once (shared, aligned like the
+ * device, MADV_DONTFORK by default) at the first allocation; an allocation is
+ * a run of `align`-sized chunks of that window, found first-fit from a
+ * next-fit hint, and its address is the window's address of its first chunk,
+ * so allocating and freeing make no system call for the default fork policy.
+ *
+ * Migration to host memory copies the chunks into fresh anonymous memory
+ * (bound to the destination node) and moves that memory over the same
+ * addresses with mremap: pointers stay valid.  The device chunks stay reserved
+ * for the allocation, so migrating back is a copy into the device through a
+ * second mapping followed by mapping the device again at the same addresses.
+ * Until the final remap the data stays intact where it was.
+ *
+ * Fork: device-dax memory is shared by nature.  SHARE and KERNEL keep it
+ * shared with a child; EXCLUDE leaves the child nothing (the window's
+ * DONTFORK); COPY and ZERO are staged by the core (core/forkstage.c): a
+ * private copy of the range, taken before fork, moved to the same address in
+ * the child, or zeroes mapped there.  Chunks on host memory follow the
+ * kernel's own controls.
+ *
+ * This header holds the backend's structs and what its files share; README.md
+ * ("Files") says what each file holds.  The ops table is in cxl.c.
+ */
+#ifndef COH_BACKEND_CXL_H
+#define COH_BACKEND_CXL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "backend.h"
+
+extern const struct coh_backend_ops coh_cxl_backend;
+
+/* A device's allocation unit when sysfs does not say (the kernel's default). */
+#define CXL_DEFAULT_ALIGN (2u << 20)
+
+/* Chunk states (one byte per `align` bytes of the device). */
+#define CH_FREE 0
+#define CH_DEV 1      /* in use, the data on the device */
+#define CH_HOST 2     /* in use, the data moved to host memory; the chunk stays reserved */
+
+struct cxl_target {
+	char dev[32];         /* "dax0.0" */
+	uint64_t align;
+	int target_node;
+	/* allocation, guarded by lock */
+	pthread_mutex_t lock;
+	int fd;               /* opened at the first allocation */
+	pid_t pid;            /* the process the window belongs to */
+	uint8_t *base;        /* the device's window, NULL until the first allocation */
+	size_t nchunks, hint, nused;
+	uint8_t *state;       /* CH_* per chunk */
+	uint32_t *run;        /* at an allocation's first chunk: its length in chunks */
+	uint8_t *forks;       /* at an allocation's first chunk: 1 when its window part is MADV_DOFORK */
+};
+
+/* A NUMA node whose memory is CXL memory onlined as system RAM (kmem). */
+struct cxl_node {
+	int node;
+	char model[256];      /* cut to the target's model field when applied */
+};
+
+/* The backend's targets and the nodes it describes. */
+struct cxl_backend {
+	struct cxl_target **ts;   /* every target, for the fork hooks' locks */
+	int n, cap;
+	struct cxl_node *nodes;   /* for describe_node */
+	int nnodes;
+};
+
+/* ---------------- CXL bus: memory devices and regions ---------------- */
+
+struct cxl_mem {
+	char name[16];        /* "mem0" */
+	char bdf[16];         /* its PCI function */
+	uint64_t ram, pmem, serial;
+	int node;
+};
+
+struct cxl_region {
+	char name[16];        /* "region0" */
+	char mode[8];         /* "ram", "pmem" (6.3+; empty when the kernel does not say) */
+	uint64_t size, hpa;
+	int ways;
+	char mems[64];        /* "mem0,mem1" */
+};
+
+struct cxl_bus {
+	struct cxl_mem mem[32];
+	int nmem;
+	struct cxl_region reg[32];
+	int nreg;
+};
+
+static inline const char *last_part(const char *p)
+{
+	const char *s = strrchr(p, '/');
+	return s ? s + 1 : p;
+}
+
+static inline struct cxl_target *ct_of(const coh_target *t)
+{
+	return coh_target_priv(t);
+}
+
+static inline bool is_cxl(const coh_target *t)
+{
+	return t && coh_target_backend(t) == coh_cxl_backend.name;
+}
+
+/* bus.c: CXL memory devices and regions */
+void cxl_bus_read(coh_context *ctx, struct cxl_bus *bus);
+const struct cxl_region *cxl_region_named(const struct cxl_bus *bus, const char *name);
+const struct cxl_mem *cxl_mem_named(const struct cxl_bus *bus, const char *name);
+void cxl_region_words(coh_context *ctx, const struct cxl_bus *bus, const struct cxl_region *r, char *out,
+		      size_t len);
+void cxl_bus_notes(coh_context *ctx, const struct cxl_bus *bus);
+
+/* discover.c */
+int cxl_discover(coh_context *ctx, void **priv);
+int cxl_describe_node(coh_context *ctx, void *priv, int node, struct coh_node_desc *d);
+void cxl_fini(coh_context *ctx, void *priv);
+void cxl_target_fini(coh_target *t, void *priv);
+
+/* window.c: the device window and its chunk map */
+int cxl_window(coh_target *t, struct cxl_target *ct);
+long cxl_find_run(struct cxl_target *ct, size_t n);
+bool cxl_policy_forks(int policy);
+long cxl_first_chunk(const struct cxl_target *ct, const void *ptr);
+int cxl_remap_device(struct cxl_target *ct, size_t c, size_t n, bool forks);
+
+/* mem.c */
+int cxl_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out, void **priv);
+int cxl_free(coh_target *t, void *ptr, size_t size, void *priv);
+int cxl_free_bytes(coh_target *t, uint64_t *free_bytes);
+
+/* migrate.c */
+int cxl_host_fork_controls(void *p, size_t len, int policy, bool shared);
+int cxl_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *addr, size_t len, unsigned flags);
+
+/* query.c */
+int cxl_query_resolve(const struct coh_alloc_rec *rec, const struct coh_extent *in, struct coh_extent *out,
+		      size_t max);
+
+/* fork.c */
+int cxl_fork_policy(const struct coh_alloc_rec *rec, int policy);
+int cxl_fork_plan(const struct coh_alloc_rec *rec, int at_fork, struct coh_fork_plan *plan);
+int cxl_fork_copy(const struct coh_alloc_rec *rec, void *copy);
+void cxl_atfork_prepare(coh_context *ctx, void *priv);
+void cxl_atfork_parent(coh_context *ctx, void *priv);
+void cxl_atfork_child(coh_context *ctx, void *priv);
+
+#endif
