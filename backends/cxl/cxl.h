@@ -45,6 +45,9 @@ extern const struct coh_backend_ops coh_cxl_backend;
 /* A device's allocation unit when sysfs does not say (the kernel's default). */
 #define CXL_DEFAULT_ALIGN (2u << 20)
 
+/* The most chunks one device's map holds; larger devices get larger chunks. */
+#define CXL_MAX_CHUNKS (1u << 20)
+
 /* Chunk states (one byte per `align` bytes of the device). */
 #define CH_FREE 0
 #define CH_DEV 1      /* in use, the data on the device */
@@ -52,7 +55,7 @@ extern const struct coh_backend_ops coh_cxl_backend;
 
 struct cxl_target {
 	char dev[32];         /* "dax0.0" */
-	uint64_t align;
+	uint64_t align;       /* the chunk: the device's alignment, or a power-of-two multiple of it */
 	int target_node;
 	/* allocation, guarded by lock */
 	pthread_mutex_t lock;

@@ -128,6 +128,17 @@ static int dax_discover(coh_context *ctx, struct cxl_backend *cb, const struct c
 		}
 		if (size == 0)
 			continue;   /* an unconfigured seed device */
+		/* the kernel accepts only power-of-two alignments of at least a page
+		 * (PAGE_SIZE, PMD_SIZE, PUD_SIZE); anything else is a tree we cannot map */
+		uint64_t pg = coh_ctx_page_size(ctx);
+		if (align == 0)
+			align = CXL_DEFAULT_ALIGN;
+		if ((align & (align - 1)) || align < pg || size < align) {
+			coh_backend_note(ctx, "%s: align %llu does not fit a %llu-byte device (power of two, at least a page, "
+					 "at most the size): skipped", name, (unsigned long long)align,
+					 (unsigned long long)size);
+			continue;
+		}
 		coh_backend_note(ctx, "%s: device-dax, %.1f GiB%s%.200s: target cxl:%s", name, (double)size / (1 << 30),
 				 reg ? ", " : parent[0] ? " under " : "", reg ? words : parent, name);
 		struct cxl_target *ct = calloc(1, sizeof(*ct));
@@ -136,12 +147,17 @@ static int dax_discover(coh_context *ctx, struct cxl_backend *cb, const struct c
 			break;
 		}
 		snprintf(ct->dev, sizeof(ct->dev), "%.31s", name);
-		ct->align = align ? align : CXL_DEFAULT_ALIGN;
+		/* the chunk: the device's alignment, doubled while the map would pass
+		 * CXL_MAX_CHUNKS entries (a terabyte at 4 KiB is 256 Mi chunks) */
+		uint64_t chunk = align;
+		while (size / chunk > CXL_MAX_CHUNKS)
+			chunk <<= 1;
+		ct->align = chunk;
 		ct->target_node = tnode;
 		ct->fd = -1;
 		pthread_mutex_init(&ct->lock, NULL);
 		ct->nchunks = (size_t)(size / ct->align);
-		size_t nc = ct->nchunks ? ct->nchunks : 1;
+		size_t nc = ct->nchunks;
 		ct->state = calloc(nc, 1);
 		ct->forks = calloc(nc, 1);
 		ct->run = calloc(nc, sizeof(*ct->run));
