@@ -5,7 +5,7 @@
  * against CUDA 12.8/13.0 cuda.h) so that the library builds without the CUDA
  * SDK.  The backend resolves every entry point with dlsym under its versioned
  * export name (COH_CU_NAMES below); CUDA 13's cuda.h maps the plain names to
- * the same exports.  The driver double in tests/cudadouble implements the
+ * the same exports.  The driver double in tests/doubles/cudadouble implements the
  * same list.
  */
 #ifndef COH_CUDA_ABI_H

@@ -305,7 +305,7 @@ static void check_pins(coh_target *t)
 		}
 		/* a migration into a device while pinned must not claim success */
 		bool refused = false;
-		/* the /dev/kfd emulator (tests/kfdemu) cannot see pins taken through the kernel */
+		/* the /dev/kfd emulator (tests/doubles/kfdemu) cannot see pins taken through the kernel */
 		bool sees_pins = !(getenv("KFDEMU_ROOT") && !strcmp(coh_target_backend(t), "amd"));
 		if (!sees_pins)
 			report(t, "pin-migrate", SKIP, "the /dev/kfd emulator cannot see pins taken by the kernel");
@@ -590,7 +590,7 @@ static bool keeps_agree(int keeps, int pct, bool parent_wrote_first)
 	case COH_KEEPS_NO: return pct < 100;
 	/* the promise is about the child writing first; after the parent's own
 	 * first write Linux leaves it a system copy (the VM measures 0 %), an
-	 * emulated device (tests/kfdemu) may keep the pages: both agree */
+	 * emulated device (tests/doubles/kfdemu) may keep the pages: both agree */
 	case COH_KEEPS_FIRST_WRITER: return parent_wrote_first || pct == 100;
 	default: return true;
 	}

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The amd backend end to end against the /dev/kfd emulator (tests/kfdemu,
+ * The amd backend end to end against the /dev/kfd emulator (tests/doubles/kfdemu,
  * LD_PRELOADed with KFDEMU_ROOT naming a topology tree): discovery through
  * the live path (/dev/kfd, version, XNACK, ACQUIRE_VM), allocation in VRAM,
  * migration both ways with the data intact, residency named after the GPU,
@@ -274,7 +274,7 @@ int main(void)
 {
 	ps = (size_t)sysconf(_SC_PAGESIZE);
 	if (!getenv("KFDEMU_ROOT") || !dlsym(RTLD_DEFAULT, "kfdemu_active")) {
-		fprintf(stderr, "test_amd: run with the kfd emulator preloaded (tests/kfdemu): skipped\n");
+		fprintf(stderr, "test_amd: run with the kfd emulator preloaded (tests/doubles/kfdemu): skipped\n");
 		return 77;
 	}
 	Suite *s = suite_create("amd");

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The nvidia backend end to end against the CUDA driver double
- * (tests/cudadouble, loaded through COH_CUDA_LIBRARY): discovery, managed
+ * (tests/doubles/cudadouble, loaded through COH_CUDA_LIBRARY): discovery, managed
  * allocation, migration sync and async, per-page residency, pin- and
  * fork-queries, the fork policies with real forks, pageable memory (HMM) mode,
  * and the driver's failures reaching the caller with nothing changed.
