@@ -30,7 +30,7 @@
  * record's priv; owned_mappings and describe_node added; fork staging moved
  * into the core (fork_plan, fork_copy, fork_buffer replace fork_view and the
  * backends' own staging), fork_policy returns 0 or -errno. */
-#define COH_BACKEND_ABI 2
+#define COH_BACKEND_ABI 3   /* 3: device_access and access_note */
 
 /* NUMA node ids are below this everywhere in the library (node bitmaps,
  * masks for mbind, ids read from sysfs). */
@@ -72,6 +72,9 @@ struct coh_target_desc {
 	unsigned device_status;   /* COH_DEVICE_HAS_UUID, COH_DEVICE_HAS_GPU_ID, COH_DEVICE_UNVERIFIED */
 	uint32_t gpu_id;          /* with COH_DEVICE_HAS_GPU_ID */
 	uint8_t uuid[16];         /* with COH_DEVICE_HAS_UUID */
+	/* How ops->device_access reaches memory, or why this target has no
+	 * device access (a static string; NULL: the core says none). */
+	const char *access_note;
 };
 
 /* A mapping this backend's driver owns: /proc/PID/maps shows a path that
@@ -199,6 +202,12 @@ struct coh_backend_ops {
 	int (*migrate_poll)(void *token, int timeout_ms);
 	void (*migrate_done)(void *token);
 
+	/* COH_CAP_DEVICE_ACCESS: the device of dev reads (COH_DEVICE_SUM: sums
+	 * gets len / COH_SUM_BLOCK sums) and/or writes (COH_DEVICE_FILL) the
+	 * page-aligned range, which lies in rec (of any target); 0 or -errno
+	 * (-EFAULT: the device cannot reach rec's memory). */
+	int (*device_access)(coh_target *dev, const struct coh_alloc_rec *rec, void *addr, size_t len,
+			     unsigned ops, uint64_t pattern, uint64_t *sums);
 	/* The mappings this backend's driver owns: an array ended by { NULL },
 	 * or NULL.  The core never names a driver's device file itself. */
 	const struct coh_owned_mapping *owned_mappings;

@@ -51,6 +51,7 @@ int coh_target_add(coh_context *ctx, const struct coh_target_desc *desc)
 		{ COH_CAP_MIGRATE_STICKY, o->migrate != NULL || o->migrate_start != NULL, "migrate or migrate_start" },
 		{ COH_CAP_MIGRATE_ASYNC, o->migrate != NULL || o->migrate_start != NULL, "migrate or migrate_start" },
 		{ COH_CAP_ADVISE, o->advise != NULL, "advise" },
+		{ COH_CAP_DEVICE_ACCESS, o->device_access != NULL, "device_access" },
 	};
 	for (size_t i = 0; i < sizeof(needs) / sizeof(needs[0]); i++)
 		if ((desc->caps & needs[i].cap) && !needs[i].have) {
@@ -222,6 +223,7 @@ const char *coh_cap_name(uint64_t cap)
 	case COH_CAP_FORK_KERNEL: return "fork-kernel";
 	case COH_CAP_HUGE_PAGES: return "huge-pages";
 	case COH_CAP_MIGRATE_STICKY: return "migrate-sticky";
+	case COH_CAP_DEVICE_ACCESS: return "device-access";
 	default: return NULL;
 	}
 }
@@ -512,6 +514,9 @@ int coh_target_device(const coh_target *t, struct coh_device_info *out)
 		i.pci_dev = (uint8_t)dev;
 		i.pci_fn = (uint8_t)fn;
 	}
+	i.access_note = d->access_note ? d->access_note
+		      : d->caps & COH_CAP_DEVICE_ACCESS ? "the backend's device access"
+							 : "no device access: the backend has none";
 	coh_struct_out(out, &i, sizeof(i));
 	return 0;
 }

@@ -157,6 +157,9 @@ enum coh_cap {
 	 * later there (a memory policy or the driver's preferred location);
 	 * without it only the pages present at the migration move. */
 	COH_CAP_MIGRATE_STICKY = 1u << 13,
+	/* coh_device_access(): the target's own device can read and write
+	 * memory (coh_device_info.access_note says how, or why it cannot). */
+	COH_CAP_DEVICE_ACCESS = 1u << 14,
 };
 
 /* Number of targets, or -errno. */
@@ -254,6 +257,9 @@ struct coh_device_info {
 	uint32_t pci_domain;
 	uint8_t pci_bus, pci_dev, pci_fn;
 	uint8_t uuid[16];         /* device UUID (CUDA device UUID) */
+	/* How coh_device_access() reaches memory on this target's device, or
+	 * why it cannot (a static string, never NULL). */
+	const char *access_note;
 };
 /* The identity of the target's device as data: 0 and *out, -EINVAL for bad input. */
 COH_API int coh_target_device(const coh_target *t, struct coh_device_info *out);
@@ -346,6 +352,48 @@ COH_API int coh_migration_test(coh_migration *m);
 COH_API int coh_migration_wait(coh_migration *m, int timeout_ms);
 /* Waits for completion, then frees the handle. */
 COH_API void coh_migration_free(coh_migration *m);
+
+/* ------------------------------------------------------------------ */
+/* Device access                                                       */
+/* ------------------------------------------------------------------ */
+
+/* What coh_device_access() has the device do; both: each word is read
+ * (summed) before it is written. */
+enum coh_device_op {
+	COH_DEVICE_SUM = 1u << 0,    /* read every 64-bit word; sums[i] = coh_block_sum() of block i */
+	COH_DEVICE_FILL = 1u << 1,   /* write coh_pattern_word(pattern, offset) to every word */
+};
+/* The checksum block: one sum per 4 KiB of the range, whatever the page size. */
+#define COH_SUM_BLOCK 4096u
+
+/* The word a fill writes at byte offset `offset` (a multiple of 8) from the
+ * start of the range. */
+static inline uint64_t coh_pattern_word(uint64_t pattern, uint64_t offset)
+{
+	return pattern ^ (offset * 0x9E3779B97F4A7C15ull);
+}
+/* The sum of one COH_SUM_BLOCK block: word i weighted by 2i+1, modulo 2^64
+ * (a device sums the words in any order and gets the same). */
+static inline uint64_t coh_block_sum(const void *block)
+{
+	const uint64_t *w = (const uint64_t *)block;
+	uint64_t s = 0;
+	for (uint64_t i = 0; i < COH_SUM_BLOCK / 8; i++)
+		s += w[i] * (2 * i + 1);
+	return s;
+}
+/* The device of target dev reads and/or writes [addr, addr+len) itself (a
+ * kernel, a DMA engine, a driver's mirror: coh_device_info.access_note says
+ * which), so that what the device saw can be compared with what the CPU
+ * sees.  The range is page aligned and inside one allocation or adopted
+ * range, of any target the device can reach.  With COH_DEVICE_SUM, sums
+ * holds at least len / COH_SUM_BLOCK entries.  Returns 0 when the device
+ * did all of it; -EOPNOTSUPP without COH_CAP_DEVICE_ACCESS; -EFAULT when
+ * the device cannot reach that memory; -EINVAL, -ENOENT, -EXDEV, -EROFS as
+ * for coh_migrate().  Residency after the access is the device's own
+ * affair (a GPU fault may move pages); coh_query() says where they are. */
+COH_API int coh_device_access(coh_context *ctx, coh_target *dev, void *addr, size_t len, unsigned ops,
+			      uint64_t pattern, uint64_t *sums, size_t nsums);
 
 /* ------------------------------------------------------------------ */
 /* Advice                                                              */

@@ -154,6 +154,7 @@ int amd_discover(coh_context *ctx, void **priv)
 				 (g->location >> 8) & 0xff, (g->location >> 3) & 0x1f, g->location & 7);
 		desc.numa_node = -1;
 		desc.total_bytes = g->vram;
+		desc.access_note = "none: a GPU access is a kernel dispatch through the HSA runtime, which the amd backend does not use";
 		desc.caps = COH_CAP_QUERY | COH_CAP_PIN_QUERY;
 		/* a recording describes what the live machine would offer */
 		if ((g->cap & HSA_CAP_SVMAPI_SUPPORTED) && (coh_ctx_replay(ctx) || g->svm))

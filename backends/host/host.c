@@ -165,6 +165,7 @@ static int host_add(coh_context *ctx, int node, const struct node_facts *f, uint
 	d.capacity_unknown = !f->capacity_known;
 	d.persistent = f->pmem[0] != '\0';
 	d.caps = caps;
+	d.access_note = "none: the CPU is the only initiator of host memory";
 	d.zone_movable = f->movable;
 	d.priv = ht;
 	int e = coh_target_add(ctx, &d);
