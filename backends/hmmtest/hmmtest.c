@@ -144,7 +144,8 @@ static int hmm_discover(coh_context *ctx, void **priv)
 		d.total_bytes = 256u << 20;   /* one chunk; the private emulation adds chunks on demand */
 		d.caps = COH_CAP_ALLOC | COH_CAP_ADOPT | COH_CAP_MIGRATE | COH_CAP_MIGRATE_ASYNC | COH_CAP_QUERY |
 			 COH_CAP_PIN_QUERY | COH_CAP_FORK_COPY | COH_CAP_FORK_EXCLUDE | COH_CAP_FORK_ZERO |
-			 COH_CAP_FORK_KERNEL;
+			 COH_CAP_FORK_KERNEL | COH_CAP_DEVICE_ACCESS;
+		d.access_note = "the driver's mirror of the page table (HMM_DMIRROR_READ, _WRITE)";
 		d.priv = ht;
 		int e = coh_target_add(ctx, &d);
 		if (e) {
@@ -342,6 +343,45 @@ static int hmm_fork_copy(const struct coh_alloc_rec *rec, void *copy)
 	return e;
 }
 
+/* The device reads and writes through its mirror of the process's page
+ * table: HMM_DMIRROR_READ and _WRITE fault the range into the device's view
+ * (hmm_range_fault; another device's private pages come back to system
+ * memory, this device's own stay) and copy through a bounce buffer. */
+static int hmm_device_access(coh_target *dev, const struct coh_alloc_rec *rec, void *addr, size_t len,
+			     unsigned ops, uint64_t pattern, uint64_t *sums)
+{
+	(void)rec;
+	int fd = own_fd(dev);
+	if (fd < 0)
+		return fd;
+	size_t ps = coh_ctx_page_size(coh_target_context(dev)), np = len / ps;
+	uint64_t *buf = malloc(HMM_BATCH * ps);
+	if (!buf)
+		return -ENOMEM;
+	uintptr_t a = (uintptr_t)addr;
+	int e = 0;
+	for (size_t done = 0; done < np && !e; done += HMM_BATCH) {
+		size_t c = np - done < HMM_BATCH ? np - done : HMM_BATCH, bytes = c * ps;
+		uint64_t cp = 0;
+		if (ops & COH_DEVICE_SUM) {
+			e = dmirror(fd, HMM_DMIRROR_READ, a + done * ps, c, buf, &cp);
+			if (!e && cp != c)
+				e = -EFAULT;
+			for (size_t b = 0; !e && b < bytes / COH_SUM_BLOCK; b++)
+				sums[(done * ps) / COH_SUM_BLOCK + b] = coh_block_sum((char *)buf + b * COH_SUM_BLOCK);
+		}
+		if (!e && (ops & COH_DEVICE_FILL)) {
+			for (size_t w = 0; w < bytes / 8; w++)
+				buf[w] = coh_pattern_word(pattern, done * ps + w * 8);
+			e = dmirror(fd, HMM_DMIRROR_WRITE, a + done * ps, c, buf, &cp);
+			if (!e && cp != c)
+				e = -EFAULT;
+		}
+	}
+	free(buf);
+	return e;
+}
+
 const struct coh_backend_ops coh_hmmtest_backend = {
 	.abi = COH_BACKEND_ABI,
 	.size = sizeof(struct coh_backend_ops),
@@ -357,4 +397,5 @@ const struct coh_backend_ops coh_hmmtest_backend = {
 	.query_resolve = hmm_query_resolve,
 	.fork_plan = hmm_fork_plan,
 	.fork_copy = hmm_fork_copy,
+	.device_access = hmm_device_access,
 };
