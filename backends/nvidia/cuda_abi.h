@@ -20,6 +20,8 @@ typedef uint64_t CUdeviceptr;
 typedef struct CUctx_st *CUcontext;
 typedef struct CUstream_st *CUstream;
 typedef struct CUevent_st *CUevent;
+typedef struct CUmod_st *CUmodule;
+typedef struct CUfunc_st *CUfunction;
 typedef struct {
 	unsigned char bytes[16];
 } CUuuid;
@@ -38,6 +40,7 @@ typedef struct {
 #define CUDA_ERROR_INVALID_DEVICE 101
 #define CUDA_ERROR_INVALID_CONTEXT 201
 #define CUDA_ERROR_NOT_READY 600
+#define CUDA_ERROR_ILLEGAL_ADDRESS 700
 #define CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED 712
 #define CUDA_ERROR_NOT_SUPPORTED 801
 #define CUDA_ERROR_UNKNOWN 999
@@ -122,6 +125,11 @@ typedef CUresult (*cu_event_create_fn)(CUevent *ev, unsigned flags);
 typedef CUresult (*cu_event_record_fn)(CUevent ev, CUstream s);
 typedef CUresult (*cu_event_fn)(CUevent ev);
 typedef CUresult (*cu_error_name_fn)(CUresult r, const char **name);
+typedef CUresult (*cu_module_load_data_fn)(CUmodule *mod, const void *image);
+typedef CUresult (*cu_module_get_function_fn)(CUfunction *fn, CUmodule mod, const char *name);
+typedef CUresult (*cu_module_unload_fn)(CUmodule mod);
+typedef CUresult (*cu_launch_kernel_fn)(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+					unsigned bz, unsigned shared_bytes, CUstream s, void **params, void **extra);
 
 /*
  * X(field, type, export name, required): the table the backend fills with
@@ -161,6 +169,10 @@ typedef CUresult (*cu_error_name_fn)(CUresult r, const char **name);
 	X(event_query, cu_event_fn, "cuEventQuery", 1)                                   \
 	X(event_sync, cu_event_fn, "cuEventSynchronize", 1)                              \
 	X(event_destroy, cu_event_fn, "cuEventDestroy_v2", 1)                            \
-	X(error_name, cu_error_name_fn, "cuGetErrorName", 0)
+	X(error_name, cu_error_name_fn, "cuGetErrorName", 0)                             \
+	X(module_load_data, cu_module_load_data_fn, "cuModuleLoadData", 0)               \
+	X(module_get_function, cu_module_get_function_fn, "cuModuleGetFunction", 0)      \
+	X(module_unload, cu_module_unload_fn, "cuModuleUnload", 0)                       \
+	X(launch_kernel, cu_launch_kernel_fn, "cuLaunchKernel", 0)
 
 #endif

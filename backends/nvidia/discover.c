@@ -76,7 +76,11 @@ static int add_gpu(coh_context *ctx, struct nv_backend *nb, int ordinal)
 	/* adopt: the application's managed memory anywhere, ordinary memory with HMM/ATS */
 	desc.caps = COH_CAP_ALLOC | COH_CAP_ADOPT | COH_CAP_MIGRATE | COH_CAP_MIGRATE_ASYNC | COH_CAP_ADVISE | COH_CAP_QUERY |
 		    COH_CAP_PIN_QUERY | COH_CAP_FORK_COPY | COH_CAP_FORK_EXCLUDE | COH_CAP_FORK_ZERO |
-		    COH_CAP_FORK_KERNEL | (nb->prefer ? COH_CAP_MIGRATE_STICKY : 0);
+		    COH_CAP_FORK_KERNEL | (nb->prefer ? COH_CAP_MIGRATE_STICKY : 0) |
+		    (nv_can_launch(nb) ? COH_CAP_DEVICE_ACCESS : 0);
+	desc.access_note = !nv_can_launch(nb) ? "none: the driver lacks cuModuleLoadData or cuLaunchKernel"
+			   : g->pageable ? "a CUDA kernel (PTX, cuLaunchKernel) on managed and pageable memory"
+					 : "a CUDA kernel (PTX, cuLaunchKernel) on managed memory";
 	desc.priv = g;
 	int e = coh_target_add(ctx, &desc);
 	if (e) {

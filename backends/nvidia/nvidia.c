@@ -35,6 +35,7 @@ const struct coh_backend_ops coh_nvidia_backend = {
 	.migrate_start = nv_migrate_start,
 	.migrate_poll = nv_migrate_poll,
 	.migrate_done = nv_migrate_done,
+	.device_access = nv_device_access,
 	.owned_mappings = nv_owned,
 	.tunables = nv_tunables,
 };

@@ -64,6 +64,8 @@ struct nv_gpu {
 	CUstream stream[NV_MAX_STREAMS];
 	int nstreams;
 	int pageable, host_pt, concurrent;
+	CUfunction access_fn;      /* device access: coh_access, loaded at first use (access.c) */
+	int access_err;            /* its load failed: -errno, kept */
 };
 
 struct nv_backend {
@@ -147,6 +149,11 @@ int nv_advise(const struct coh_alloc_rec *rec, void *addr, size_t len, int advic
 int nv_query_resolve(const struct coh_alloc_rec *rec, const struct coh_extent *in, struct coh_extent *out,
 		     size_t max);
 extern const struct coh_owned_mapping nv_owned[];
+
+/* access.c */
+bool nv_can_launch(const struct nv_backend *nb);
+int nv_device_access(coh_target *dev, const struct coh_alloc_rec *rec, void *addr, size_t len, unsigned ops,
+		     uint64_t pattern, uint64_t *sums);
 
 /* fork.c */
 void nv_staging_drop(struct nv_backend *nb);
