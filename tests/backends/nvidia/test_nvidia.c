@@ -500,6 +500,92 @@ START_TEST(pageable_memory_adopt)
 }
 END_TEST
 
+/* The device-access kernel: GPU first touch and GPU faults move managed
+ * pages to the GPU, a CPU read brings them back; memory the GPU cannot reach
+ * is refused before any launch (a bad launch would poison the CUDA context). */
+START_TEST(device_access_kernel)
+{
+	setenv("CUDADOUBLE_DEVICES", "2", 1);
+	coh_context *ctx = nv_ctx();
+	coh_target *g = gpu(ctx, 0), *h = coh_target_by_node(ctx, 0);
+	ck_assert(coh_target_caps(g) & COH_CAP_DEVICE_ACCESS);
+	struct coh_device_info di = { .size = sizeof(di) };
+	ck_assert_int_eq(coh_target_device(g, &di), 0);
+	ck_assert_msg(strstr(di.access_note, "cuLaunchKernel"), "note %s", di.access_note);
+	long (*launches)(void) = (long (*)(void))dlsym(dbl, "cudadouble_launches");
+	ck_assert(launches);
+	size_t len = 8 * ps;
+	uint64_t *p, sums[64];
+	ck_assert_int_eq(coh_alloc(g, len, NULL, (void **)&p), 0);
+	ck_assert_int_eq(coh_migrate(ctx, p, len, h, 0), 0);
+	ck_assert(all_state(p, len, -1));
+	long l0 = launches(), f0 = d_faultbacks();
+	ck_assert_int_eq(coh_device_access(ctx, g, p, len, COH_DEVICE_FILL, 7, NULL, 0), 0);
+	ck_assert_int_eq(launches(), l0 + 1);
+	ck_assert_msg(all_state(p, len, 0), "the GPU's writes fault the pages over to it");
+	/* off the CPU, and the driver's last prefetch named the CPU: "managed,
+	 * place unknown" (the driver has no per-page location query) */
+	struct coh_extent x[4];
+	ck_assert_int_eq(coh_query(ctx, p, len, x, 4, sizeof(struct coh_extent)), 1);
+	ck_assert_int_eq(x[0].kind, COH_MEM_VENDOR_MANAGED);
+	for (size_t i = 0; i < len / 8; i++)
+		ck_assert_uint_eq(p[i], coh_pattern_word(7, i * 8));
+	ck_assert_int_ge(d_faultbacks(), f0 + 1);
+	ck_assert(all_state(p, len, -1));
+	ck_assert_int_eq(coh_device_access(ctx, g, p, len, COH_DEVICE_SUM, 0, sums, len / COH_SUM_BLOCK), 0);
+	for (size_t b = 0; b < len / COH_SUM_BLOCK; b++)
+		ck_assert_uint_eq(sums[b], coh_block_sum((char *)p + b * COH_SUM_BLOCK));
+	/* a second GPU reads managed memory too */
+	ck_assert_int_eq(coh_device_access(ctx, gpu(ctx, 1), p, len, COH_DEVICE_SUM, 0, sums, len / COH_SUM_BLOCK), 0);
+	ck_assert(all_state(p, len, 1));
+	/* host memory: no pageable access here */
+	void *q;
+	ck_assert_int_eq(coh_alloc(h, len, NULL, &q), 0);
+	memset(q, 5, len);
+	long l1 = launches();
+	ck_assert_int_eq(coh_device_access(ctx, g, q, len, COH_DEVICE_FILL, 1, NULL, 0), -EFAULT);
+	ck_assert_int_eq(launches(), l1);
+	ck_assert_int_eq(((unsigned char *)q)[len - 1], 5);
+	coh_free(ctx, q);
+	coh_free(ctx, p);
+	coh_context_unref(ctx);
+}
+END_TEST
+
+START_TEST(device_access_refused_ptx)
+{
+	coh_context *ctx = nv_ctx();
+	coh_target *g = gpu(ctx, 0);
+	d_fail("cuModuleLoadData", 1, 218);
+	uint64_t *p;
+	size_t len = 2 * ps;
+	ck_assert_int_eq(coh_alloc(g, len, NULL, (void **)&p), 0);
+	p[0] = 42;
+	ck_assert_int_eq(coh_device_access(ctx, g, p, len, COH_DEVICE_FILL, 1, NULL, 0), -EIO);
+	ck_assert_int_eq(coh_device_access(ctx, g, p, len, COH_DEVICE_FILL, 1, NULL, 0), -EIO);
+	ck_assert_int_eq(d_calls("cuModuleLoadData"), 1);
+	ck_assert_uint_eq(p[0], 42);
+	coh_free(ctx, p);
+	coh_context_unref(ctx);
+}
+END_TEST
+
+START_TEST(device_access_pageable)
+{
+	setenv("CUDADOUBLE_PAGEABLE", "1", 1);
+	coh_context *ctx = nv_ctx();
+	coh_target *g = gpu(ctx, 0), *h = coh_target_by_node(ctx, 0);
+	uint64_t *q;
+	size_t len = 4 * ps;
+	ck_assert_int_eq(coh_alloc(h, len, NULL, (void **)&q), 0);
+	ck_assert_int_eq(coh_device_access(ctx, g, q, len, COH_DEVICE_FILL, 9, NULL, 0), 0);
+	for (size_t i = 0; i < len / 8; i++)
+		ck_assert_uint_eq(q[i], coh_pattern_word(9, i * 8));
+	coh_free(ctx, q);
+	coh_context_unref(ctx);
+}
+END_TEST
+
 START_TEST(no_pageable_no_adopt)
 {
 	coh_context *ctx = nv_ctx();
@@ -597,6 +683,9 @@ int main(void)
 	tcase_add_test(tc, fork_copy_twice_reuses_staging);
 	tcase_add_test(tc, pageable_memory_adopt);
 	tcase_add_test(tc, no_pageable_no_adopt);
+	tcase_add_test(tc, device_access_kernel);
+	tcase_add_test(tc, device_access_refused_ptx);
+	tcase_add_test(tc, device_access_pageable);
 	tcase_add_test(tc, adopt_application_managed);
 	tcase_add_test(tc, unref_frees_everything);
 	suite_add_tcase(s, tc);

@@ -48,6 +48,9 @@
 
 /* Values the ABI header does not carry. */
 #define CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED 713
+#define CUDA_ERROR_INVALID_PTX 218
+#define CUDA_ERROR_INVALID_HANDLE 400
+#define CUDA_ERROR_NOT_FOUND 500
 #define CU_MEM_ATTACH_HOST 0x2
 #define CU_MEM_RANGE_ATTRIBUTE_ACCESSED_BY 3
 #define CU_MEM_RANGE_ATTRIBUTE_PREFERRED_LOCATION_TYPE 5
@@ -81,6 +84,8 @@
 #define CTX_MAGIC 0xc0c7e4a1u
 #define STREAM_MAGIC 0x57e4a111u
 #define EVENT_MAGIC 0xe7e47111u
+#define MODULE_MAGIC 0x30d0e1a5u
+#define FUNC_MAGIC 0xf0c7a11bu
 
 /* Page states and locations (a location is -2 none, -1 CPU, d >= 0 device). */
 #define ST_UNPOP (-3)
@@ -123,12 +128,18 @@ API CUresult cuEventQuery(CUevent ev);
 API CUresult cuEventSynchronize(CUevent ev);
 API CUresult cuEventDestroy_v2(CUevent ev);
 API CUresult cuGetErrorName(CUresult r, const char **name);
+API CUresult cuModuleLoadData(CUmodule *mod, const void *image);
+API CUresult cuModuleGetFunction(CUfunction *fn, CUmodule mod, const char *name);
+API CUresult cuModuleUnload(CUmodule mod);
+API CUresult cuLaunchKernel(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+			    unsigned shared_bytes, CUstream s, void **params, void **extra);
 
 /* Control API for tests. */
 API void cudadouble_fail(const char *entry, int nth, int result);
 API long cudadouble_calls(const char *entry);
 API int cudadouble_page_state(const void *addr);
 API long cudadouble_faultbacks(void);
+API long cudadouble_launches(void);
 API long long cudadouble_copied_bytes(void);
 API void cudadouble_reset(void);
 
@@ -150,6 +161,10 @@ SAME_TYPE(cuMemGetInfo_v2, cu_mem_get_info_fn);
 SAME_TYPE(cuMemAllocManaged, cu_alloc_managed_fn);
 SAME_TYPE(cuMemFree_v2, cu_mem_free_fn);
 SAME_TYPE(cuMemPrefetchAsync_v2, cu_prefetch_v2_fn);
+SAME_TYPE(cuModuleLoadData, cu_module_load_data_fn);
+SAME_TYPE(cuModuleGetFunction, cu_module_get_function_fn);
+SAME_TYPE(cuModuleUnload, cu_module_unload_fn);
+SAME_TYPE(cuLaunchKernel, cu_launch_kernel_fn);
 SAME_TYPE(cuMemPrefetchAsync, cu_prefetch_fn);
 SAME_TYPE(cuMemAdvise_v2, cu_advise_v2_fn);
 SAME_TYPE(cuMemAdvise, cu_advise_fn);
@@ -224,6 +239,19 @@ struct CUstream_st {
 	unsigned flags;
 };
 
+/* A module of libcoherent's own PTX (the only code the double can run) and
+ * its one kernel. */
+struct CUfunc_st {
+	unsigned magic;
+};
+
+struct CUmod_st {
+	struct CUmod_st *next;
+	unsigned magic;
+	int dev;
+	struct CUfunc_st fn;   /* "coh_access" */
+};
+
 struct CUevent_st {
 	struct CUevent_st *next;
 	unsigned magic;
@@ -254,6 +282,8 @@ static struct {
 	struct reg *regs;
 	struct CUstream_st *streams;
 	struct CUevent_st *events;
+	struct CUmod_st *modules;
+	long launches;              /* cuLaunchKernel calls that ran */
 	struct hmm_ent *hmm;
 	size_t hmm_cap, hmm_used;
 	long calls[E_COUNT];
@@ -649,6 +679,17 @@ static void destroy_ctx(int dev)
 			free(e);
 		} else {
 			pp = &e->next;
+		}
+	}
+	for (struct CUmod_st **pp = &g.modules; *pp;) {
+		struct CUmod_st *m = *pp;
+		if (m->dev == dev) {
+			*pp = m->next;
+			m->magic = 0;
+			m->fn.magic = 0;
+			free(m);
+		} else {
+			pp = &m->next;
 		}
 	}
 }
@@ -1538,6 +1579,149 @@ static CUresult do_event_destroy(CUevent ev)
 	return CUDA_ERROR_INVALID_VALUE;
 }
 
+/* ---- modules and kernels ---- */
+
+static bool module_live(CUmodule m)
+{
+	for (struct CUmod_st *x = g.modules; x; x = x->next)
+		if (x == m && x->magic == MODULE_MAGIC)
+			return true;
+	return false;
+}
+
+static CUresult do_module_load(CUmodule *mod, const void *image)
+{
+	struct CUctx_st *c = current_ctx();
+	if (!c)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	if (!mod || !image)
+		return CUDA_ERROR_INVALID_VALUE;
+	/* The double runs libcoherent's device-access kernel only, recognised
+	 * by its entry; any other image is PTX it cannot compile. */
+	const char *text = image;
+	if (!strstr(text, ".version ") || !strstr(text, ".entry coh_access("))
+		return CUDA_ERROR_INVALID_PTX;
+	struct CUmod_st *m = calloc(1, sizeof *m);
+	if (!m)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	*m = (struct CUmod_st){ g.modules, MODULE_MAGIC, c->dev, { FUNC_MAGIC } };
+	g.modules = m;
+	*mod = m;
+	return CUDA_SUCCESS;
+}
+
+static CUresult do_module_get_function(CUfunction *fn, CUmodule mod, const char *name)
+{
+	if (!current_ctx())
+		return CUDA_ERROR_INVALID_CONTEXT;
+	if (!fn || !name)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (!module_live(mod))
+		return CUDA_ERROR_INVALID_HANDLE;
+	if (strcmp(name, "coh_access") != 0)
+		return CUDA_ERROR_NOT_FOUND;
+	*fn = &mod->fn;
+	return CUDA_SUCCESS;
+}
+
+static CUresult do_module_unload(CUmodule mod)
+{
+	for (struct CUmod_st **pp = &g.modules; *pp; pp = &(*pp)->next)
+		if (*pp == mod && mod->magic == MODULE_MAGIC) {
+			*pp = mod->next;
+			mod->magic = 0;
+			free(mod);
+			return CUDA_SUCCESS;
+		}
+	return CUDA_ERROR_INVALID_HANDLE;
+}
+
+/* Can the GPU reach [lo, hi) (page aligned)?  Managed memory always; other
+ * memory when registered, or mapped with prot in pageable (HMM) mode.
+ * Counts the managed pages not yet on dev. */
+static bool gpu_reach(uintptr_t lo, uintptr_t hi, int prot, int dev, size_t *move)
+{
+	for (uintptr_t x = lo; x < hi; x += PG) {
+		struct alloc *a = find_alloc(x);
+		if (a) {
+			*move += a->pg[(x - a->base) / PG].state != dev;
+			continue;
+		}
+		struct reg *r = find_reg(x);
+		if (r && (!(prot & PROT_WRITE) || !(r->flags & CU_MEMHOSTREGISTER_READ_ONLY)))
+			continue;
+		if (!g.pageable || !range_mapped(x, x + PG, prot))
+			return false;
+	}
+	return true;
+}
+
+/* A GPU access of one page: a managed page faults over to dev (GPU
+ * first-touch populates it there); the device's view of the byte at x. */
+static unsigned char *gpu_touch(uintptr_t x, int dev)
+{
+	struct alloc *a = find_alloc(x);
+	if (!a)
+		return (unsigned char *)x;
+	size_t i = (x - a->base) / PG;
+	if (a->pg[i].state != dev)
+		move_to_device(a, i, i + 1, dev);
+	return a->shadow + (x - a->base);
+}
+
+/* coh_access (backends/nvidia/kernels/access.cu), run on the CPU with the
+ * GPU's view of memory. */
+static CUresult run_access(int dev, uintptr_t base, uint64_t nblocks, unsigned ops, uint64_t pattern, uintptr_t sums)
+{
+	if (nblocks == 0)
+		return CUDA_SUCCESS;
+	uintptr_t shi = 0;
+	if (!base || base % 8 || nblocks > (UINTPTR_MAX - base) / PG)
+		return CUDA_ERROR_ILLEGAL_ADDRESS;
+	if ((ops & 1) && (!sums || sums % 8 || nblocks > (UINTPTR_MAX - sums) / 8 - PG || !page_up(sums + nblocks * 8, &shi)))
+		return CUDA_ERROR_ILLEGAL_ADDRESS;
+	size_t move = 0;
+	if (!gpu_reach(page_down(base), base + nblocks * PG, (ops & 2) ? PROT_READ | PROT_WRITE : PROT_READ, dev, &move))
+		return CUDA_ERROR_ILLEGAL_ADDRESS;
+	if ((ops & 1) && !gpu_reach(page_down(sums), shi, PROT_READ | PROT_WRITE, dev, &move))
+		return CUDA_ERROR_ILLEGAL_ADDRESS;
+	if (move * PG > g.mem - g.resident[dev])
+		return CUDA_ERROR_OUT_OF_MEMORY;   /* real UVM would evict; the double does not */
+	for (uint64_t b = 0; b < nblocks; b++) {
+		uint64_t sum = 0;
+		uint64_t *w = (uint64_t *)gpu_touch(base + b * PG, dev);
+		for (uint64_t i = 0; i < PG / 8; i++) {
+			if (ops & 1)
+				sum += w[i] * (2 * i + 1);
+			if (ops & 2)
+				w[i] = pattern ^ ((b * PG + i * 8) * 0x9E3779B97F4A7C15ull);
+		}
+		if (ops & 1)
+			memcpy(gpu_touch(sums + b * 8, dev), &sum, 8);
+	}
+	g.launches++;
+	return CUDA_SUCCESS;
+}
+
+static CUresult do_launch(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+			  unsigned shared_bytes, CUstream s, void **params, void **extra)
+{
+	struct CUctx_st *c = current_ctx();
+	if (!c)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	bool live = false;
+	for (struct CUmod_st *m = g.modules; m; m = m->next)
+		live |= &m->fn == fn && fn->magic == FUNC_MAGIC;
+	if (!live)
+		return CUDA_ERROR_INVALID_HANDLE;
+	if (!stream_ok(s) || !params || extra || !gx || !gy || !gz || !bx || !by || !bz ||
+	    (uint64_t)bx * by * bz > 1024 || shared_bytes > 48 * 1024)
+		return CUDA_ERROR_INVALID_VALUE;
+	uintptr_t base = (uintptr_t)*(void **)params[0], sums = (uintptr_t)*(void **)params[4];
+	uint64_t nblocks = *(uint64_t *)params[1], pattern = *(uint64_t *)params[3];
+	unsigned ops = *(unsigned *)params[2];
+	return run_access(c->dev, base, nblocks, ops, pattern, sums);
+}
 static CUresult do_error_name(CUresult r, const char **name)
 {
 	static const struct {
@@ -1552,7 +1736,9 @@ static CUresult do_error_name(CUresult r, const char **name)
 		{ 100, "CUDA_ERROR_NO_DEVICE" },
 		{ 101, "CUDA_ERROR_INVALID_DEVICE" },
 		{ 201, "CUDA_ERROR_INVALID_CONTEXT" },
+		{ 218, "CUDA_ERROR_INVALID_PTX" },
 		{ 400, "CUDA_ERROR_INVALID_HANDLE" },
+		{ 500, "CUDA_ERROR_NOT_FOUND" },
 		{ 600, "CUDA_ERROR_NOT_READY" },
 		{ 700, "CUDA_ERROR_ILLEGAL_ADDRESS" },
 		{ 709, "CUDA_ERROR_CONTEXT_IS_DESTROYED" },
@@ -1665,6 +1851,17 @@ CUresult cuEventQuery(CUevent ev) { API_BODY(event_query, true, do_event_check(e
 CUresult cuEventSynchronize(CUevent ev) { API_BODY(event_sync, true, do_event_check(ev)); }
 CUresult cuEventDestroy_v2(CUevent ev) { API_BODY(event_destroy, true, do_event_destroy(ev)); }
 CUresult cuGetErrorName(CUresult r, const char **name) { API_BODY(error_name, false, do_error_name(r, name)); }
+CUresult cuModuleLoadData(CUmodule *mod, const void *image) { API_BODY(module_load_data, true, do_module_load(mod, image)); }
+CUresult cuModuleGetFunction(CUfunction *fn, CUmodule mod, const char *name)
+{
+	API_BODY(module_get_function, true, do_module_get_function(fn, mod, name));
+}
+CUresult cuModuleUnload(CUmodule mod) { API_BODY(module_unload, true, do_module_unload(mod)); }
+CUresult cuLaunchKernel(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+			unsigned shared_bytes, CUstream s, void **params, void **extra)
+{
+	API_BODY(launch_kernel, true, do_launch(fn, gx, gy, gz, bx, by, bz, shared_bytes, s, params, extra));
+}
 
 /* ---- control API ---- */
 void cudadouble_fail(const char *entry, int nth, int result)
@@ -1708,6 +1905,14 @@ long cudadouble_faultbacks(void)
 	return n;
 }
 
+long cudadouble_launches(void)
+{
+	lock();
+	long n = g.launches;
+	unlock();
+	return n;
+}
+
 long long cudadouble_copied_bytes(void)
 {
 	lock();
@@ -1723,6 +1928,7 @@ void cudadouble_reset(void)
 	memset(g.fail_nth, 0, sizeof g.fail_nth);
 	memset(g.fail_res, 0, sizeof g.fail_res);
 	g.faultbacks = 0;
+	g.launches = 0;
 	g.copied = 0;
 	unlock();
 }

@@ -56,6 +56,7 @@ static long (*dbl_calls)(const char *);
 static int (*dbl_state)(const void *);
 static long (*dbl_faultbacks)(void);
 static long long (*dbl_copied)(void);
+static long (*dbl_launches)(void);
 static void (*dbl_reset)(void);
 
 static void *lib;
@@ -121,7 +122,8 @@ static void load(void)
 	dbl_faultbacks = (long (*)(void))dlsym(lib, "cudadouble_faultbacks");
 	dbl_copied = (long long (*)(void))dlsym(lib, "cudadouble_copied_bytes");
 	dbl_reset = (void (*)(void))dlsym(lib, "cudadouble_reset");
-	if (!dbl_fail || !dbl_calls || !dbl_state || !dbl_faultbacks || !dbl_copied || !dbl_reset) {
+	dbl_launches = (long (*)(void))dlsym(lib, "cudadouble_launches");
+	if (!dbl_fail || !dbl_calls || !dbl_state || !dbl_faultbacks || !dbl_copied || !dbl_reset || !dbl_launches) {
 		fprintf(stderr, "the double lacks its control API\n");
 		missing++;
 	}
@@ -628,6 +630,55 @@ static void test_register(void)
 	CHECK_EQ(cu.mem_free(dp(m)), 0);
 }
 
+/* Modules: only libcoherent's device-access PTX loads; its kernel runs with
+ * the GPU's view of memory. */
+static void launch_access(CUfunction f, void *base, unsigned long long nblocks, unsigned ops,
+			  unsigned long long pattern, void *sums, CUresult want)
+{
+	void *params[] = { &base, &nblocks, &ops, &pattern, &sums };
+	CHECK_EQ(cu.launch_kernel(f, 1, 1, 1, 128, 1, 1, 0, NULL, params, NULL), want);
+}
+
+static void test_modules(void)
+{
+	static const char ptx[] = ".version 7.0\n.target sm_75\n.visible .entry coh_access(\n)\n{\n}\n";
+	CUmodule mod, bad;
+	CUfunction f;
+	CHECK_EQ(cu.module_load_data(&bad, ".version 7.0\n.entry other(\n"), 218);
+	CHECK_EQ(cu.module_load_data(&mod, NULL), CUDA_ERROR_INVALID_VALUE);
+	CHECK_EQ(cu.module_load_data(&mod, ptx), 0);
+	CHECK_EQ(cu.module_get_function(&f, mod, "other"), 500);
+	CHECK_EQ(cu.module_get_function(&f, mod, "coh_access"), 0);
+	unsigned char *m = alloc_managed(4 * PG);
+	memset(m, 0, 4 * PG);
+	CHECK(states_are(m, 4, -1));
+	unsigned long long *sums = (unsigned long long *)alloc_managed(PG);
+	long l0 = dbl_launches();
+	launch_access(f, m, 4, 3, 5, sums, 0);
+	CHECK_EQ(dbl_launches(), l0 + 1);
+	CHECK(states_are(m, 4, 0));                 /* the GPU's touch faulted them over */
+	CHECK(states_are(sums, 1, 0));
+	CHECK_EQ(sums[0], 0);                        /* zeros summed before the fill */
+	CHECK_EQ(((unsigned long long *)m)[1], 5 ^ (8ULL * 0x9E3779B97F4A7C15ULL));
+	CHECK(states_are(m, 1, -1));                 /* the CPU read faulted page 0 back */
+	/* memory the GPU cannot reach: ordinary memory without pageable access */
+	unsigned char *plain = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	launch_access(f, plain, 1, 2, 1, NULL, 700);
+	CHECK_EQ(plain[0], 0);
+	/* registered host memory is reached in place */
+	CHECK_EQ(cu.host_register(plain, PG, 0), 0);
+	launch_access(f, plain, 1, 2, 1, NULL, 0);
+	CHECK_EQ(((unsigned long long *)plain)[0], 1);
+	CHECK_EQ(cu.host_unregister(plain), 0);
+	munmap(plain, PG);
+	CHECK_EQ(cu.launch_kernel(f, 1, 1, 1, 2048, 1, 1, 0, NULL, NULL, NULL), CUDA_ERROR_INVALID_VALUE);
+	CHECK_EQ(cu.module_unload(mod), 0);
+	CHECK_EQ(cu.module_unload(mod), 400);
+	launch_access(f, m, 1, 2, 1, NULL, 400);     /* the function went with its module */
+	CHECK_EQ(cu.mem_free(dp(sums)), 0);
+	CHECK_EQ(cu.mem_free(dp(m)), 0);
+}
+
 static void test_pointer(void)
 {
 	unsigned char *p = alloc_managed(3 * PG);
@@ -1067,6 +1118,7 @@ int main(int argc, char **argv)
 	test_advise();
 	test_memcpy();
 	test_register();
+	test_modules();
 	test_pointer();
 	test_streams();
 	test_inject();
