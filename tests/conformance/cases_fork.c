@@ -1,0 +1,352 @@
+/* SPDX-License-Identifier: MIT */
+/* Conformance: fork policies with real forks, the seed's residency question, a busy parent. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "suite.h"
+
+/* ---- fork policies, with real forks ---- */
+
+struct child_job {
+	unsigned char *p;
+	size_t len;
+	int view;
+};
+
+static int child_main(struct child_job *j)
+{
+	signal(SIGSEGV, SIG_DFL);
+	switch (j->view) {
+	case COH_CHILD_COPY:
+		if (!same(j->p, j->len, 6))
+			return 10;
+		memset(j->p, 0xee, j->len);   /* private: the parent must not see it */
+		return 0;
+	case COH_CHILD_SHARED:
+		if (!same(j->p, j->len, 6))
+			return 11;
+		memset(j->p, 0x5e, j->len);   /* the parent must see it */
+		return 0;
+	case COH_CHILD_ZERO:
+		for (size_t i = 0; i < j->len; i++)
+			if (j->p[i])
+				return 12;
+		return 0;
+	case COH_CHILD_ABSENT:
+	case COH_CHILD_UNREADABLE:
+		return *(volatile unsigned char *)j->p;   /* must not survive */
+	default:
+		return 13;
+	}
+}
+
+static const char *keeps_name(int keeps)
+{
+	switch (keeps) {
+	case COH_KEEPS_YES: return "yes";
+	case COH_KEEPS_NO: return "no";
+	case COH_KEEPS_FIRST_WRITER: return "if the child writes first";
+	default: return "unknown";
+	}
+}
+
+static void check_fork(coh_target *t, int policy)
+{
+	char name[32];
+	snprintf(name, sizeof(name), "fork-%s", coh_fork_policy_name(policy));
+	unsigned char *p = NULL;
+	if (!(coh_target_caps(t) & COH_CAP_ALLOC)) {
+		report(t, name, SKIP, "no alloc capability");
+		return;
+	}
+	size_t len = 16 * ps;
+	int e = coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE, .fork_policy = policy), (void **)&p);
+	if (!(coh_target_caps(t) & (COH_CAP_FORK_COPY << policy))) {
+		report(t, name, e == -EOPNOTSUPP ? PASS : FAIL, "policy not offered: alloc answered %s",
+		       coh_strerror(e));
+		if (!e)
+			coh_free(ctx, p);
+		return;
+	}
+	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
+	fill(p, len, 6);
+	struct coh_fork_extent fe[4];
+	int n = coh_fork_query(ctx, p, len, fe, 4, sizeof(struct coh_fork_extent));
+	CHECK(n == 1, "fork-query: %d extents (%s)", n, n < 0 ? coh_strerror(n) : "");
+	CHECK(fe[0].policy == policy, "fork-query reports policy %d", fe[0].policy);
+	struct coh_extent before[8], after[8];
+	int nb = coh_query(ctx, p, len, before, 8, sizeof(struct coh_extent));
+	struct child_job job = { .p = p, .len = len, .view = fe[0].child_view };
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(child_main(&job));
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+	if (fe[0].child_view == COH_CHILD_ABSENT || fe[0].child_view == COH_CHILD_UNREADABLE)
+		CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV, "child view '%s' but the child was not "
+		      "killed by SIGSEGV (status %#x)", coh_child_view_name(fe[0].child_view), st);
+	else
+		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child saw something other than '%s' (status %#x)",
+		      coh_child_view_name(fe[0].child_view), st);
+	if (fe[0].child_view == COH_CHILD_SHARED)
+		CHECK(p[0] == 0x5e && p[len - 1] == 0x5e, "child's writes not visible in the parent");
+	else
+		CHECK(same(p, len, 6), "parent's data changed by the child");
+	/* Any CPU access moves device-private pages whatever fork did, and this
+	 * range was filled by the CPU: fork-residency measures those instead. */
+	if (fe[0].parent_keeps == 1 && coh_target_kind(t) != COH_KIND_DEVICE_PRIVATE) {
+		p[0] = p[0];   /* a parent write after fork must not move anything either */
+		int na = coh_query(ctx, p, len, after, 8, sizeof(struct coh_extent));
+		CHECK(na == nb, "parent residency changed: %d extents, was %d", na, nb);
+		for (int i = 0; i < na; i++)
+			CHECK(after[i].kind == before[i].kind && after[i].node == before[i].node,
+			      "parent residency changed: %s node %d, was %s node %d", coh_mem_kind_name(after[i].kind),
+			      after[i].node, coh_mem_kind_name(before[i].kind), before[i].node);
+	}
+	report(t, name, PASS, "child: %s; parent keeps residency: %s", coh_child_view_name(fe[0].child_view),
+	       keeps_name(fe[0].parent_keeps));
+out:
+	if (p)
+		coh_free(ctx, p);
+}
+
+/* ---- the seed's complaint, measured: does the parent keep its device pages? ---- */
+
+/* Percentage of the range's bytes that are of the given kind. */
+/* Percentage of [p, p+len) of this kind (and, for driver-managed memory,
+ * on target t: its pages show one kind wherever they are). */
+static int percent_of_kind(void *p, size_t len, int kind, const coh_target *t)
+{
+	struct coh_extent x[64];
+	int n = coh_query(ctx, p, len, x, 64, sizeof(struct coh_extent));
+	size_t got = 0;
+	for (int i = 0; i < n; i++)
+		if (x[i].kind == kind && (kind != COH_MEM_VENDOR_MANAGED || x[i].target == t))
+			got += x[i].length;
+	return (int)(got * 100 / len);
+}
+
+/* Fork; on device-coherent memory the parent writes every page first (it
+ * writes in place there), then the child checks its copy and writes too.  On
+ * device-private memory any CPU access by the parent would fault its pages
+ * back whatever fork did, so only the child touches.  Returns the percentage
+ * of the parent's pages still on the device, or -1 when the child saw wrong
+ * data. */
+static int fork_and_write(coh_target *t, int policy, bool parent_first, int *keeps)
+{
+	size_t len = 32 * ps;
+	unsigned char *p;
+	*keeps = COH_KEEPS_UNKNOWN;
+	if (coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE, .fork_policy = policy), (void **)&p))
+		return -2;
+	fill(p, len, 8);
+	coh_migrate(ctx, p, len, t, 0);
+	int tk = coh_target_kind(t);
+	int kind = tk == COH_KIND_DEVICE_PRIVATE   ? COH_MEM_DEVICE_PRIVATE
+		   : tk == COH_KIND_VENDOR_MANAGED ? COH_MEM_VENDOR_MANAGED
+						   : COH_MEM_DEVICE_COHERENT;
+	/* what coh_fork_query promises, asked just before the fork */
+	struct coh_fork_extent fe[4];
+	if (coh_fork_query(ctx, p, len, fe, 4, sizeof(struct coh_fork_extent)) == 1)
+		*keeps = fe[0].parent_keeps;
+	int go[2];
+	if (pipe(go)) {
+		coh_free(ctx, p);
+		return -2;
+	}
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		char c;
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(3);
+		if (!same(p, len, 8))
+			_exit(1);
+		memset(p, 0x11, len);
+		_exit(0);
+	}
+	close(go[0]);
+	if (parent_first)
+		for (size_t i = 0; i < len; i += ps)   /* the parent writes first, same values */
+			p[i] = (unsigned char)(i * 31 + 8);
+	if (write(go[1], "g", 1) != 1)
+		kill(pid, SIGKILL);
+	close(go[1]);
+	int st;
+	waitpid(pid, &st, 0);
+	/* count before the parent reads anything back */
+	int pct = WIFEXITED(st) && WEXITSTATUS(st) == 0 ? percent_of_kind(p, len, kind, t) : -1;
+	if (WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV && kind == COH_MEM_VENDOR_MANAGED)
+		pct = -3;   /* the driver's way: the child cannot read it at all */
+	if (pct >= 0 && !same(p, len, 8))
+		pct = -1;
+	coh_free(ctx, p);
+	return pct;
+}
+
+/* Whether a measured percentage (of the parent's pages still on the device)
+ * is what coh_fork_query's parent_keeps promised; a failed measurement
+ * (negative) proves nothing either way. */
+static bool keeps_agree(int keeps, int pct, bool parent_wrote_first)
+{
+	if (pct < 0)
+		return true;
+	switch (keeps) {
+	case COH_KEEPS_YES: return pct == 100;
+	case COH_KEEPS_NO: return pct < 100;
+	/* the promise is about the child writing first; after the parent's own
+	 * first write Linux leaves it a system copy (the VM measures 0 %), an
+	 * emulated device (tests/doubles/kfdemu) may keep the pages: both agree */
+	case COH_KEEPS_FIRST_WRITER: return parent_wrote_first || pct == 100;
+	default: return true;
+	}
+}
+
+static void check_fork_residency(coh_target *t)
+{
+	const char *name = "fork-residency";
+	int tk = coh_target_kind(t);
+	if (tk != COH_KIND_DEVICE_PRIVATE && tk != COH_KIND_DEVICE_COHERENT && tk != COH_KIND_VENDOR_MANAGED) {
+		report(t, name, SKIP, "not device memory");
+		return;
+	}
+	if (!(coh_target_caps(t) & COH_CAP_FORK_COPY) || !(coh_target_caps(t) & COH_CAP_MIGRATE)) {
+		report(t, name, SKIP, "no COPY policy or no migration here");
+		return;
+	}
+	/* On device-coherent memory the parent writes in place, so both orders
+	 * are measured; device-private pages move on any CPU access, so there
+	 * only the child touches. */
+	bool coherent = tk == COH_KIND_DEVICE_COHERENT;
+	int kk, kc, kk2 = COH_KEEPS_UNKNOWN;
+	int kern = fork_and_write(t, COH_FORK_KERNEL, coherent, &kk);
+	int copy = fork_and_write(t, COH_FORK_COPY, coherent, &kc);
+	int kern2 = coherent ? fork_and_write(t, COH_FORK_KERNEL, false, &kk2) : -4;
+	/* coh_fork_query's answer must be what happened */
+	const char *bad = !keeps_agree(kk, kern, coherent)   ? "kernel"
+			  : !keeps_agree(kc, copy, coherent)  ? "COPY"
+			  : !keeps_agree(kk2, kern2, false)   ? "kernel, child first"
+							      : NULL;
+	if (bad)
+		report(t, name, FAIL, "fork-query disagrees (%s): it said the parent keeps its pages: kernel '%s', "
+		       "COPY '%s'; measured kernel %d %% (%s), COPY %d %%, kernel with the child writing first %d %%",
+		       bad, keeps_name(kk), keeps_name(kc), kern, coherent ? "parent first" : "child only", copy, kern2);
+	else if (copy == 100 && kern == -3)
+		report(t, name, PASS, "parent's pages still on the device after fork and the child's reads and writes: "
+		       "COPY %d %%; with the driver's own fork the child cannot read them (SIGSEGV); fork-query agrees",
+		       copy);
+	else if (copy == 100 && kern >= 0 && coherent)
+		report(t, name, PASS, "parent's pages still on the device after fork and writes by both: kernel %d %% "
+		       "(parent first), %d %% (child first), COPY %d %%; fork-query agrees", kern, kern2, copy);
+	else if (copy == 100 && kern >= 0)
+		report(t, name, PASS, "parent's pages still on the device after fork and the child's writes: kernel "
+		       "%d %%, COPY %d %%; fork-query agrees", kern, copy);
+	else
+		report(t, name, FAIL, "parent's pages still on the device: kernel %d %%, COPY %d %% (want 100; -1: "
+		       "child saw wrong data)", kern, copy);
+}
+
+/* ---- a busy multi-threaded parent forks ---- */
+
+struct busy {
+	coh_target *t;
+	atomic_int stop;
+	atomic_int errors;
+};
+
+static void *busy_thread(void *arg)
+{
+	struct busy *b = arg;
+	while (!atomic_load(&b->stop)) {
+		void *q;
+		if (coh_alloc(b->t, ps, &COH_ALLOC_PROPS(.fork_policy = first_policy(b->t)), &q) == 0) {
+			memset(q, 1, ps);
+			if (coh_free(ctx, q))
+				atomic_fetch_add(&b->errors, 1);
+		}
+	}
+	return NULL;
+}
+
+static void check_fork_threads(coh_target *t)
+{
+	const char *name = "fork-threads";
+	if (!(coh_target_caps(t) & COH_CAP_ALLOC)) {
+		report(t, name, SKIP, "no alloc capability");
+		return;
+	}
+	void *mine = NULL;
+	if (coh_alloc(t, ps, &COH_ALLOC_PROPS(.fork_policy = first_policy(t)), &mine)) {
+		report(t, name, FAIL, "alloc in the parent");
+		return;
+	}
+	struct busy b = { .t = t };
+	atomic_init(&b.stop, 0);
+	atomic_init(&b.errors, 0);
+	pthread_t th[3];
+	for (int i = 0; i < 3; i++)
+		pthread_create(&th[i], NULL, busy_thread, &b);
+	int bad = 0;
+	for (int f = 0; f < 10; f++) {
+		fflush(stdout);
+		pid_t pid = fork();
+		if (pid == 0) {
+			/* the map's lock works in the child: the parent's record is there */
+			void *q;
+			struct coh_alloc_info info = { .size = sizeof(info) };
+			if (coh_lookup(ctx, mine, &info) || info.base != mine)
+				_exit(1);
+			/* device handles belong to the parent: -ECHILD is the documented answer */
+			int e = coh_alloc(t, ps, &COH_ALLOC_PROPS(.fork_policy = first_policy(t)), &q);
+			if (e == -ECHILD)
+				_exit(0);
+			if (e || coh_lookup(ctx, q, &info) || coh_free(ctx, q))
+				_exit(2);
+			_exit(0);
+		}
+		int st;
+		waitpid(pid, &st, 0);
+		bad += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	atomic_store(&b.stop, 1);
+	for (int i = 0; i < 3; i++)
+		pthread_join(th[i], NULL);
+	coh_free(ctx, mine);
+	int errors = atomic_load(&b.errors);
+	if (bad || errors)
+		report(t, name, FAIL, "%d of 10 children failed, %d parent errors", bad, errors);
+	else
+		report(t, name, PASS, "10 forks while 3 threads allocate and free");
+}
+
+
+static const struct conf_case cases[] = {
+	{ "fork-copy", "a child gets a private copy (the parent does not see its writes); fork query agrees",
+	  "targets without alloc or COPY (-EOPNOTSUPP checked)" },
+	{ "fork-share", "the child shares the memory (the parent sees its writes)", "targets without SHARE" },
+	{ "fork-exclude", "the child has nothing mapped there", "targets without EXCLUDE" },
+	{ "fork-zero", "the child sees zero-filled memory", "targets without ZERO" },
+	{ "fork-kernel", "the kernel's own fork behaviour, as the fork query predicts it", "targets without KERNEL" },
+	{ "fork-residency", "whether the parent keeps its device pages across fork (the seed's question) is what "
+			    "coh_fork_query predicted, with the parent or the child writing first",
+	  "host memory; no COPY policy or no migration" },
+	{ "fork-threads", "a parent with busy threads forks repeatedly; every child sees its policy's view",
+	  "targets without alloc" },
+	{ NULL, NULL, NULL },
+};
+
+static void run(coh_target *t)
+{
+	for (int pol = COH_FORK_COPY; pol <= COH_FORK_KERNEL; pol++)
+		check_fork(t, pol);
+	check_fork_residency(t);
+	check_fork_threads(t);
+}
+
+const struct conf_group conf_fork = { "fork", run, cases };

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The conformance suite: the same cases on every target a context discovers,
+ * whatever its backend, so that every later backend inherits them.  Each case
+ * passes, fails or is skipped with a reason; a target whose capability bits
+ * deny an operation must refuse it with -EOPNOTSUPP (that refusal is checked).
+ * The cases live in groups (cases_*.c), each with a table of the cases it
+ * reports; docs/conformance.md documents every name.
+ *
+ *   coh-conformance              run every group on every target
+ *   coh-conformance --list       the cases as a markdown table
+ *   coh-conformance --names      the case names, one per line
+ *
+ * Output: one line per case, then per target
+ *   TARGET: N passed, N failed, N skipped
+ * and finally "N passed, N failed, N skipped".  Exit 1 on any failure, 77 when
+ * no target was found.
+ */
+#include <stdarg.h>
+#include <unistd.h>
+
+#include "suite.h"
+
+size_t ps;
+coh_context *ctx;
+static int n_pass, n_fail, n_skip;
+static int t_pass, t_fail, t_skip;
+
+static const struct conf_group *const groups[] = {
+	&conf_basic, &conf_mm, &conf_pin, &conf_fork, &conf_device, &conf_concurrent,
+};
+#define NGROUPS (sizeof(groups) / sizeof(groups[0]))
+
+static bool listed(const char *check)
+{
+	for (size_t g = 0; g < NGROUPS; g++)
+		for (const struct conf_case *c = groups[g]->cases; c->name; c++)
+			if (!strcmp(c->name, check))
+				return true;
+	return false;
+}
+
+void report(const coh_target *t, const char *check, int verdict, const char *fmt, ...)
+{
+	char why[256] = "";
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(why, sizeof(why), fmt, ap);
+		va_end(ap);
+	}
+	if (!listed(check)) {
+		snprintf(why, sizeof(why), "case %s is in no group's table (suite.h: struct conf_case)", check);
+		verdict = FAIL;
+	}
+	static const char *const names[] = { "PASS", "FAIL", "SKIP" };
+	printf("  %-4s %-16s %-14s %s\n", names[verdict], coh_target_name(t), check, why);
+	int *c[] = { &t_pass, &t_fail, &t_skip };
+	(*c[verdict])++;
+}
+
+/* Checks that are not about fork use COPY, or the first policy the target offers. */
+int first_policy(const coh_target *t)
+{
+	for (int p = COH_FORK_COPY; p <= COH_FORK_KERNEL; p++)
+		if (coh_target_caps(t) & (COH_CAP_FORK_COPY << p))
+			return p;
+	return COH_FORK_COPY;
+}
+
+bool is_host_kind(int tkind)
+{
+	return tkind == COH_KIND_HOST_NODE || tkind == COH_KIND_CPULESS_NODE;
+}
+
+/* Memory kinds a page of this target may show before the CPU touched it. */
+bool kind_fits_fresh(int tkind, int mkind)
+{
+	if (mkind == COH_MEM_NOT_POPULATED)
+		return true;
+	switch (tkind) {
+	case COH_KIND_DEVICE_COHERENT: return mkind == COH_MEM_DEVICE_COHERENT;
+	case COH_KIND_DEVICE_PRIVATE: return mkind == COH_MEM_DEVICE_PRIVATE;
+	case COH_KIND_DEVICE_DAX: return mkind == COH_MEM_DEVICE_DAX;
+	case COH_KIND_VENDOR_MANAGED: return mkind == COH_MEM_VENDOR_MANAGED;
+	default: return false;
+	}
+}
+
+/* ... and once the CPU wrote it: device-private memory faults back to system
+ * memory on any CPU access (the seed's claim 5), device-coherent stays. */
+bool kind_fits_written(int tkind, int mkind)
+{
+	switch (tkind) {
+	case COH_KIND_HOST_NODE:
+	case COH_KIND_CPULESS_NODE:
+		return mkind == COH_MEM_SYSTEM || mkind == COH_MEM_SYSTEM_THP || mkind == COH_MEM_FILE;
+	case COH_KIND_DEVICE_COHERENT: return mkind == COH_MEM_DEVICE_COHERENT;
+	case COH_KIND_DEVICE_PRIVATE: return mkind == COH_MEM_SYSTEM;
+	case COH_KIND_DEVICE_DAX: return mkind == COH_MEM_DEVICE_DAX;
+	case COH_KIND_VENDOR_MANAGED: return mkind == COH_MEM_VENDOR_MANAGED || mkind == COH_MEM_SYSTEM;
+	default: return false;
+	}
+}
+
+void fill(unsigned char *p, size_t len, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = (unsigned char)(i * 31 + seed);
+}
+
+bool same(const unsigned char *p, size_t len, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != (unsigned char)(i * 31 + seed))
+			return false;
+	return true;
+}
+
+int alloc_plain(coh_target *t, size_t len, void **p)
+{
+	return coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE, .fork_policy = first_policy(t)), p);
+}
+
+static int list(bool names_only)
+{
+	if (!names_only)
+		printf("| case | group | proves | skipped on |\n|---|---|---|---|\n");
+	for (size_t g = 0; g < NGROUPS; g++)
+		for (const struct conf_case *c = groups[g]->cases; c->name; c++) {
+			if (names_only)
+				printf("%s\n", c->name);
+			else
+				printf("| `%s` | %s | %s | %s |\n", c->name, groups[g]->name, c->proves,
+				       c->skips[0] ? c->skips : "-");
+		}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && (!strcmp(argv[1], "--list") || !strcmp(argv[1], "--names")))
+		return list(!strcmp(argv[1], "--names"));
+	if (argc > 1) {
+		fprintf(stderr, "usage: coh-conformance [--list | --names]\n");
+		return 2;
+	}
+	ps = (size_t)sysconf(_SC_PAGESIZE);
+	int e = coh_context_create(NULL, &ctx);
+	if (e) {
+		fprintf(stderr, "conformance: no context: %s\n", coh_strerror(e));
+		return 1;
+	}
+	if (coh_target_count(ctx) == 0) {
+		printf("conformance: no targets discovered: nothing to check (skip)\n");
+		return 77;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	coh_target *t;
+	coh_target_foreach(ctx, t) {
+		t_pass = t_fail = t_skip = 0;
+		char node[24] = "no NUMA node";
+		if (coh_target_numa_node(t) >= 0)
+			snprintf(node, sizeof(node), "node %d", coh_target_numa_node(t));
+		printf("%s (%s, %s, %s)\n", coh_target_name(t), coh_target_backend(t),
+		       coh_target_kind_name(coh_target_kind(t)), node);
+		for (size_t g = 0; g < NGROUPS; g++)
+			groups[g]->run(t);
+		printf("%s: %d passed, %d failed, %d skipped\n", coh_target_name(t), t_pass, t_fail, t_skip);
+		n_pass += t_pass;
+		n_fail += t_fail;
+		n_skip += t_skip;
+	}
+	coh_context_unref(ctx);
+	printf("%d passed, %d failed, %d skipped\n", n_pass, n_fail, n_skip);
+	return n_fail ? 1 : 0;
+}
