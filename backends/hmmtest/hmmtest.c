@@ -343,10 +343,36 @@ static int hmm_fork_copy(const struct coh_alloc_rec *rec, void *copy)
 	return e;
 }
 
+/* Runs of this device's own private pages in [a, a+len), moved out to
+ * system memory (back = false) or in again (back = true, the same runs). */
+static int own_private_runs(int fd, uintptr_t a, size_t len, size_t ps, unsigned char *snap, bool back)
+{
+	size_t np = len / ps;
+	int e = 0;
+	for (size_t i = 0; i < np && !e;) {
+		if ((snap[i] & 0xf0) != HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL) {
+			i++;
+			continue;
+		}
+		size_t j = i;
+		while (j < np && (snap[j] & 0xf0) == HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL)
+			j++;
+		e = dmirror_range(fd, back ? HMM_DMIRROR_MIGRATE_TO_DEV : HMM_DMIRROR_MIGRATE_TO_SYS, a + i * ps,
+				  (j - i) * ps, ps, NULL);
+		i = j;
+	}
+	return e;
+}
+
 /* The device reads and writes through its mirror of the process's page
  * table: HMM_DMIRROR_READ and _WRITE fault the range into the device's view
  * (hmm_range_fault; another device's private pages come back to system
- * memory, this device's own stay) and copy through a bounce buffer. */
+ * memory) and copy through a bounce buffer.  The device's own private pages
+ * go out to system memory for the access and back in after it: the 6.1
+ * driver keeps the device page itself in its mirror when hmm_range_fault
+ * reports one of its own private pages (dmirror_do_fault) and then kmaps it,
+ * which oopses the kernel (found by the conformance suite's dev-fork cases,
+ * once a fork had cleared the mirror's entries). */
 static int hmm_device_access(coh_target *dev, const struct coh_alloc_rec *rec, void *addr, size_t len,
 			     unsigned ops, uint64_t pattern, uint64_t *sums)
 {
@@ -354,12 +380,24 @@ static int hmm_device_access(coh_target *dev, const struct coh_alloc_rec *rec, v
 	int fd = own_fd(dev);
 	if (fd < 0)
 		return fd;
+	const struct hmm_target *ht = coh_target_priv(dev);
 	size_t ps = coh_ctx_page_size(coh_target_context(dev)), np = len / ps;
-	uint64_t *buf = malloc(HMM_BATCH * ps);
-	if (!buf)
-		return -ENOMEM;
 	uintptr_t a = (uintptr_t)addr;
-	int e = 0;
+	unsigned char *snap = NULL;
+	if (is_private(ht->minor)) {
+		snap = malloc(np);
+		if (!snap)
+			return -ENOMEM;
+		int e = snapshot(fd, a, len, ps, snap);
+		if (!e)
+			e = own_private_runs(fd, a, len, ps, snap, false);
+		if (e) {
+			free(snap);
+			return e;
+		}
+	}
+	uint64_t *buf = malloc(HMM_BATCH * ps);
+	int e = buf ? 0 : -ENOMEM;
 	for (size_t done = 0; done < np && !e; done += HMM_BATCH) {
 		size_t c = np - done < HMM_BATCH ? np - done : HMM_BATCH, bytes = c * ps;
 		uint64_t cp = 0;
@@ -379,6 +417,12 @@ static int hmm_device_access(coh_target *dev, const struct coh_alloc_rec *rec, v
 		}
 	}
 	free(buf);
+	if (snap) {
+		int e2 = own_private_runs(fd, a, len, ps, snap, true);
+		if (!e)
+			e = e2;
+		free(snap);
+	}
 	return e;
 }
 
