@@ -115,6 +115,140 @@ out:
 		coh_free(ctx, p);
 }
 
+/* ---- who writes first after fork, from the CPU and from the device ---- */
+
+#define PAT_A 0xa0a0a0a0ull   /* before fork */
+#define PAT_P 0x9a9a9a9aull   /* the parent's write after fork */
+#define PAT_C 0xc1c1c1c1ull   /* the child's write */
+
+static void words_fill(uint64_t *w, size_t len, uint64_t pat)
+{
+	for (size_t i = 0; i < len / 8; i++)
+		w[i] = coh_pattern_word(pat, i * 8);
+}
+
+static bool words_are(const uint64_t *w, size_t len, uint64_t pat)
+{
+	for (size_t i = 0; i < len / 8; i++)
+		if (w[i] != coh_pattern_word(pat, i * 8))
+			return false;
+	return true;
+}
+
+static bool words_zero(const uint64_t *w, size_t len)
+{
+	for (size_t i = 0; i < len / 8; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+/* The child: waits for the parent's write when the parent goes first,
+ * checks what its view promises, and writes when it goes first.  A view
+ * with nothing readable is not touched (fork-<policy> checks the fault). */
+static int order_child(uint64_t *w, size_t len, int view, bool parent_first, int go)
+{
+	char c;
+	if (parent_first && read(go, &c, 1) != 1)
+		return 20;
+	if (view == COH_CHILD_ABSENT || view == COH_CHILD_UNREADABLE)
+		return 0;
+	if (view == COH_CHILD_ZERO ? !words_zero(w, len)
+				   : !words_are(w, len, view == COH_CHILD_SHARED && parent_first ? PAT_P : PAT_A))
+		return 21;
+	if (!parent_first)
+		words_fill(w, len, PAT_C);
+	return 0;
+}
+
+enum order { PARENT_FIRST, CHILD_FIRST, DEVICE_FIRST };
+
+/* PARENT_FIRST: the parent's CPU writes right after fork, then the child
+ * looks; CHILD_FIRST: the child looks and writes, then the parent looks;
+ * DEVICE_FIRST: as PARENT_FIRST with the parent's device writing, and the
+ * parent's device reading at the end (the seed's case: does the parent's
+ * device still see the parent's data once a child exists?). */
+static void check_fork_order(coh_target *t, int policy, enum order order)
+{
+	char name[40];
+	const char *pol = coh_fork_policy_name(policy);
+	if (order == DEVICE_FIRST)
+		snprintf(name, sizeof(name), "dev-fork-%s", pol);
+	else
+		snprintf(name, sizeof(name), "fork-%s-%s", pol, order == PARENT_FIRST ? "parent-first" : "child-first");
+	uint64_t *w = NULL, *sums = NULL;
+	int go[2] = { -1, -1 };
+	if (!(coh_target_caps(t) & COH_CAP_ALLOC) || !(coh_target_caps(t) & (COH_CAP_FORK_COPY << policy))) {
+		report(t, name, SKIP, "no alloc capability or no %s policy", pol);
+		return;
+	}
+	if (order == DEVICE_FIRST && !(coh_target_caps(t) & COH_CAP_DEVICE_ACCESS)) {
+		struct coh_device_info di = { .size = sizeof(di) };
+		coh_target_device(t, &di);
+		report(t, name, SKIP, "%s", di.access_note);
+		return;
+	}
+	size_t len = 16 * (ps > COH_SUM_BLOCK ? ps : COH_SUM_BLOCK), nb = len / COH_SUM_BLOCK;
+	int e = coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE, .fork_policy = policy), (void **)&w);
+	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
+	words_fill(w, len, PAT_A);
+	/* the CPU's writes fault device-private pages back: put them on the device for the fork */
+	if (coh_target_caps(t) & COH_CAP_MIGRATE) {
+		e = coh_migrate(ctx, w, len, t, 0);
+		CHECK(e == 0 && words_are(w, len, PAT_A), "back onto %s before fork: %s", coh_target_name(t),
+		      coh_strerror(e));
+		if (coh_target_kind(t) == COH_KIND_DEVICE_PRIVATE)
+			e = coh_migrate(ctx, w, len, t, 0);   /* the check above read them back */
+		CHECK(e == 0, "back onto %s before fork: %s", coh_target_name(t), coh_strerror(e));
+	}
+	struct coh_fork_extent fe[4];
+	int n = coh_fork_query(ctx, w, len, fe, 4, sizeof(struct coh_fork_extent));
+	CHECK(n == 1, "fork-query: %d extents (%s)", n, n < 0 ? coh_strerror(n) : "");
+	int view = fe[0].child_view;
+	CHECK(pipe(go) == 0, "pipe");
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		signal(SIGSEGV, SIG_DFL);
+		_exit(order_child(w, len, view, order != CHILD_FIRST, go[0]));
+	}
+	CHECK(pid > 0, "fork");
+	if (order == PARENT_FIRST)
+		words_fill(w, len, PAT_P);
+	else if (order == DEVICE_FIRST)
+		e = coh_device_access(ctx, t, w, len, COH_DEVICE_FILL, PAT_P, NULL, 0);
+	if (order != CHILD_FIRST && write(go[1], "g", 1) != 1 && !e)
+		e = -EPIPE;
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+	CHECK(e == 0, "the parent's write after fork: %s", coh_strerror(e));
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child (view %s) saw other data (status %#x)",
+	      coh_child_view_name(view), st);
+	uint64_t expect = order != CHILD_FIRST ? PAT_P : view == COH_CHILD_SHARED ? PAT_C : PAT_A;
+	if (order == DEVICE_FIRST) {
+		sums = calloc(nb, sizeof(*sums));
+		CHECK(sums, "out of memory");
+		e = coh_device_access(ctx, t, w, len, COH_DEVICE_SUM, 0, sums, nb);
+		CHECK(e == 0, "the parent's device read after the child: %s", coh_strerror(e));
+		uint64_t blk[COH_SUM_BLOCK / 8];
+		for (size_t b = 0; b < nb; b++) {
+			for (size_t i = 0; i < COH_SUM_BLOCK / 8; i++)
+				blk[i] = coh_pattern_word(expect, b * COH_SUM_BLOCK + i * 8);
+			CHECK(sums[b] == coh_block_sum(blk), "the parent's device reads block %zu wrong", b);
+		}
+	}
+	CHECK(words_are(w, len, expect), "the parent's CPU reads other data than %s",
+	      order != CHILD_FIRST ? "its write after fork" : view == COH_CHILD_SHARED ? "the child's" : "its own");
+	report(t, name, PASS, "child view %s", coh_child_view_name(view));
+out:
+	for (int i = 0; i < 2; i++)
+		if (go[i] >= 0)
+			close(go[i]);
+	if (w)
+		coh_free(ctx, w);
+	free(sums);
+}
+
 /* ---- the seed's complaint, measured: does the parent keep its device pages? ---- */
 
 /* Percentage of the range's bytes that are of the given kind. */
@@ -333,6 +467,46 @@ static const struct conf_case cases[] = {
 	{ "fork-exclude", "the child has nothing mapped there", "targets without EXCLUDE" },
 	{ "fork-zero", "the child sees zero-filled memory", "targets without ZERO" },
 	{ "fork-kernel", "the kernel's own fork behaviour, as the fork query predicts it", "targets without KERNEL" },
+	{ "fork-copy-parent-first", "COPY: the parent writes right after fork, then the child sees what its "
+				     "view promises (the pre-fork data, the parent's write when shared, zeros)",
+	  "targets without alloc or COPY" },
+	{ "fork-copy-child-first", "COPY: the child checks its view and writes first; the parent then sees its "
+				    "own data, or the child's when shared", "targets without alloc or COPY" },
+	{ "dev-fork-copy", "COPY: the parent's device writes right after fork, the child sees its view, and the "
+			   "parent's device then reads the parent's data (the seed's case)",
+	  "targets without alloc, COPY or device access" },
+	{ "fork-share-parent-first", "SHARE: the parent writes right after fork, then the child sees what its "
+				     "view promises (the pre-fork data, the parent's write when shared, zeros)",
+	  "targets without alloc or SHARE" },
+	{ "fork-share-child-first", "SHARE: the child checks its view and writes first; the parent then sees its "
+				    "own data, or the child's when shared", "targets without alloc or SHARE" },
+	{ "dev-fork-share", "SHARE: the parent's device writes right after fork, the child sees its view, and the "
+			   "parent's device then reads the parent's data (the seed's case)",
+	  "targets without alloc, SHARE or device access" },
+	{ "fork-exclude-parent-first", "EXCLUDE: the parent writes right after fork, then the child sees what its "
+				     "view promises (the pre-fork data, the parent's write when shared, zeros)",
+	  "targets without alloc or EXCLUDE" },
+	{ "fork-exclude-child-first", "EXCLUDE: the child checks its view and writes first; the parent then sees its "
+				    "own data, or the child's when shared", "targets without alloc or EXCLUDE" },
+	{ "dev-fork-exclude", "EXCLUDE: the parent's device writes right after fork, the child sees its view, and the "
+			   "parent's device then reads the parent's data (the seed's case)",
+	  "targets without alloc, EXCLUDE or device access" },
+	{ "fork-zero-parent-first", "ZERO: the parent writes right after fork, then the child sees what its "
+				     "view promises (the pre-fork data, the parent's write when shared, zeros)",
+	  "targets without alloc or ZERO" },
+	{ "fork-zero-child-first", "ZERO: the child checks its view and writes first; the parent then sees its "
+				    "own data, or the child's when shared", "targets without alloc or ZERO" },
+	{ "dev-fork-zero", "ZERO: the parent's device writes right after fork, the child sees its view, and the "
+			   "parent's device then reads the parent's data (the seed's case)",
+	  "targets without alloc, ZERO or device access" },
+	{ "fork-kernel-parent-first", "KERNEL: the parent writes right after fork, then the child sees what its "
+				     "view promises (the pre-fork data, the parent's write when shared, zeros)",
+	  "targets without alloc or KERNEL" },
+	{ "fork-kernel-child-first", "KERNEL: the child checks its view and writes first; the parent then sees its "
+				    "own data, or the child's when shared", "targets without alloc or KERNEL" },
+	{ "dev-fork-kernel", "KERNEL: the parent's device writes right after fork, the child sees its view, and the "
+			   "parent's device then reads the parent's data (the seed's case)",
+	  "targets without alloc, KERNEL or device access" },
 	{ "fork-residency", "whether the parent keeps its device pages across fork (the seed's question) is what "
 			    "coh_fork_query predicted, with the parent or the child writing first",
 	  "host memory; no COPY policy or no migration" },
@@ -343,8 +517,12 @@ static const struct conf_case cases[] = {
 
 static void run(coh_target *t)
 {
-	for (int pol = COH_FORK_COPY; pol <= COH_FORK_KERNEL; pol++)
+	for (int pol = COH_FORK_COPY; pol <= COH_FORK_KERNEL; pol++) {
 		check_fork(t, pol);
+		check_fork_order(t, pol, PARENT_FIRST);
+		check_fork_order(t, pol, CHILD_FIRST);
+		check_fork_order(t, pol, DEVICE_FIRST);
+	}
 	check_fork_residency(t);
 	check_fork_threads(t);
 }
