@@ -2,7 +2,8 @@
 # Installs what building and testing libcoherent needs (Debian 12).  Root only;
 # a no-op when everything is present already.
 set -euo pipefail
-pkgs=(cmake make gcc clang pkg-config libnuma-dev check libpci-dev pci.ids zlib1g-dev groff-base man-db libdrm-dev linux-libc-dev valgrind)
+pkgs=(cmake make gcc clang pkg-config libnuma-dev check libpci-dev pci.ids zlib1g-dev groff-base man-db libdrm-dev linux-libc-dev valgrind
+      ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd clinfo)   # OpenCL: tests and one example only
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

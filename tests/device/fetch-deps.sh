@@ -8,4 +8,6 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 mkdir -p "$root/.devdeps/debs"
 cd "$root/.devdeps/debs"
 apt-get download libnuma1 libnuma-dev pkgconf pkgconf-bin libpkgconf3 check libsubunit0 libsubunit-dev
+# the OpenCL loader and headers, for test_opencl on the GPU's own OpenCL (nvidia.sh)
+apt-get download ocl-icd-libopencl1 ocl-icd-opencl-dev opencl-c-headers
 ls -la

@@ -42,6 +42,30 @@ fi
 pkg-config --version || echo "no pkg-config"
 pkg-config --exists check && echo "check $(pkg-config --modversion check)" || extra+=(-DCOH_REQUIRE_CHECK=OFF)
 
+# OpenCL is only a test tool here: test_opencl is built where a loader and
+# headers exist (or are carried in .devdeps/debs); its absence stops nothing.
+ocl_inc= ocl_lib=
+[ -e /usr/include/CL/cl.h ] && ocl_inc=/usr/include
+ocl_lib=$(ldconfig -p 2>/dev/null | awk '/libOpenCL\.so\.1 /{print $NF; exit}')
+if { [ -z "$ocl_inc" ] || [ -z "$ocl_lib" ]; } && command -v dpkg-deb >/dev/null &&
+	ls .devdeps/debs/ocl-icd-libopencl1_*.deb .devdeps/debs/opencl-c-headers_*.deb >/dev/null 2>&1; then
+	od=/tmp/coh-ocl
+	rm -rf "$od"; mkdir -p "$od"
+	for d in .devdeps/debs/ocl-icd-*.deb .devdeps/debs/opencl-c-headers_*.deb; do dpkg-deb -x "$d" "$od"; done
+	[ -n "$ocl_inc" ] || ocl_inc=$od/usr/include
+	if [ -z "$ocl_lib" ]; then
+		ocl_lib=$od/usr/lib/x86_64-linux-gnu/libOpenCL.so.1
+		export LD_LIBRARY_PATH=$od/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+	fi
+	echo "OpenCL: unpacked the carried loader and headers into $od"
+fi
+if [ -n "$ocl_inc" ] && [ -e "$ocl_inc/CL/cl.h" ] && [ -n "$ocl_lib" ] && [ -e "$ocl_lib" ]; then
+	extra+=(-DOpenCL_INCLUDE_DIR="$ocl_inc" -DOpenCL_LIBRARY="$ocl_lib")
+	echo "OpenCL: loader $ocl_lib, headers $ocl_inc"
+else
+	echo "OpenCL: no loader or headers here (carry them: tests/device/fetch-deps.sh): test_opencl not built"
+fi
+
 say "build"
 b=build-device
 cmake -S . -B $b -DCMAKE_BUILD_TYPE=Release -DCOH_BUILD_EXAMPLES=OFF -DCOH_WITH_LIBPCI=OFF "${extra[@]}" >"$out/cmake.log" 2>&1 ||
@@ -62,6 +86,25 @@ grep -E "passed" "$out/conformance.txt"
 say "the application's managed memory, adopted"
 timeout 60 $b/tests/backends/nvidia/nvidia_adopt 2>&1 | tee "$out/adopt.txt"
 
+say "OpenCL on the GPU (a test tool, not a backend: tests/opencl/test_opencl.c)"
+# Only NVIDIA's ICD, named in a .icd file of our own; the output is kept
+# whatever happens, and nothing here stops the script.
+ocl_out=$out/opencl.txt
+nvcl=$(ldconfig -p 2>/dev/null | awk '/libnvidia-opencl\.so\.1 /{print $NF; exit}')
+if [ ! -x $b/tests/opencl/test_opencl ]; then
+	echo "OpenCL: test_opencl was not built (no OpenCL loader or headers on this machine)" | tee "$ocl_out"
+elif [ -z "$nvcl" ]; then
+	echo "OpenCL: no libnvidia-opencl.so.1 on this machine (the driver's OpenCL is not installed)" | tee "$ocl_out"
+else
+	icd=$(mktemp -d)
+	echo "$nvcl" >"$icd/nvidia.icd"
+	OCL_ICD_VENDORS=$icd COH_OPENCL_FORK_TRAP=1 COH_BACKENDS=nvidia,host timeout 120 \
+		$b/tests/opencl/test_opencl >"$ocl_out" 2>&1
+	echo "test_opencl exit $? (ICD $nvcl)" >>"$ocl_out"
+	grep -vE "^ *PASS" "$ocl_out" | tail -30
+	rm -rf "$icd"
+fi
+
 say "benchmark"
 timeout 240 $b/bench/coh-bench --markdown nvidia 2>&1 | tee "$out/bench.md"
 
@@ -70,4 +113,5 @@ echo "card: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2
 grep -E "passed|failed" "$out/conformance.txt" | tail -3
 tail -1 "$out/adopt.txt"
 grep -E "^\| nvidia" "$out/bench.md" || echo "no benchmark rows"
+grep -E "SVM:|match|/host-ptr|fork-trap|build|exit|^OpenCL" "$out/opencl.txt" 2>/dev/null | cut -c1-200 | head -12 || true
 dmesg 2>/dev/null | grep -iE "nvidia|uvm|segfault" | tail -5
