@@ -137,17 +137,19 @@ static double now(void)
 
 /* ---- the shared definitions ---- */
 
+/* The library's own definitions (coherent.h), so the OpenCL kernel is
+ * checked against what coh_device_access reports on other devices. */
 static uint64_t word_at(uint64_t pattern, size_t off)
 {
-	return pattern ^ ((uint64_t)off * GOLDEN);
+	return coh_pattern_word(pattern, off);
 }
 
 static uint64_t page_sum(uint64_t pattern, size_t page)
 {
-	uint64_t s = 0;
-	for (uint64_t i = 0; i < WORDS; i++)
-		s += word_at(pattern, page * 4096 + i * 8) * (2 * i + 1);
-	return s;
+	uint64_t blk[WORDS];
+	for (size_t i = 0; i < WORDS; i++)
+		blk[i] = word_at(pattern, page * COH_SUM_BLOCK + i * 8);
+	return coh_block_sum(blk);
 }
 
 static void fill(uint64_t *w, uint64_t pattern)
