@@ -89,6 +89,19 @@ ROW(m13, coh_migrate_async(ctx, live, 4096, t_other, 0, &mig), -EXDEV)
 ROW(m14, coh_migrate_async(ctx, live + 1, 4096, t, 0, &mig), -EINVAL)
 ROW(m15, coh_migration_test(NULL), -EINVAL)
 ROW(m16, coh_migration_wait(NULL, 0), -EINVAL)
+/* Device access */
+static uint64_t sums1[1];
+ROW(x1, coh_device_access(NULL, t, live, 4096, COH_DEVICE_FILL, 0, NULL, 0), -EINVAL)
+ROW(x2, coh_device_access(ctx, NULL, live, 4096, COH_DEVICE_FILL, 0, NULL, 0), -EINVAL)
+ROW(x3, coh_device_access(ctx, t_other, live, 4096, COH_DEVICE_FILL, 0, NULL, 0), -EXDEV)
+ROW(x4, coh_device_access(ctx, t, NULL, 4096, COH_DEVICE_FILL, 0, NULL, 0), -EFAULT)
+ROW(x5, coh_device_access(ctx, t, live, HUGE_LEN, COH_DEVICE_FILL, 0, NULL, 0), -EOVERFLOW)
+ROW(x6, coh_device_access(ctx, t, live + 8, 4096, COH_DEVICE_FILL, 0, NULL, 0), -EINVAL)
+ROW(x7, coh_device_access(ctx, t, live, 4096, 0, 0, NULL, 0), -EINVAL)
+ROW(x8, coh_device_access(ctx, t, live, 4096, 1u << 7, 0, NULL, 0), -EINVAL)
+ROW(x9, coh_device_access(ctx, t, live, 4096, COH_DEVICE_SUM, 0, NULL, 1), -EINVAL)
+ROW(x10, coh_device_access(ctx, t, live, 8192, COH_DEVICE_SUM, 0, sums1, 1), -EINVAL)
+ROW(x11, coh_device_access(ctx, t, live, 4096, COH_DEVICE_SUM, 0, sums1, 1), -EOPNOTSUPP)
 /* Advice */
 ROW(v1, coh_advise(NULL, live, 4096, COH_ADVISE_PREFERRED_LOCATION, t), -EINVAL)
 ROW(v2, coh_advise(ctx, NULL, 4096, COH_ADVISE_PREFERRED_LOCATION, t), -EFAULT)
@@ -185,6 +198,12 @@ static const struct row rows[] = {
 	{ "migrate_async NULL out", m12, -EFAULT }, { "migrate_async other ctx", m13, -EXDEV },
 	{ "migrate_async unaligned", m14, -EINVAL }, { "migration_test NULL", m15, -EINVAL },
 	{ "migration_wait NULL", m16, -EINVAL },
+	{ "device_access NULL ctx", x1, -EINVAL }, { "device_access NULL target", x2, -EINVAL },
+	{ "device_access other context", x3, -EXDEV }, { "device_access NULL", x4, -EFAULT },
+	{ "device_access overflowing", x5, -EOVERFLOW }, { "device_access unaligned", x6, -EINVAL },
+	{ "device_access no ops", x7, -EINVAL }, { "device_access unknown op", x8, -EINVAL },
+	{ "device_access SUM without sums", x9, -EINVAL }, { "device_access short sums", x10, -EINVAL },
+	{ "device_access on host memory", x11, -EOPNOTSUPP },
 	{ "advise NULL ctx", v1, -EINVAL }, { "advise NULL", v2, -EFAULT }, { "advise zero", v3, -EINVAL },
 	{ "advise unaligned", v4, -EINVAL }, { "advise unknown advice", v5, -EINVAL },
 	{ "advise other context", v6, -EXDEV }, { "advise unknown", v7, -ENOENT },
@@ -328,6 +347,7 @@ START_TEST(replay_refuses)
 	ck_assert_int_eq(coh_free(rc, live), -EROFS);
 	ck_assert_int_eq(coh_release(rc, live), -EROFS);
 	ck_assert_int_eq(coh_advise(rc, live, 4096, COH_ADVISE_READ_MOSTLY, NULL), -EROFS);
+	ck_assert_int_eq(coh_device_access(rc, rt, live, 4096, COH_DEVICE_FILL, 0, NULL, 0), -EROFS);
 	ck_assert_int_eq(coh_fork_policy_set(rc, live, 4096, COH_FORK_ZERO), -EROFS);
 	struct coh_extent e[2];
 	struct coh_pin_extent pe[2];
