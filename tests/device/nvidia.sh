@@ -111,6 +111,8 @@ timeout 240 $b/bench/coh-bench --markdown nvidia 2>&1 | tee "$out/bench.md"
 say "summary"
 echo "card: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1), kernel $(uname -r), $(date -u +%F)"
 grep -E "passed|failed" "$out/conformance.txt" | tail -3
+echo "device access (the PTX kernel, coh_device_access) on the GPU:"
+grep -E "nvidia:gpu[0-9]+ +(dev-|cpu-sees-dev|device-access)" "$out/conformance.txt" | cut -c1-160 || echo "no device-access cases ran"
 tail -1 "$out/adopt.txt"
 grep -E "^\| nvidia" "$out/bench.md" || echo "no benchmark rows"
 grep -E "SVM:|match|/host-ptr|fork-trap|build|exit|^OpenCL" "$out/opencl.txt" 2>/dev/null | cut -c1-200 | head -12 || true
