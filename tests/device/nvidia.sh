@@ -80,7 +80,7 @@ say "devices"
 $b/tools/cohctl devices
 
 say "conformance on the GPU"
-COH_BACKENDS=nvidia,host timeout 60 $b/tests/conformance/coh-conformance 2>&1 | tee "$out/conformance.txt" | grep -vE "^ *PASS" | tail -40
+COH_BACKENDS=nvidia,host timeout 180 $b/tests/conformance/coh-conformance 2>&1 | tee "$out/conformance.txt" | grep -vE "^ *PASS" | tail -40
 grep -E "passed" "$out/conformance.txt"
 
 say "the application's managed memory, adopted"
