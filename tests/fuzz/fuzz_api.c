@@ -94,7 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int live = 0;
 	unsigned char fill = 1;
 	for (int steps = 0; in.n && steps < 64; steps++) {
-		unsigned op = take(&in) % 10;
+		unsigned op = take(&in) % 11;
 		struct slot *s = &sl[take(&in) % SLOTS];
 		coh_target *t = coh_target_get(ctx, take(&in) % (unsigned)(ntargets + 1));   /* NULL sometimes */
 		unsigned char *a;
@@ -201,6 +201,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			e = coh_advise(ctx, a, len, (int)take(&in) % 8 - 1, t);
 			FUZZ_ASSERT(e <= 0);
 			break;
+		case 10: {   /* device access: no host target has a device; refused, nothing changed */
+			uint64_t sums[16];
+			range(&in, s, &a, &len);
+			e = coh_device_access(ctx, t, a, len, take(&in) % 5, take(&in), take(&in) % 2 ? sums : NULL,
+					      take(&in) % 17);
+			FUZZ_ASSERT(e < 0);
+			break;
+		}
 		default: {   /* fork query */
 			struct coh_fork_extent ext[8];
 			range(&in, s, &a, &len);
