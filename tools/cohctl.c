@@ -152,7 +152,9 @@ static void json_device(const coh_target *t)
 	} else {
 		printf("null");
 	}
-	printf(", \"verified_on_hardware\": %s}", (d.status & COH_DEVICE_UNVERIFIED) ? "false" : "true");
+	printf(", \"verified_on_hardware\": %s, \"access\": ", (d.status & COH_DEVICE_UNVERIFIED) ? "false" : "true");
+	json_str(d.access_note);
+	printf("}");
 }
 
 static int cmd_devices(int argc, char **argv)

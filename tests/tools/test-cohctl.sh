@@ -46,7 +46,7 @@ if command -v python3 >/dev/null; then
     js 'assert t["host:node1"]["kind"] == "host-node"' "node with CPUs reported CPU-less"
   # device identity as data (coh_target_device)
   "$cohctl" --backends host devices --json |
-    js 'assert t["host:node0"]["device"] == {"memory_model": "node", "gpu_id": None, "uuid": None, "verified_on_hardware": True}, t["host:node0"]["device"]' \
+    js 'assert t["host:node0"]["device"] == {"memory_model": "node", "gpu_id": None, "uuid": None, "verified_on_hardware": True, "access": "none: the CPU is the only initiator of host memory"}, t["host:node0"]["device"]' \
        "host node identity"
   "$cohctl" --fsroot "$data/kfd-mi210" --backends amd devices --json |
     js 'd=t["amd:gpu1"]["device"]; assert d["memory_model"] == "svm" and d["gpu_id"] == 51238 and d["verified_on_hardware"] is False, d' \
