@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@ int longpin_take(struct longpin *p, void *addr, size_t len)
 {
 	struct io_uring_params prm;
 	memset(&prm, 0, sizeof(prm));
+	p->ring = NULL;
 	p->ring_fd = (int)syscall(__NR_io_uring_setup, 1, &prm);
 	if (p->ring_fd < 0)
 		return -ENOSYS;
@@ -37,7 +39,64 @@ int longpin_take(struct longpin *p, void *addr, size_t len)
 		p->ring_fd = -1;
 		return e;
 	}
+	p->ring = malloc(sizeof(prm));
+	if (p->ring)
+		memcpy(p->ring, &prm, sizeof(prm));
 	return 0;
+}
+
+long longpin_read(struct longpin *p, int fd, void *buf, size_t len, uint64_t off)
+{
+	const struct io_uring_params *prm = p->ring;
+	if (p->ring_fd < 0 || !prm)
+		return -EBADF;
+	size_t sqlen = prm->sq_off.array + prm->sq_entries * sizeof(unsigned);
+	size_t cqlen = prm->cq_off.cqes + prm->cq_entries * sizeof(struct io_uring_cqe);
+	int single = !!(prm->features & IORING_FEAT_SINGLE_MMAP);
+	if (single && cqlen > sqlen)
+		sqlen = cqlen;
+	size_t sqelen = prm->sq_entries * sizeof(struct io_uring_sqe);
+	char *sq = mmap(NULL, sqlen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, p->ring_fd,
+			IORING_OFF_SQ_RING);
+	char *cq = single ? sq : mmap(NULL, cqlen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+				      p->ring_fd, IORING_OFF_CQ_RING);
+	struct io_uring_sqe *sqe = mmap(NULL, sqelen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+					p->ring_fd, IORING_OFF_SQES);
+	long r = -ENOMEM;
+	if (sq == MAP_FAILED || cq == MAP_FAILED || sqe == MAP_FAILED)
+		goto out;
+	unsigned *tail = (unsigned *)(sq + prm->sq_off.tail), mask = *(unsigned *)(sq + prm->sq_off.ring_mask);
+	unsigned *array = (unsigned *)(sq + prm->sq_off.array), t = *tail;
+	memset(&sqe[0], 0, sizeof(sqe[0]));
+	sqe[0].opcode = IORING_OP_READ_FIXED;
+	sqe[0].fd = fd;
+	sqe[0].addr = (uintptr_t)buf;
+	sqe[0].len = (unsigned)len;
+	sqe[0].off = off;
+	sqe[0].buf_index = 0;
+	array[t & mask] = 0;
+	__atomic_store_n(tail, t + 1, __ATOMIC_RELEASE);
+	if (syscall(__NR_io_uring_enter, p->ring_fd, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0) < 0) {
+		r = -errno;
+		goto out;
+	}
+	unsigned *head = (unsigned *)(cq + prm->cq_off.head);
+	unsigned h = *head;
+	if (h == __atomic_load_n((unsigned *)(cq + prm->cq_off.tail), __ATOMIC_ACQUIRE)) {
+		r = -EIO;   /* io_uring_enter waited, yet no completion */
+		goto out;
+	}
+	const struct io_uring_cqe *cqes = (const struct io_uring_cqe *)(cq + prm->cq_off.cqes);
+	r = cqes[h & *(unsigned *)(cq + prm->cq_off.ring_mask)].res;
+	__atomic_store_n(head, h + 1, __ATOMIC_RELEASE);
+out:
+	if (sqe != MAP_FAILED)
+		munmap(sqe, sqelen);
+	if (cq != MAP_FAILED && !single)
+		munmap(cq, cqlen);
+	if (sq != MAP_FAILED)
+		munmap(sq, sqlen);
+	return r;
 }
 
 void longpin_drop(struct longpin *p)
@@ -46,6 +105,8 @@ void longpin_drop(struct longpin *p)
 		syscall(__NR_io_uring_register, p->ring_fd, IORING_UNREGISTER_BUFFERS, NULL, 0);
 		close(p->ring_fd);
 	}
+	free(p->ring);
+	p->ring = NULL;
 	p->ring_fd = -1;
 }
 

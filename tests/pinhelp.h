@@ -10,10 +10,14 @@
 
 struct longpin {
 	int ring_fd;
+	void *ring;    /* the ring's parameters, for longpin_read() */
 };
 /* 0 pinned, -errno refused; -ENOSYS when io_uring is unavailable here. */
 int longpin_take(struct longpin *p, void *addr, size_t len);
 void longpin_drop(struct longpin *p);
+/* The pin holder at work: an IORING_OP_READ_FIXED of len bytes at file offset
+ * off into buf, which lies in the pinned buffer.  Bytes read or -errno. */
+long longpin_read(struct longpin *p, int fd, void *buf, size_t len, uint64_t off);
 int longpin_available(void);
 
 /* A long-term pin through the kernel's gup_test (debugfs, CONFIG_GUP_TEST):
