@@ -237,7 +237,7 @@ struct coh_alloc_rec {
 	/* Where pages faulted in later go: the allocation's target, then the
 	 * destination of the last complete migration; NULL for an adopted range
 	 * whose placement libcoherent never changed. */
-	coh_target *home;
+	coh_target *_Atomic home;   /* atomic: the query hooks read it while a migration lands */
 	int placed;               /* libcoherent changed the range's memory policy */
 	/* The owning backend's data, set by its alloc or adopt (NULL when it set
 	 * none).  Atomic: an adopted record is in the map, and so visible to the
