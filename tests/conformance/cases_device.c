@@ -5,32 +5,6 @@
 
 /* ---- coherence seen from the device (coh_device_access) ---- */
 
-/* Expected sums of blocks whose words are coh_pattern_word(pattern, .). */
-static void pattern_sums(uint64_t pattern, size_t len, uint64_t *sums)
-{
-	uint64_t blk[COH_SUM_BLOCK / 8];
-	for (size_t b = 0; b < len / COH_SUM_BLOCK; b++) {
-		for (size_t i = 0; i < COH_SUM_BLOCK / 8; i++)
-			blk[i] = coh_pattern_word(pattern, b * COH_SUM_BLOCK + i * 8);
-		sums[b] = coh_block_sum(blk);
-	}
-}
-
-static void cpu_fill(uint64_t *w, size_t len, uint64_t pattern)
-{
-	for (size_t i = 0; i < len / 8; i++)
-		w[i] = coh_pattern_word(pattern, i * 8);
-}
-
-/* The first word that is not the pattern's, or len / 8. */
-static size_t cpu_mismatch(const uint64_t *w, size_t len, uint64_t pattern)
-{
-	for (size_t i = 0; i < len / 8; i++)
-		if (w[i] != coh_pattern_word(pattern, i * 8))
-			return i;
-	return len / 8;
-}
-
 static size_t sums_mismatch(const uint64_t *got, const uint64_t *want, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -66,7 +40,7 @@ static void check_device_access(coh_target *t)
 	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
 
 	/* CPU writes, device reads */
-	cpu_fill(p, len, 0x1111);
+	pattern_fill(p, len, 0x1111);
 	pattern_sums(0x1111, len, want);
 	e = coh_device_access(ctx, t, p, len, COH_DEVICE_SUM, 0, sums, nb);
 	CHECK(e == 0, "device read: %s", coh_strerror(e));
@@ -77,7 +51,7 @@ static void check_device_access(coh_target *t)
 	/* device writes, CPU reads */
 	e = coh_device_access(ctx, t, p, len, COH_DEVICE_FILL, 0x2222, NULL, 0);
 	CHECK(e == 0, "device write: %s", coh_strerror(e));
-	bad = cpu_mismatch(p, len, 0x2222);
+	bad = pattern_mismatch(p, len, 0x2222);
 	CHECK(bad == len / 8, "the CPU reads word %zu unlike the device wrote it", bad);
 	struct coh_extent x[8];
 	int n = coh_query(ctx, p, len, x, 8, sizeof(struct coh_extent));
@@ -90,7 +64,7 @@ static void check_device_access(coh_target *t)
 	pattern_sums(0x2222, len, want);
 	bad = sums_mismatch(sums, want, nb);
 	CHECK(bad == nb, "the read+write pass summed block %zu wrong", bad);
-	bad = cpu_mismatch(p, len, 0x3333);
+	bad = pattern_mismatch(p, len, 0x3333);
 	CHECK(bad == len / 8, "after the read+write pass word %zu is wrong", bad);
 	report(t, "dev-read-write", PASS, NULL);
 
@@ -113,7 +87,7 @@ static void check_device_access(coh_target *t)
 		CHECK(coh_migrate(ctx, p, len, t, 0) == 0 || !(coh_target_caps(t) & COH_CAP_MIGRATE), "back to %s",
 		      coh_target_name(t));
 	}
-	bad = cpu_mismatch(p, len, 0x3333);
+	bad = pattern_mismatch(p, len, 0x3333);
 	CHECK(bad == len / 8, "after the moves word %zu is wrong", bad);
 	if (moved)
 		report(t, "dev-after-move", PASS, "%d other target(s)", moved);
@@ -129,7 +103,7 @@ static void check_device_access(coh_target *t)
 	CHECK(coh_device_access(ctx, t, p, 2 * len, COH_DEVICE_FILL, 1, NULL, 0) == -EINVAL, "past the end accepted");
 	CHECK(coh_device_access(ctx, t, (void *)(uintptr_t)0x10000, ps, COH_DEVICE_FILL, 1, NULL, 0) == -ENOENT,
 	      "unknown memory accepted");
-	bad = cpu_mismatch(p, len, 0x3333);
+	bad = pattern_mismatch(p, len, 0x3333);
 	CHECK(bad == len / 8, "a refused call changed word %zu", bad);
 	report(t, "dev-bad-input", PASS, NULL);
 out:

@@ -121,18 +121,9 @@ out:
 #define PAT_P 0x9a9a9a9aull   /* the parent's write after fork */
 #define PAT_C 0xc1c1c1c1ull   /* the child's write */
 
-static void words_fill(uint64_t *w, size_t len, uint64_t pat)
-{
-	for (size_t i = 0; i < len / 8; i++)
-		w[i] = coh_pattern_word(pat, i * 8);
-}
-
 static bool words_are(const uint64_t *w, size_t len, uint64_t pat)
 {
-	for (size_t i = 0; i < len / 8; i++)
-		if (w[i] != coh_pattern_word(pat, i * 8))
-			return false;
-	return true;
+	return pattern_mismatch(w, len, pat) == len / 8;
 }
 
 static bool words_zero(const uint64_t *w, size_t len)
@@ -157,7 +148,7 @@ static int order_child(uint64_t *w, size_t len, int view, bool parent_first, int
 				   : !words_are(w, len, view == COH_CHILD_SHARED && parent_first ? PAT_P : PAT_A))
 		return 21;
 	if (!parent_first)
-		words_fill(w, len, PAT_C);
+		pattern_fill(w, len, PAT_C);
 	return 0;
 }
 
@@ -176,7 +167,7 @@ static void check_fork_order(coh_target *t, int policy, enum order order)
 		snprintf(name, sizeof(name), "dev-fork-%s", pol);
 	else
 		snprintf(name, sizeof(name), "fork-%s-%s", pol, order == PARENT_FIRST ? "parent-first" : "child-first");
-	uint64_t *w = NULL, *sums = NULL;
+	uint64_t *w = NULL, *sums = NULL, *want = NULL;
 	int go[2] = { -1, -1 };
 	if (!(coh_target_caps(t) & COH_CAP_ALLOC) || !(coh_target_caps(t) & (COH_CAP_FORK_COPY << policy))) {
 		report(t, name, SKIP, "no alloc capability or no %s policy", pol);
@@ -191,7 +182,7 @@ static void check_fork_order(coh_target *t, int policy, enum order order)
 	size_t len = 16 * (ps > COH_SUM_BLOCK ? ps : COH_SUM_BLOCK), nb = len / COH_SUM_BLOCK;
 	int e = coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE, .fork_policy = policy), (void **)&w);
 	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
-	words_fill(w, len, PAT_A);
+	pattern_fill(w, len, PAT_A);
 	/* the CPU's writes fault device-private pages back: put them on the device for the fork */
 	if (coh_target_caps(t) & COH_CAP_MIGRATE) {
 		e = coh_migrate(ctx, w, len, t, 0);
@@ -214,7 +205,7 @@ static void check_fork_order(coh_target *t, int policy, enum order order)
 	}
 	CHECK(pid > 0, "fork");
 	if (order == PARENT_FIRST)
-		words_fill(w, len, PAT_P);
+		pattern_fill(w, len, PAT_P);
 	else if (order == DEVICE_FIRST)
 		e = coh_device_access(ctx, t, w, len, COH_DEVICE_FILL, PAT_P, NULL, 0);
 	if (order != CHILD_FIRST && write(go[1], "g", 1) != 1 && !e)
@@ -227,15 +218,13 @@ static void check_fork_order(coh_target *t, int policy, enum order order)
 	uint64_t expect = order != CHILD_FIRST ? PAT_P : view == COH_CHILD_SHARED ? PAT_C : PAT_A;
 	if (order == DEVICE_FIRST) {
 		sums = calloc(nb, sizeof(*sums));
-		CHECK(sums, "out of memory");
+		want = calloc(nb, sizeof(*want));
+		CHECK(sums && want, "out of memory");
 		e = coh_device_access(ctx, t, w, len, COH_DEVICE_SUM, 0, sums, nb);
 		CHECK(e == 0, "the parent's device read after the child: %s", coh_strerror(e));
-		uint64_t blk[COH_SUM_BLOCK / 8];
-		for (size_t b = 0; b < nb; b++) {
-			for (size_t i = 0; i < COH_SUM_BLOCK / 8; i++)
-				blk[i] = coh_pattern_word(expect, b * COH_SUM_BLOCK + i * 8);
-			CHECK(sums[b] == coh_block_sum(blk), "the parent's device reads block %zu wrong", b);
-		}
+		pattern_sums(expect, len, want);
+		for (size_t b = 0; b < nb; b++)
+			CHECK(sums[b] == want[b], "the parent's device reads block %zu wrong", b);
 	}
 	CHECK(words_are(w, len, expect), "the parent's CPU reads other data than %s",
 	      order != CHILD_FIRST ? "its write after fork" : view == COH_CHILD_SHARED ? "the child's" : "its own");
@@ -247,6 +236,7 @@ out:
 	if (w)
 		coh_free(ctx, w);
 	free(sums);
+	free(want);
 }
 
 /* ---- the seed's complaint, measured: does the parent keep its device pages? ---- */

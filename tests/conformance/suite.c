@@ -117,6 +117,32 @@ bool same(const unsigned char *p, size_t len, unsigned seed)
 	return true;
 }
 
+/* Expected sums of blocks whose words are coh_pattern_word(pattern, .). */
+void pattern_sums(uint64_t pattern, size_t len, uint64_t *sums)
+{
+	uint64_t blk[COH_SUM_BLOCK / 8];
+	for (size_t b = 0; b < len / COH_SUM_BLOCK; b++) {
+		for (size_t i = 0; i < COH_SUM_BLOCK / 8; i++)
+			blk[i] = coh_pattern_word(pattern, b * COH_SUM_BLOCK + i * 8);
+		sums[b] = coh_block_sum(blk);
+	}
+}
+
+void pattern_fill(uint64_t *w, size_t len, uint64_t pattern)
+{
+	for (size_t i = 0; i < len / 8; i++)
+		w[i] = coh_pattern_word(pattern, i * 8);
+}
+
+/* The first word that is not the pattern's, or len / 8. */
+size_t pattern_mismatch(const uint64_t *w, size_t len, uint64_t pattern)
+{
+	for (size_t i = 0; i < len / 8; i++)
+		if (w[i] != coh_pattern_word(pattern, i * 8))
+			return i;
+	return len / 8;
+}
+
 int alloc_plain(coh_target *t, size_t len, void **p)
 {
 	return coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE, .fork_policy = first_policy(t)), p);

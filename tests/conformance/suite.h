@@ -62,5 +62,11 @@ bool same(const unsigned char *p, size_t len, unsigned seed);
 /* coh_alloc with the case's usual properties: no huge pages, the target's
  * first fork policy; 0 or -errno. */
 int alloc_plain(coh_target *t, size_t len, void **p);
+/* Words of coh_pattern_word(pattern, offset) (what a device fill writes):
+ * write them, find the first word that differs (len / 8: none), and the
+ * coh_block_sum of each COH_SUM_BLOCK block of such a range. */
+void pattern_fill(uint64_t *w, size_t len, uint64_t pattern);
+size_t pattern_mismatch(const uint64_t *w, size_t len, uint64_t pattern);
+void pattern_sums(uint64_t pattern, size_t len, uint64_t *sums);
 
 #endif
