@@ -59,6 +59,7 @@ bool kind_fits_fresh(int tkind, int mkind);
 bool kind_fits_written(int tkind, int mkind);
 void fill(unsigned char *p, size_t len, unsigned seed);
 bool same(const unsigned char *p, size_t len, unsigned seed);
+bool readable(const void *p, size_t len);
 /* coh_alloc with the case's usual properties: no huge pages, the target's
  * first fork policy; 0 or -errno. */
 int alloc_plain(coh_target *t, size_t len, void **p);

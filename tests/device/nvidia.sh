@@ -81,7 +81,22 @@ $b/tools/cohctl devices
 
 say "conformance on the GPU"
 COH_BACKENDS=nvidia,host timeout 180 $b/tests/conformance/coh-conformance 2>&1 | tee "$out/conformance.txt" | grep -vE "^ *PASS" | tail -40
+rc=${PIPESTATUS[0]}
+echo "coh-conformance exit $rc"
 grep -E "passed" "$out/conformance.txt"
+if [ "$rc" -gt 1 ]; then
+	# it died (a signal, the timeout): each group on its own, so that one
+	# crash hides none of the others
+	say "conformance again, one group at a time (the whole run exited $rc)"
+	for g in basic mm pin fork device concurrent; do
+		COH_BACKENDS=nvidia timeout 120 $b/tests/conformance/coh-conformance --groups $g >/tmp/conf-$g.txt 2>&1
+		gr=$?
+		cat /tmp/conf-$g.txt >>"$out/conformance-groups.txt"
+		echo "group $g: exit $gr: $(grep -E '^nvidia:gpu0: ' /tmp/conf-$g.txt || echo 'no summary (died)')"
+		grep -vE "^ *PASS" /tmp/conf-$g.txt | grep -v "^nvidia:gpu0 (" | tail -8
+		[ $gr -gt 1 ] && tail -3 /tmp/conf-$g.txt
+	done
+fi
 
 say "the application's managed memory, adopted"
 timeout 60 $b/tests/backends/nvidia/nvidia_adopt 2>&1 | tee "$out/adopt.txt"
