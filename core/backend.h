@@ -361,6 +361,11 @@ int coh_pagemap_present(const coh_context *ctx, uintptr_t start, size_t npages, 
  * when the view cannot be read.  No backend hook runs, so a backend may call
  * it from its own ops (a migration checking where the driver put the pages). */
 int coh_range_on_device(coh_context *ctx, const void *addr, size_t len);
+/* The kernel's page view of the caller's [addr, addr+len), widened to whole
+ * pages (the query engine; no backend hook runs): at most max extents in
+ * address order from the range's first page, their number (>= 1), or
+ * -errno.  A caller goes on from the end of the last extent. */
+int coh_kernel_view(coh_context *ctx, const void *addr, size_t len, struct coh_extent *x, size_t max);
 
 
 #endif

@@ -887,6 +887,23 @@ int coh_range_on_device(coh_context *ctx, const void *addr, size_t len)
 	return e;
 }
 
+int coh_kernel_view(coh_context *ctx, const void *addr, size_t len, struct coh_extent *x, size_t max)
+{
+	int e = coh_check_range(addr, len);
+	if (e)
+		return e;
+	if (!x || max == 0)
+		return -EINVAL;
+	size_t ps = ctx->page_size;
+	uintptr_t start = (uintptr_t)addr & ~(ps - 1), end = (((uintptr_t)addr + len - 1) | (ps - 1)) + 1;
+	if (end == 0)
+		return -EOVERFLOW;
+	if (max > COH_QUERY_MAX_EXTENTS)
+		max = COH_QUERY_MAX_EXTENTS;
+	int n = coh_query_engine(ctx, 0, start, end, x, max);
+	return n == 0 ? -EIO : n;
+}
+
 int coh_ext_fill(void *user, size_t max, size_t ext_size, size_t full,
 		 int (*fill)(void *buf, size_t max, void *arg), void *arg)
 {

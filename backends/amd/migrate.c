@@ -64,10 +64,39 @@ int amd_advise(const struct coh_alloc_rec *rec, void *addr, size_t len, int advi
 	case COH_ADVISE_UNSET_READ_MOSTLY: a = (struct kfd_ioctl_svm_attribute){ KFD_IOCTL_SVM_ATTR_CLR_FLAGS, KFD_IOCTL_SVM_FLAG_GPU_READ_MOSTLY }; break;
 	default: return -EINVAL;
 	}
-	int e = amd_enter(ab);
-	if (e)
-		return e;
-	e = amd_svm(ab, KFD_IOCTL_SVM_OP_SET_ATTR, (uintptr_t)addr, len, &a, 1);
-	amd_leave(ab);
+	/* KFD moves every range an attribute change touches to its prefetch
+	 * location (svm_range_trigger_migration), which is where the last
+	 * migration sent it: pages the CPU has faulted back since would move
+	 * again.  So runs of pages in system memory are given the system as
+	 * their prefetch location in the same call, and advice moves nothing;
+	 * runs on the device are where their prefetch location says already. */
+	struct coh_extent x[64];
+	uintptr_t cur = (uintptr_t)addr, end = cur + len;
+	int e = 0;
+	while (cur < end && !e) {
+		int n = coh_kernel_view(ab->ctx, (void *)cur, end - cur, x, 64);
+		if (n < 0) {
+			e = n;
+			break;
+		}
+		for (int i = 0; i < n && !e;) {
+			bool dev = x[i].kind == COH_MEM_DEVICE_PRIVATE || x[i].kind == COH_MEM_DEVICE_COHERENT;
+			uintptr_t s = x[i].start, r_end = s + x[i].length;
+			for (i++; i < n && dev == (x[i].kind == COH_MEM_DEVICE_PRIVATE ||
+						   x[i].kind == COH_MEM_DEVICE_COHERENT); i++)
+				r_end = x[i].start + x[i].length;
+			if (s < cur)
+				s = cur;
+			if (r_end > end)
+				r_end = end;
+			struct kfd_ioctl_svm_attribute at[2] = {
+				a, { KFD_IOCTL_SVM_ATTR_PREFETCH_LOC, KFD_IOCTL_SVM_LOCATION_SYSMEM } };
+			if (!(e = amd_enter(ab))) {
+				e = amd_svm(ab, KFD_IOCTL_SVM_OP_SET_ATTR, s, r_end - s, at, dev ? 1 : 2);
+				amd_leave(ab);
+			}
+			cur = r_end;
+		}
+	}
 	return e;
 }
