@@ -38,8 +38,11 @@ int nv_fork_policy(const struct coh_alloc_rec *rec, int policy)
 int nv_fork_plan(const struct coh_alloc_rec *rec, int at_fork, struct coh_fork_plan *plan)
 {
 	struct nv_backend *nb = nb_of(rec->target);
-	if (!nv_rec_managed(nb, rec) || (at_fork && !nb->fork_locked))
-		return 0;   /* not ours to stage, or no CUDA in this process */
+	/* not ours to stage, or no CUDA in this process; in a forked child the
+	 * range is the child's own private memory (or nothing), which the
+	 * kernel forks like any other */
+	if (!nv_rec_managed(nb, rec) || in_child(nb) || (at_fork && !nb->fork_locked))
+		return 0;
 	plan->parent_keeps = 1;
 	switch (rec->fork_policy) {
 	case COH_FORK_COPY:

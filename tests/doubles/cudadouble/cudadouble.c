@@ -821,9 +821,14 @@ static void atfork_child(void)
 	 * never called cuInit may initialise it afresh). */
 	if (!g.inited)
 		return;
+	/* A grandchild: the child's disabled copies came PROT_NONE through
+	 * fork, and what the child mapped over them since (a library's private
+	 * copy) is not the driver's: the real driver disables only its own
+	 * mappings. */
+	if (!g.forked)
+		for (struct alloc *a = g.allocs; a; a = a->next)
+			mprotect((void *)a->base, a->size, PROT_NONE); /* fails harmlessly under MADV_DONTFORK */
 	g.forked = 1;
-	for (struct alloc *a = g.allocs; a; a = a->next)
-		mprotect((void *)a->base, a->size, PROT_NONE); /* fails harmlessly under MADV_DONTFORK */
 	while (g.regs) {
 		struct reg *r = g.regs;
 		g.regs = r->next;
