@@ -153,6 +153,95 @@ out:
 }
 
 
+/* ---- advice ---- */
+
+/* Where each extent of [p, p+len) is, for comparing before and after. */
+static int where(const unsigned char *p, size_t len, struct coh_extent *x, int max)
+{
+	return coh_query(ctx, p, len, x, (size_t)max, sizeof(struct coh_extent));
+}
+
+static bool same_places(const struct coh_extent *a, int na, const struct coh_extent *b, int nb)
+{
+	if (na != nb)
+		return false;
+	for (int i = 0; i < na; i++)
+		if (a[i].start != b[i].start || a[i].length != b[i].length || a[i].kind != b[i].kind ||
+		    a[i].node != b[i].node || a[i].target != b[i].target)
+			return false;
+	return true;
+}
+
+static void check_advise(coh_target *t)
+{
+	const char *name = "advise";
+	unsigned char *p = NULL;
+	if (!(coh_target_caps(t) & COH_CAP_ALLOC)) {
+		report(t, name, SKIP, "no alloc capability");
+		return;
+	}
+	size_t len = 16 * ps;
+	int e = alloc_plain(t, len, (void **)&p);
+	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
+	fill(p, len, 9);
+	struct coh_extent before[16], after[16];
+	int nb = where(p, len, before, 16);
+	CHECK(nb >= 1, "query: %s", coh_strerror(nb));
+	/* bad input first: refused, and nothing changes */
+	CHECK(coh_advise(ctx, p, len, 0, t) == -EINVAL && coh_advise(ctx, p, len, COH_ADVISE_UNSET_READ_MOSTLY + 1, t) ==
+	      -EINVAL, "an unknown advice is not refused with -EINVAL");
+	CHECK(coh_advise(ctx, p, len, COH_ADVISE_PREFERRED_LOCATION, NULL) == -EINVAL &&
+	      coh_advise(ctx, p, len, COH_ADVISE_ACCESSED_BY, NULL) == -EINVAL,
+	      "advice that names a location accepted without one");
+	CHECK(coh_advise(ctx, p + 1, ps, COH_ADVISE_READ_MOSTLY, NULL) == -EINVAL &&
+	      coh_advise(ctx, p, ps + 1, COH_ADVISE_READ_MOSTLY, NULL) == -EINVAL, "unaligned advice accepted");
+	CHECK(coh_advise(ctx, p, len + 64 * ps, COH_ADVISE_READ_MOSTLY, NULL) < 0, "advice past the allocation accepted");
+	if (!(coh_target_caps(t) & COH_CAP_ADVISE)) {
+		e = coh_advise(ctx, p, len, COH_ADVISE_READ_MOSTLY, NULL);
+		CHECK(e == -EOPNOTSUPP, "no advise capability, but READ_MOSTLY answered %s", coh_strerror(e));
+		CHECK(same(p, len, 9), "refused advice changed data");
+		report(t, name, PASS, "no advise capability: refused (-EOPNOTSUPP), bad advice -EINVAL, nothing changed");
+		goto out;
+	}
+	/* every advice, naming every target where it takes one: 0 or refused */
+	int honoured = 0, refused = 0;
+	char took[96] = "";
+	for (int a = COH_ADVISE_PREFERRED_LOCATION; a <= COH_ADVISE_UNSET_READ_MOSTLY; a++) {
+		bool names = a == COH_ADVISE_PREFERRED_LOCATION || a == COH_ADVISE_ACCESSED_BY ||
+			     a == COH_ADVISE_UNSET_ACCESSED_BY;
+		coh_target *u;
+		bool ok = false;
+		coh_target_foreach(ctx, u) {
+			if (!names && u != t)
+				continue;
+			e = coh_advise(ctx, p, len, a, names ? u : NULL);
+			CHECK(e == 0 || e == -EOPNOTSUPP || e == -EINVAL, "advice %d naming %s: %s", a,
+			      coh_target_name(u), coh_strerror(e));
+			ok |= e == 0;
+			e == 0 ? honoured++ : refused++;
+		}
+		if (ok)
+			snprintf(took + strlen(took), sizeof(took) - strlen(took), "%s%d", took[0] ? "," : "", a);
+	}
+	/* advice moves nothing that is there already */
+	int na = where(p, len, after, 16);
+	CHECK(same(p, len, 9), "data changed by advice");
+	CHECK(same_places(before, nb, after, na), "advice moved pages: %d extents before, %d after (first on %s, was %s)",
+	      nb, na, na > 0 && after[0].target ? coh_target_name(after[0].target) : "-",
+	      before[0].target ? coh_target_name(before[0].target) : "-");
+	/* the withdrawals leave it migratable as before */
+	coh_advise(ctx, p, len, COH_ADVISE_UNSET_PREFERRED_LOCATION, NULL);
+	if (coh_target_caps(t) & COH_CAP_MIGRATE) {
+		e = coh_migrate(ctx, p, len, t, 0);
+		CHECK(e == 0 && same(p, len, 9), "migrating after the advice: %s", coh_strerror(e));
+	}
+	report(t, name, PASS, "%d answers 0 (advice %s), %d refused; bad advice -EINVAL; nothing moved, data intact",
+	       honoured, took[0] ? took : "none", refused);
+out:
+	if (p)
+		coh_free(ctx, p);
+}
+
 static const struct conf_case cases[] = {
 	{ "alloc", "coh_alloc gives memory of the target's kind, readable and writable, found by coh_lookup from any "
 		   "interior address, covered by the residency query on the target's node",
@@ -163,6 +252,9 @@ static const struct conf_case cases[] = {
 		     "destination; targets without the capability refuse", "targets without alloc; no destination" },
 	{ "bad-input", "zero size, bad alignment, unknown, interior and unaligned pointers and ranges past the end are "
 		       "refused with the documented errno", "" },
+	{ "advise", "every advice naming every target answers 0 or a refusal; unknown advice, a missing location, "
+		    "unaligned and over-long ranges are -EINVAL; without COH_CAP_ADVISE -EOPNOTSUPP; no page moves, "
+		    "the data is intact", "targets without alloc" },
 	{ NULL, NULL, NULL },
 };
 
@@ -172,6 +264,7 @@ static void run(coh_target *t)
 	check_query_moves_nothing(t);
 	check_migrate(t);
 	check_bad_input(t);
+	check_advise(t);
 }
 
 const struct conf_group conf_basic = { "basic", run, cases };

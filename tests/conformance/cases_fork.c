@@ -115,6 +115,180 @@ out:
 		coh_free(ctx, p);
 }
 
+/* Forks once with the policy p now has and checks the child's view against
+ * the fork query's; the parent's data is seed 6 again afterwards.  NULL or
+ * what went wrong. */
+static const char *fork_checked(unsigned char *p, size_t len, int policy, int *viewp)
+{
+	static char why[160];
+	struct coh_fork_extent fe[4];
+	int n = coh_fork_query(ctx, p, len, fe, 4, sizeof(struct coh_fork_extent));
+	if (n != 1 || fe[0].policy != policy) {
+		snprintf(why, sizeof(why), "fork-query: %d extents, policy %d (%s)", n, n == 1 ? fe[0].policy : -1,
+			 n < 0 ? coh_strerror(n) : "");
+		return why;
+	}
+	*viewp = fe[0].child_view;
+	struct child_job job = { .p = p, .len = len, .view = fe[0].child_view };
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(child_main(&job));
+	int st = 0;
+	if (pid < 0 || waitpid(pid, &st, 0) != pid)
+		return "fork or waitpid failed";
+	bool dies = job.view == COH_CHILD_ABSENT || job.view == COH_CHILD_UNREADABLE;
+	if (dies ? !(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV) : !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+		snprintf(why, sizeof(why), "under %s the child did not see '%s' (status %#x)",
+			 coh_fork_policy_name(policy), coh_child_view_name(job.view), st);
+		return why;
+	}
+	if (job.view == COH_CHILD_SHARED) {
+		if (p[0] != 0x5e || p[len - 1] != 0x5e)
+			return "a shared child's writes are not visible in the parent";
+		fill(p, len, 6);
+	} else if (!same(p, len, 6)) {
+		snprintf(why, sizeof(why), "under %s the child changed the parent's data", coh_fork_policy_name(policy));
+		return why;
+	}
+	return NULL;
+}
+
+/* ---- the fork policy changed after allocation ---- */
+
+static void check_policy_change(coh_target *t)
+{
+	const char *name = "fork-policy-change";
+	unsigned char *p = NULL;
+	if (!(coh_target_caps(t) & COH_CAP_ALLOC)) {
+		report(t, name, SKIP, "no alloc capability");
+		return;
+	}
+	size_t len = 16 * ps;
+	int e = alloc_plain(t, len, (void **)&p);
+	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
+	fill(p, len, 6);
+	int now = coh_fork_policy_get(ctx, p), set = 0, refused = 0;
+	CHECK(now == first_policy(t), "coh_fork_policy_get: %d, allocated with %d", now, first_policy(t));
+	char views[160] = "";
+	/* from the last policy down, so that every change is a real one */
+	for (int pol = COH_FORK_KERNEL; pol >= COH_FORK_COPY; pol--) {
+		e = coh_fork_policy_set(ctx, p, len, pol);
+		if (!(coh_target_caps(t) & (COH_CAP_FORK_COPY << pol))) {
+			CHECK(e == -EOPNOTSUPP, "%s is not offered, yet setting it answered %s", coh_fork_policy_name(pol),
+			      coh_strerror(e));
+			CHECK(coh_fork_policy_get(ctx, p) == now && same(p, len, 6), "a refused policy changed something");
+			refused++;
+			continue;
+		}
+		/* documented: SHARE is given at allocation only, and shared memory
+		 * takes neither COPY nor ZERO later (coh_fork_policy_set(3)) */
+		bool shared = first_policy(t) == COH_FORK_SHARE;
+		if (e == -EOPNOTSUPP && (shared ? pol == COH_FORK_COPY || pol == COH_FORK_ZERO : pol == COH_FORK_SHARE)) {
+			CHECK(coh_fork_policy_get(ctx, p) == now && same(p, len, 6), "a refused policy changed something");
+			refused++;
+			continue;
+		}
+		CHECK(e == 0, "coh_fork_policy_set %s: %s", coh_fork_policy_name(pol), coh_strerror(e));
+		CHECK(coh_fork_policy_get(ctx, p) == pol, "coh_fork_policy_get answers %d after setting %s",
+		      coh_fork_policy_get(ctx, p), coh_fork_policy_name(pol));
+		now = pol;
+		int view = -1;
+		const char *bad = fork_checked(p, len, pol, &view);
+		CHECK(!bad, "%s", bad);
+		snprintf(views + strlen(views), sizeof(views) - strlen(views), "%s%s:%s", views[0] ? ", " : "",
+			 coh_fork_policy_name(pol), coh_child_view_name(view));
+		set++;
+	}
+	report(t, name, PASS, "%d policies set after allocation and forked under (%s); %d refused, nothing changed",
+	       set, views, refused);
+out:
+	if (p)
+		coh_free(ctx, p);
+}
+
+/* ---- a child forks again ---- */
+
+enum { NEST_CHILD_VIEW = 40, NEST_QUERY, NEST_FORK, NEST_GRAND, NEST_CHILD_AFTER };
+
+/* The grandchild: what the child's fork query promised, then its own write. */
+static int grandchild_main(unsigned char *p, size_t len, int view)
+{
+	if (view == COH_CHILD_ZERO) {
+		for (size_t i = 0; i < len; i++)
+			if (p[i])
+				return 1;
+	} else if (!same(p, len, 7)) {
+		return 1;
+	}
+	fill(p, len, 8);
+	return 0;
+}
+
+/* The child (it got a private copy): writes seed 7, forks, and checks what
+ * its fork query says the grandchild sees and what it keeps. */
+static int nest_child(unsigned char *p, size_t len)
+{
+	if (!same(p, len, 6))
+		return NEST_CHILD_VIEW;
+	fill(p, len, 7);
+	struct coh_fork_extent fe[4];
+	int n = coh_fork_query(ctx, p, len, fe, 4, sizeof(struct coh_fork_extent));
+	/* a backend that cannot work in a child answers -ECHILD: its memory is
+	 * then plain private memory, which the kernel copies */
+	int view = n == 1 ? fe[0].child_view : n == -ECHILD ? COH_CHILD_COPY : -1;
+	if (view != COH_CHILD_COPY && view != COH_CHILD_SHARED && view != COH_CHILD_ZERO)
+		return NEST_QUERY;
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(grandchild_main(p, len, view));
+	int st = 0;
+	if (pid < 0 || waitpid(pid, &st, 0) != pid)
+		return NEST_FORK;
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		return NEST_GRAND;
+	if (!same(p, len, view == COH_CHILD_SHARED ? 8 : 7))
+		return NEST_CHILD_AFTER;
+	return view;
+}
+
+static void check_fork_nested(coh_target *t)
+{
+	const char *name = "fork-nested";
+	unsigned char *p = NULL;
+	if (!(coh_target_caps(t) & COH_CAP_ALLOC) || !(coh_target_caps(t) & COH_CAP_FORK_COPY)) {
+		report(t, name, SKIP, "no alloc capability or no copy policy");
+		return;
+	}
+	size_t len = 16 * ps;
+	int e = coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE, .fork_policy = COH_FORK_COPY), (void **)&p);
+	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
+	fill(p, len, 6);
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(nest_child(p, len));
+	int st = 0;
+	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid, "fork or waitpid");
+	CHECK(WIFEXITED(st), "the child died (status %#x)", st);
+	int r = WEXITSTATUS(st);
+	static const char *const what[] = { "the child did not get the parent's data",
+					    "the child's fork query gave no readable view",
+					    "the child could not fork",
+					    "the grandchild did not see what the child's fork query promised",
+					    "the grandchild's writes reached the child's private copy, or a shared one's did not" };
+	CHECK(r < NEST_CHILD_VIEW || r > NEST_CHILD_AFTER, "%s", what[r >= NEST_CHILD_VIEW ? r - NEST_CHILD_VIEW : 0]);
+	CHECK(same(p, len, 6), "the parent's data changed under COPY");
+	struct coh_alloc_info info = { .size = sizeof(info) };
+	CHECK(coh_lookup(ctx, p, &info) == 0 && info.fork_policy == COH_FORK_COPY, "the parent's record changed");
+	report(t, name, PASS, "child: copy; grandchild: %s as the child's fork query said; parent intact",
+	       coh_child_view_name(r));
+out:
+	if (p)
+		coh_free(ctx, p);
+}
+
 /* ---- who writes first after fork, from the CPU and from the device ---- */
 
 #define PAT_A 0xa0a0a0a0ull   /* before fork */
@@ -502,6 +676,13 @@ static const struct conf_case cases[] = {
 	  "host memory; no COPY policy or no migration" },
 	{ "fork-threads", "a parent with busy threads forks repeatedly; every child sees its policy's view",
 	  "targets without alloc" },
+	{ "fork-policy-change", "coh_fork_policy_set after allocation: each offered policy is taken, coh_fork_policy_get "
+				"and the fork query name it, and a real fork gives the child that policy's view; policies not "
+				"offered, SHARE for private memory and COPY or ZERO for shared memory are -EOPNOTSUPP and "
+				"change nothing", "targets without alloc" },
+	{ "fork-nested", "a child that got a COPY forks again: the grandchild sees what the child's fork query promised "
+			 "(the child's data), the child keeps its own copy, the parent's data and record are untouched",
+	  "targets without alloc or COPY" },
 	{ NULL, NULL, NULL },
 };
 
@@ -515,6 +696,8 @@ static void run(coh_target *t)
 	}
 	check_fork_residency(t);
 	check_fork_threads(t);
+	check_policy_change(t);
+	check_fork_nested(t);
 }
 
 const struct conf_group conf_fork = { "fork", run, cases };
