@@ -175,15 +175,11 @@ static bool same_places(const struct coh_extent *a, int na, const struct coh_ext
 static void check_advise(coh_target *t)
 {
 	const char *name = "advise";
-	unsigned char *p = NULL;
-	if (!(coh_target_caps(t) & COH_CAP_ALLOC)) {
-		report(t, name, SKIP, "no alloc capability");
-		return;
-	}
 	size_t len = 16 * ps;
-	int e = alloc_plain(t, len, (void **)&p);
-	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
-	fill(p, len, 9);
+	unsigned char *p = case_alloc(t, name, len, 9);
+	if (!p)
+		return;
+	int e;
 	struct coh_extent before[16], after[16];
 	int nb = where(p, len, before, 16);
 	CHECK(nb >= 1, "query: %s", coh_strerror(nb));

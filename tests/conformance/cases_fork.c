@@ -159,15 +159,11 @@ static const char *fork_checked(unsigned char *p, size_t len, int policy, int *v
 static void check_policy_change(coh_target *t)
 {
 	const char *name = "fork-policy-change";
-	unsigned char *p = NULL;
-	if (!(coh_target_caps(t) & COH_CAP_ALLOC)) {
-		report(t, name, SKIP, "no alloc capability");
-		return;
-	}
 	size_t len = 16 * ps;
-	int e = alloc_plain(t, len, (void **)&p);
-	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
-	fill(p, len, 6);
+	unsigned char *p = case_alloc(t, name, len, 6);
+	if (!p)
+		return;
+	int e;
 	int now = coh_fork_policy_get(ctx, p), set = 0, refused = 0;
 	CHECK(now == first_policy(t), "coh_fork_policy_get: %d, allocated with %d", now, first_policy(t));
 	char views[160] = "";

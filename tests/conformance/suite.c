@@ -170,6 +170,22 @@ int alloc_plain(coh_target *t, size_t len, void **p)
 	return coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE, .fork_policy = first_policy(t)), p);
 }
 
+unsigned char *case_alloc(coh_target *t, const char *name, size_t len, unsigned seed)
+{
+	if (!(coh_target_caps(t) & COH_CAP_ALLOC)) {
+		report(t, name, SKIP, "no alloc capability");
+		return NULL;
+	}
+	void *p = NULL;
+	int e = alloc_plain(t, len, &p);
+	if (e) {
+		report(t, name, FAIL, "coh_alloc: %s", coh_strerror(e));
+		return NULL;
+	}
+	fill(p, len, seed);
+	return p;
+}
+
 /* Is name one of the comma-separated words of list? */
 static bool in_list(const char *list, const char *name)
 {

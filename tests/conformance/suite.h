@@ -63,6 +63,9 @@ bool readable(const void *p, size_t len);
 /* coh_alloc with the case's usual properties: no huge pages, the target's
  * first fork policy; 0 or -errno. */
 int alloc_plain(coh_target *t, size_t len, void **p);
+/* A case's plain allocation of len bytes filled with fill(seed); NULL once
+ * a skip (no alloc capability) or a failure is reported. */
+unsigned char *case_alloc(coh_target *t, const char *name, size_t len, unsigned seed);
 /* Words of coh_pattern_word(pattern, offset) (what a device fill writes):
  * write them, find the first word that differs (len / 8: none), and the
  * coh_block_sum of each COH_SUM_BLOCK block of such a range. */
