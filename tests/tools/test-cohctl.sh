@@ -18,7 +18,7 @@ if command -v python3 >/dev/null; then
 fi
 ok "devices --json"
 
-"$cohctl" devices | grep -q '^host:node0 ' || fail "devices table lacks host:node0"
+grep -q '^host:node0 ' <<<"$("$cohctl" devices)" || fail "devices table lacks host:node0"
 ok "devices table"
 
 out=$("$cohctl" --fsroot "$data/cxl-cpuless" devices --json)
@@ -93,7 +93,7 @@ ok "check without node 0"
 
 out=$("$cohctl" check --json)
 grep -q '"backend": "host", "compiled": true, "status": "ready"' <<<"$out" || fail "check: host not ready"
-"$cohctl" check | grep -q '^nvidia' || fail "check table lacks nvidia"
+grep -q '^nvidia' <<<"$("$cohctl" check)" || fail "check table lacks nvidia"
 ok "check"
 
 out=$("$cohctl" query 0 0x10000 4096)
