@@ -333,6 +333,11 @@ ssize_t coh_sys_read(int fd, void *buf, size_t len);   /* no retry: EINTR comes 
 ssize_t coh_sys_readlinkat(int dirfd, const char *path, char *buf, size_t len);
 int coh_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **out);
 int coh_sys_munmap(void *addr, size_t len);
+/* Gives back a whole mapping the caller made itself, as a temporary view
+ * or a stack: no VMA is split, so it cannot fail for want of map count,
+ * and it is not a fault-injection point (cleanup that has no caller to
+ * tell). */
+void coh_sys_munmap_own(void *addr, size_t len);
 /* Anonymous mapping (flags without MAP_ANONYMOUS) whose start is a multiple of
  * align (a power of two); the over-reservation is trimmed. */
 int coh_sys_mmap_aligned(size_t len, size_t align, int prot, int flags, void **out);

@@ -152,6 +152,11 @@ int coh_sys_munmap(void *addr, size_t len)
 	return munmap(addr, len) ? -errno : 0;
 }
 
+void coh_sys_munmap_own(void *addr, size_t len)
+{
+	munmap(addr, len);
+}
+
 int coh_sys_mmap_aligned(size_t len, size_t align, int prot, int flags, void **out)
 {
 	size_t ps = (size_t)sysconf(_SC_PAGESIZE), extra = align > ps ? align - ps : 0;
