@@ -142,6 +142,17 @@ long cxl_find_run(struct cxl_target *ct, size_t n);
 bool cxl_policy_forks(int policy);
 long cxl_first_chunk(const struct cxl_target *ct, const void *ptr);
 int cxl_remap_device(struct cxl_target *ct, size_t c, size_t n, bool forks);
+/* hold.c: the CPU's accesses held while a range moves.  cxl_hold_writers
+ * write-protects host memory before its copy to the device: a userfaultfd
+ * to hand to cxl_release_writers once the device is mapped there, or
+ * -errno (nothing held).  cxl_move_to_host puts tmp (new host memory) at
+ * `to` and fills it from src, a second view of the device chunks, holding
+ * accesses to pages not filled yet: 0, or -errno with tmp still at its place
+ * and nothing changed (-ENOSYS, -EPERM, -EOPNOTSUPP, -EINVAL: no usable
+ * userfaultfd). */
+int cxl_hold_writers(void *p, size_t len, bool shared);
+void cxl_release_writers(int fd, void *p, size_t len);
+int cxl_move_to_host(void *tmp, void *to, const void *src, size_t len);
 
 /* mem.c */
 int cxl_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out, void **priv);

@@ -27,11 +27,35 @@ int cxl_host_fork_controls(void *p, size_t len, int policy, bool shared)
 	return e;   /* COPY: copy-on-write; SHARE, KERNEL: as mapped */
 }
 
+/* A second mapping of chunks [c, c+n) of the device, aligned like it:
+ * *res is the reservation to unmap afterwards. */
+static int device_view(struct cxl_target *ct, size_t c, size_t n, void **res, void **view)
+{
+	size_t len = n * ct->align;
+	int e = coh_sys_mmap_aligned(len, ct->align, PROT_NONE, MAP_PRIVATE | MAP_NORESERVE, res);
+	if (e)
+		return e;
+	e = coh_sys_mmap(*res, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, ct->fd, (off_t)(c * ct->align),
+			 view);
+	if (e)
+		coh_sys_munmap_own(*res, len);
+	return e;
+}
+
+/* Host memory to another node: the kernel migrates it and holds its users. */
+static int host_to_node(struct cxl_target *ct, size_t c, size_t n, int node)
+{
+	int e = coh_sys_mbind_node(ct->base + c * ct->align, n * ct->align, node, MPOL_BIND, MPOL_MF_MOVE | MPOL_MF_STRICT);
+	return e == -ENOSYS ? 0 : e;   /* a kernel without NUMA has one node anyway */
+}
+
 static int to_host(const struct coh_alloc_rec *rec, struct cxl_target *ct, size_t c, size_t n, int node)
 {
+	if (ct->state[c] == CH_HOST)
+		return host_to_node(ct, c, n, node);
 	size_t a = ct->align, len = n * a;
 	uint8_t *src = ct->base + c * a;
-	void *tmp;
+	void *tmp, *res = NULL, *view = NULL;
 	/* memory allocated to be shared stays shared on the host; aligned like
 	 * the device, so huge pages can back it and move whole */
 	int e = coh_sys_mmap_aligned(len, a, PROT_READ | PROT_WRITE, rec->shared ? MAP_SHARED : MAP_PRIVATE, &tmp);
@@ -42,38 +66,57 @@ static int to_host(const struct coh_alloc_rec *rec, struct cxl_target *ct, size_
 	e = coh_sys_mbind_node(tmp, len, node, MPOL_BIND, 0);
 	if (e == -ENOSYS || e == -EPERM)
 		e = 0;   /* a kernel without NUMA: there is one node anyway */
+	if (!e)
+		e = cxl_host_fork_controls(tmp, len, rec->fork_policy, rec->shared);
+	/* the new memory replaces the device's at once and is filled from a
+	 * second view of the chunks while the CPU's accesses wait (hold.c) */
+	if (!e)
+		e = device_view(ct, c, n, &res, &view);
+	if (!e) {
+		e = cxl_move_to_host(tmp, src, view, len);
+		coh_sys_munmap_own(res, len);
+		if (!e) {
+			memset(ct->state + c, CH_HOST, n);
+			return 0;
+		}
+		if (e != -ENOSYS && e != -EPERM && e != -EOPNOTSUPP && e != -EINVAL)
+			goto fail;
+		/* no userfaultfd here: a copy, then the remap (writes made
+		 * in between are lost: backends/cxl/README.md) */
+		e = 0;
+	}
+	void *got;
 	if (!e) {
 		coh_sys_madvise(tmp, len, MADV_POPULATE_WRITE);   /* faults in bulk; an old kernel faults in memcpy */
 		memcpy(tmp, src, len);
-		e = cxl_host_fork_controls(tmp, len, rec->fork_policy, rec->shared);
-	}
-	void *got;
-	if (!e)
 		e = coh_sys_mremap(tmp, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, src, &got);
-	if (e) {
-		coh_sys_munmap(tmp, len);   /* the data is still where it was */
-		return e;
 	}
-	memset(ct->state + c, CH_HOST, n);
-	return 0;
+	if (!e) {
+		memset(ct->state + c, CH_HOST, n);
+		return 0;
+	}
+fail:
+	coh_sys_munmap_own(tmp, len);   /* the data is still where it was */
+	return e;
 }
 
 static int to_device(const struct coh_alloc_rec *rec, struct cxl_target *ct, size_t c, size_t n)
 {
 	size_t a = ct->align, len = n * a;
+	uint8_t *src = ct->base + c * a;
+	/* writers wait from here until the device has replaced the host memory */
+	int held = cxl_hold_writers(src, len, rec->shared);
 	/* copy into the device's chunks through a second, aligned mapping */
 	void *res, *dev;
-	int e = coh_sys_mmap_aligned(len, a, PROT_NONE, MAP_PRIVATE | MAP_NORESERVE, &res);
-	if (e)
-		return e;
-	e = coh_sys_mmap(res, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, ct->fd, (off_t)(c * a), &dev);
-	if (!e)
-		memcpy(dev, ct->base + c * a, len);
-	coh_sys_munmap(res, len);
-	if (e)
-		return e;
+	int e = device_view(ct, c, n, &res, &dev);
+	if (!e) {
+		memcpy(dev, src, len);
+		coh_sys_munmap_own(res, len);
+	}
 	/* then the device replaces the host memory at the same addresses */
-	e = cxl_remap_device(ct, c, n, cxl_policy_forks(rec->fork_policy));
+	if (!e)
+		e = cxl_remap_device(ct, c, n, cxl_policy_forks(rec->fork_policy));
+	cxl_release_writers(held, src, len);
 	if (e)
 		return e;
 	memset(ct->state + c, CH_DEV, n);

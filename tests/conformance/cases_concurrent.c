@@ -639,12 +639,6 @@ static void check_writers(coh_target *t, const struct dests *d)
 			return;
 		}
 	}
-	if (!strcmp(coh_target_backend(t), "cxl")) {
-		/* seen in the VM (6.1): 488652 of 498466 increments left; backends/cxl/README.md: copy, then mremap */
-		report(t, name, SKIP, "library bug, reported: a cxl migration copies the chunks, then remaps them, and loses "
-		       "CPU writes made during the copy");
-		return;
-	}
 	size_t len = 16 * unit(), np = 16;
 	int e = alloc_filled(t, len, 33, &p, &want);
 	CHECK(e == 0, "coh_alloc: %s", coh_strerror(e));
@@ -1416,8 +1410,7 @@ static const struct conf_case cases[] = {
 	{ "writers-during-migrate", "2 threads increment counters in their own cache lines of every page while the range "
 				    "moves back and forth: no write is lost",
 	  "targets without alloc; fewer than two places the memory moves between; the /dev/kfd emulator's device-private "
-	  "GPUs (its moves lose concurrent writes, unlike the kernel's); cxl (library bug: its copy-then-remap loses "
-	  "them)" },
+	  "GPUs (its moves lose concurrent writes, unlike the kernel's)" },
 	{ "readers-during-migrate", "2 threads read a known pattern while the range moves back and forth: never a wrong "
 				    "value",
 	  "targets without alloc; fewer than two places the memory moves between" },

@@ -614,6 +614,14 @@ static int maps_settle(const struct op *op, struct fx *f, long nth, int err, lon
 	int fired, r = 1;
 	one_run(op, f, nth, err, &calls, &fired);
 	long now = count_maps();
+	if (now != first && !(op->run == run_fork && atomic_load(&warnings) > 0)) {
+		FILE *mf = fopen("/proc/self/maps", "r");   /* what grew, for the report */
+		char line[256];
+		for (int i = 0; mf && fgets(line, sizeof(line), mf) && i < 40; i++)
+			fputs(line, stderr);
+		if (mf)
+			fclose(mf);
+	}
 	if (now != first) {
 		ck_assert_msg(op->run == run_fork && atomic_load(&warnings) > 0,
 			      "%s: %s: %ld mappings, %ld before, %ld after the first run", op->name, what, now, *maps,

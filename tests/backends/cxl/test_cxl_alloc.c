@@ -204,7 +204,14 @@ int main(void)
 	CHECK(same(m, len, 3) && k == COH_MEM_DEVICE_DAX, "the window is device-dax again (%s)",
 	      k >= 0 ? coh_mem_kind_name(k) : "several extents");
 	coh_free(ctx, m);
-	CHECK(maps_lines() == lines, "mappings at the end: %d, %d before", maps_lines(), lines);
+	if (maps_lines() != lines) {
+		FILE *mf = fopen("/proc/self/maps", "r");
+		for (int c; mf && (c = fgetc(mf)) != EOF;)
+			fputc(c, stderr);
+		if (mf)
+			fclose(mf);
+	}
+	CHECK(maps_lines() == lines, "mappings at the end: %d, %d before (the maps above)", maps_lines(), lines);
 	coh_context_unref(ctx);
 	printf("test_cxl_alloc (%s): %d passed, %d failed\n", coh_target_name(t), passed, failed);
 	return failed ? 1 : 0;
