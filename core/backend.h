@@ -361,6 +361,12 @@ int coh_pagemap_present(const coh_context *ctx, uintptr_t start, size_t npages, 
  * when the view cannot be read.  No backend hook runs, so a backend may call
  * it from its own ops (a migration checking where the driver put the pages). */
 int coh_range_on_device(coh_context *ctx, const void *addr, size_t len);
+/* For a query_resolve op that splits an extent: appends [start, start+length)
+ * with kind, node and target t to out (*n extents there so far, room for
+ * max), or lengthens the last one when the new run continues it with the
+ * same kind, node and target.  false, nothing written, when out is full. */
+bool coh_ext_append(struct coh_extent *out, size_t *n, size_t max, uintptr_t start, size_t length, int kind,
+		    int node, coh_target *t);
 
 
 #endif
