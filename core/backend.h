@@ -371,6 +371,12 @@ int coh_range_on_device(coh_context *ctx, const void *addr, size_t len);
  * address order from the range's first page, their number (>= 1), or
  * -errno.  A caller goes on from the end of the last extent. */
 int coh_kernel_view(coh_context *ctx, const void *addr, size_t len, struct coh_extent *x, size_t max);
+/* For a query_resolve op that splits an extent: appends [start, start+length)
+ * with kind, node and target t to out (*n extents there so far, room for
+ * max), or lengthens the last one when the new run continues it with the
+ * same kind, node and target.  false, nothing written, when out is full. */
+bool coh_ext_append(struct coh_extent *out, size_t *n, size_t max, uintptr_t start, size_t length, int kind,
+		    int node, coh_target *t);
 
 
 #endif

@@ -904,6 +904,22 @@ int coh_kernel_view(coh_context *ctx, const void *addr, size_t len, struct coh_e
 	return n == 0 ? -EIO : n;
 }
 
+bool coh_ext_append(struct coh_extent *out, size_t *n, size_t max, uintptr_t start, size_t length, int kind,
+		    int node, coh_target *t)
+{
+	if (*n > 0) {
+		struct coh_extent *p = &out[*n - 1];
+		if (p->start + p->length == start && p->kind == kind && p->node == node && p->target == t) {
+			p->length += length;
+			return true;
+		}
+	}
+	if (*n == max)
+		return false;
+	out[(*n)++] = (struct coh_extent){ .start = start, .length = length, .kind = kind, .node = node, .target = t };
+	return true;
+}
+
 int coh_ext_fill(void *user, size_t max, size_t ext_size, size_t full,
 		 int (*fill)(void *buf, size_t max, void *arg), void *arg)
 {

@@ -20,7 +20,8 @@
  * location + access + prefetch (migration) to the GPU; adopt works in place;
  * migrate = prefetch location; residency = the kernel's page view (device
  * pages are swap-like entries in pagemap) with the GPU named from KFD's
- * prefetch attribute, which is an attribute and not a placement report.
+ * prefetch attribute run by run, which is an attribute and not a placement
+ * report.
  *
  * This header holds the backend's structs and what its files share; README.md
  * ("Files") says what each file holds.  The ops table is in amd.c.
@@ -96,6 +97,8 @@ void amd_kfd_open(coh_context *ctx, struct amd_backend *ab);
 int amd_enter(struct amd_backend *ab);
 void amd_leave(struct amd_backend *ab);
 int amd_to_gpu(struct amd_backend *ab, struct amd_gpu *g, uintptr_t a, size_t len, bool prefer);
+int amd_prefetch_loc(struct amd_backend *ab, uintptr_t a, size_t len, uint32_t *loc);
+coh_target *amd_gpu_target(struct amd_backend *ab, uint32_t gpu_id);
 coh_target *amd_prefetch_gpu(struct amd_backend *ab, uintptr_t a, size_t len);
 
 /* discover.c */

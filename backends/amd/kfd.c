@@ -223,17 +223,32 @@ int amd_to_gpu(struct amd_backend *ab, struct amd_gpu *g, uintptr_t a, size_t le
 	return amd_svm(ab, KFD_IOCTL_SVM_OP_SET_ATTR, a, len, at, n);
 }
 
-/* The GPU KFD last prefetched [a, a+len) to, or NULL (attribute, not placement). */
-coh_target *amd_prefetch_gpu(struct amd_backend *ab, uintptr_t a, size_t len)
+/* KFD's PREFETCH_LOC of [a, a+len): a gpu_id, KFD_IOCTL_SVM_LOCATION_SYSMEM,
+ * or KFD_IOCTL_SVM_LOCATION_UNDEFINED when the range's SVM ranges disagree
+ * (or none was ever prefetched).  An attribute, not a placement report. */
+int amd_prefetch_loc(struct amd_backend *ab, uintptr_t a, size_t len, uint32_t *loc)
 {
 	struct kfd_ioctl_svm_attribute at = { KFD_IOCTL_SVM_ATTR_PREFETCH_LOC, 0 };
-	if (amd_svm(ab, KFD_IOCTL_SVM_OP_GET_ATTR, a, len, &at, 1))
-		return NULL;
+	int e = amd_svm(ab, KFD_IOCTL_SVM_OP_GET_ATTR, a, len, &at, 1);
+	*loc = e ? KFD_IOCTL_SVM_LOCATION_UNDEFINED : at.value;
+	return e;
+}
+
+/* The target of the GPU with this gpu_id, or NULL. */
+coh_target *amd_gpu_target(struct amd_backend *ab, uint32_t gpu_id)
+{
 	for (int i = 0; i < ab->ngpus; i++)
-		if (ab->gpus[i]->gpu_id == at.value && ab->gpus[i]->node >= 0) {
+		if (ab->gpus[i]->gpu_id == gpu_id && ab->gpus[i]->node >= 0) {
 			char name[32];
 			snprintf(name, sizeof(name), AMD_TARGET_NAME, ab->gpus[i]->node);
 			return coh_target_find(ab->ctx, name);
 		}
 	return NULL;
+}
+
+/* The GPU KFD last prefetched all of [a, a+len) to, or NULL (attribute, not placement). */
+coh_target *amd_prefetch_gpu(struct amd_backend *ab, uintptr_t a, size_t len)
+{
+	uint32_t loc;
+	return amd_prefetch_loc(ab, a, len, &loc) ? NULL : amd_gpu_target(ab, loc);
 }

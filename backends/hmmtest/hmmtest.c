@@ -31,6 +31,7 @@
 
 #define HMM_NDEV 4
 #define HMM_BATCH 256   /* pages per ioctl: the migrate ioctls copy data out to a buffer */
+#define HMM_SNAP_BATCH 4096   /* pages per snapshot ioctl: one status byte each */
 
 const struct coh_backend_ops coh_hmmtest_backend;
 
@@ -78,8 +79,8 @@ static int dmirror_range(int fd, unsigned long req, uintptr_t addr, size_t len, 
 static int snapshot(int fd, uintptr_t addr, size_t len, size_t ps, unsigned char *out)
 {
 	size_t np = len / ps;
-	for (size_t done = 0; done < np; done += 4096) {
-		size_t c = np - done < 4096 ? np - done : 4096;
+	for (size_t done = 0; done < np; done += HMM_SNAP_BATCH) {
+		size_t c = np - done < HMM_SNAP_BATCH ? np - done : HMM_SNAP_BATCH;
 		int e = dmirror(fd, HMM_DMIRROR_SNAPSHOT, addr + done * ps, c, out + done, NULL);
 		if (e)
 			return e;
@@ -278,28 +279,93 @@ static int hmm_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *a
 	return e == -EIO ? -EBUSY : e;
 }
 
-/* The snapshot names the device: device pages of this backend get their target. */
+/* The hmmtest device rec's pages last went to: its home, else its own target. */
+static coh_target *last_device(const struct coh_alloc_rec *rec)
+{
+	coh_target *home = rec->home;
+	return home && coh_target_backend(home) == coh_hmmtest_backend.name ? home : rec->target;
+}
+
+static coh_target *device_target(coh_context *ctx, int minor)
+{
+	char name[32];
+	snprintf(name, sizeof(name), "hmmtest:dmirror%d", minor);
+	return coh_target_find(ctx, name);
+}
+
+#define HMM_NOBODY 0xff   /* no device says it holds the page */
+
+/* Which device holds each of the c pages at addr (a minor, or HMM_NOBODY):
+ * a snapshot says "local" only on the device that owns the page (another
+ * device sees someone else's private page as nothing, a coherent one as
+ * "remote"), so each device of the extent's kind is asked in turn, the one
+ * the pages last went to first, until every page has its owner: one ioctl
+ * per device per batch. */
+static int owners(const struct hmm_backend *hb, int first, bool private_kind, uintptr_t addr, size_t c,
+		  unsigned char *snap, unsigned char *who)
+{
+	unsigned local = private_kind ? HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL : HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL;
+	size_t left = c;
+	memset(who, HMM_NOBODY, c);
+	for (int k = 0; k < HMM_NDEV && left; k++) {
+		int d = (first + k) % HMM_NDEV;
+		if (hb->fd[d] < 0 || is_private(d) != private_kind)
+			continue;   /* absent, or memory of the other kind */
+		int e = dmirror(hb->fd[d], HMM_DMIRROR_SNAPSHOT, addr, c, snap, NULL);
+		if (e)
+			return e;
+		for (size_t i = 0; i < c; i++)
+			if (who[i] == HMM_NOBODY && (snap[i] & 0xf0) == local) {
+				who[i] = (unsigned char)d;
+				left--;
+			}
+	}
+	return 0;
+}
+
+/* Device pages of this backend get the target of the device that holds each
+ * (the driver's snapshot), one extent per run. */
 static int hmm_query_resolve(const struct coh_alloc_rec *rec, const struct coh_extent *in, struct coh_extent *out,
 			     size_t max)
 {
-	(void)max;
 	if (in->kind != COH_MEM_DEVICE_PRIVATE && in->kind != COH_MEM_DEVICE_COHERENT)
 		return -ENOENT;   /* system memory: the kernel's view holds */
-	/* ask the device the pages last went to */
-	coh_target *dev = rec->home && coh_target_backend(rec->home) == coh_hmmtest_backend.name ? rec->home
-												  : rec->target;
-	int fd = own_fd(dev);
-	if (fd < 0)
-		return fd;
-	unsigned char s;
-	int e = dmirror(fd, HMM_DMIRROR_SNAPSHOT, in->start, 1, &s, NULL);
-	if (e)
-		return e;
-	out[0] = *in;
-	unsigned loc = s & 0xf0;
-	if (loc == HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL || loc == HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL)
-		out[0].target = dev;
-	return 1;
+	const struct hmm_backend *hb = coh_target_backend_priv(rec->target);
+	if (hb->pid != getpid())
+		return -ECHILD;   /* a forked child's handles mirror its parent */
+	coh_context *ctx = coh_target_context(rec->target);
+	size_t ps = coh_ctx_page_size(ctx), np = in->length / ps;
+	size_t batch = np < HMM_SNAP_BATCH ? np : HMM_SNAP_BATCH;
+	if (np == 0)
+		return -ENOENT;
+	const struct hmm_target *first = coh_target_priv(last_device(rec));
+	unsigned char *snap = malloc(2 * batch), *who = snap + batch;
+	if (!snap)
+		return -ENOMEM;
+	coh_target *tg[HMM_NDEV] = { NULL };
+	size_t n = 0;
+	int e = 0;
+	bool room = true;
+	for (size_t done = 0; done < np && room && !e; done += batch) {
+		size_t c = np - done < batch ? np - done : batch;
+		uintptr_t a = in->start + done * ps;
+		e = owners(hb, first->minor, in->kind == COH_MEM_DEVICE_PRIVATE, a, c, snap, who);
+		for (size_t i = 0; i < c && room && !e;) {
+			size_t j = i + 1;
+			while (j < c && who[j] == who[i])
+				j++;
+			coh_target *t = in->target;   /* no device owns them (moved since the kernel's view) */
+			if (who[i] != HMM_NOBODY) {
+				if (!tg[who[i]])
+					tg[who[i]] = device_target(ctx, who[i]);
+				t = tg[who[i]];
+			}
+			room = coh_ext_append(out, &n, max, a + i * ps, (j - i) * ps, in->kind, in->node, t);
+			i = j;
+		}
+	}
+	free(snap);
+	return e ? e : (int)n;
 }
 
 /* ---------------- fork ---------------- */
@@ -321,8 +387,7 @@ static int hmm_fork_plan(const struct coh_alloc_rec *rec, int at_fork, struct co
 
 static int hmm_fork_copy(const struct coh_alloc_rec *rec, void *copy)
 {
-	coh_target *dev = rec->home && coh_target_backend(rec->home) == coh_hmmtest_backend.name ? rec->home
-												  : rec->target;
+	coh_target *dev = last_device(rec);
 	const struct hmm_target *ht = coh_target_priv(dev);
 	if (!is_private(ht->minor)) {
 		/* the CPU reads device-coherent memory in place */

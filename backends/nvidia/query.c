@@ -44,19 +44,9 @@ struct resolve_out {
 
 static bool emit(struct resolve_out *o, uintptr_t a, size_t len, int kind, int node, coh_target *t)
 {
-	if (o->n > 0) {
-		struct coh_extent *p = &o->out[o->n - 1];
-		if (p->start + p->length == a && p->kind == kind && p->node == node && p->target == t) {
-			p->length += len;
-			return true;
-		}
-	}
-	if (o->n == o->max) {
+	if (!coh_ext_append(o->out, &o->n, o->max, a, len, kind, node, t))
 		o->full = true;
-		return false;
-	}
-	o->out[o->n++] = (struct coh_extent){ .start = a, .length = len, .kind = kind, .node = node, .target = t };
-	return true;
+	return !o->full;
 }
 
 static coh_target *gpu_target(coh_context *ctx, int ordinal)

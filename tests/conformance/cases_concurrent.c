@@ -98,26 +98,10 @@ static void say(char *why, size_t n, const char *fmt, ...)
 /* [p, p+len) holds want, as the CPU reads it and, where t has device access,
  * as t's device sums it (a device that cannot reach the memory where it is
  * now, -EFAULT, checks nothing).  false with the reason in why. */
-static bool own_private_pages(coh_context *c, const coh_target *t, const void *p, size_t len)
-{
-	struct coh_extent x[64];
-	int n = coh_query(c, p, len, x, 64, sizeof(x[0]));
-	for (int i = 0; i < n; i++)
-		if (x[i].kind == COH_MEM_DEVICE_PRIVATE && x[i].target == t)
-			return true;
-	return n < 1;
-}
-
 static bool intact(coh_context *c, coh_target *t, const unsigned char *p, const unsigned char *want, size_t len,
 		   char *why, size_t whylen)
 {
-	/* hmmtest: HMM_DMIRROR_READ of pages on the mirror's own device-private
-	 * memory that its page table lost kmaps the device page and oopses the
-	 * 6.1 kernel (dmirror_do_fault stores the device page; seen in the VM
-	 * after async-many's moves back to the device): not asked there */
-	bool risky = !strcmp(coh_target_backend(t), "hmmtest") && coh_target_kind(t) == COH_KIND_DEVICE_PRIVATE &&
-		     own_private_pages(c, t, p, len);
-	if ((coh_target_caps(t) & COH_CAP_DEVICE_ACCESS) && !risky) {
+	if (coh_target_caps(t) & COH_CAP_DEVICE_ACCESS) {
 		size_t nb = len / COH_SUM_BLOCK;
 		uint64_t *sums = calloc(nb, sizeof(*sums));
 		if (!sums) {

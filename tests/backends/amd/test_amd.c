@@ -6,7 +6,8 @@
  * migration both ways with the data intact, residency named after the GPU,
  * SVM attributes as KFD holds them, the driver's failures reaching the
  * caller with nothing changed, and fork (COPY keeps the parent's placement;
- * the child answers -ECHILD and can open a context of its own).
+ * the child answers -ECHILD and can open a context of its own); on the
+ * two-GPU xGMI tree, each page of a partly moved allocation named after its GPU.
  * Each Check test runs in its own process.
  */
 #include <dlfcn.h>
@@ -253,6 +254,59 @@ START_TEST(fork_copy_keeps_placement)
 }
 END_TEST
 
+/* The two GPUs of the xGMI tree: parts of an allocation moved to the other
+ * GPU and to system memory split KFD's SVM range, and the query names every
+ * device page after the GPU that holds it (the emulator's own placement is
+ * the authority), one extent per run, with cursors of any size. */
+START_TEST(partial_labels)
+{
+	coh_context *ctx = ctx_amd();
+	coh_target *g1 = gpu1(ctx), *g2 = coh_target_find(ctx, "amd:gpu2"), *h = coh_target_by_node(ctx, 0);
+	ck_assert_ptr_nonnull(g2);
+	ck_assert_ptr_nonnull(h);
+	size_t len = 8 * ps;
+	unsigned char *p;
+	ck_assert_int_eq(coh_alloc(g1, len, NULL, (void **)&p), 0);
+	fill(p, len, 3);
+	ck_assert_int_eq(coh_migrate(ctx, p + 2 * ps, 2 * ps, g2, 0), 0);
+	ck_assert_int_eq(coh_migrate(ctx, p + 5 * ps, ps, h, 0), 0);
+	ck_assert_int_eq(coh_migrate(ctx, p + 6 * ps, ps, g2, 0), 0);
+	/* pages 0-1 gpu1, 2-3 gpu2, 4 gpu1, 5 system, 6 gpu2, 7 gpu1 */
+	const struct {
+		int first, count;
+		coh_target *t;
+	} want[] = { { 0, 2, g1 }, { 2, 2, g2 }, { 4, 1, g1 }, { 5, 1, h }, { 6, 1, g2 }, { 7, 1, g1 } };
+	for (int i = 0; i < 8; i++) {
+		int loc = k_loc(p + i * ps);
+		ck_assert_int_eq(loc, i == 5 ? 0 : (int)gpu_id(i == 2 || i == 3 || i == 6 ? g2 : g1));
+	}
+	const size_t maxes[] = { 8, 3, 1 };
+	for (int m = 0; m < 3; m++) {
+		struct coh_extent x[8];
+		uintptr_t a = (uintptr_t)p, end = a + len;
+		int k = 0;
+		while (a < end) {
+			int n = coh_query(ctx, (void *)a, end - a, x, maxes[m], sizeof(x[0]));
+			ck_assert_int_ge(n, 1);
+			for (int i = 0; i < n; i++, k++) {
+				ck_assert_int_lt(k, 6);
+				ck_assert_msg(x[i].start == (uintptr_t)p + want[k].first * ps && x[i].length == want[k].count * ps &&
+						      x[i].target == want[k].t,
+					      "max %zu, run %d: +%zu pages %zu on %s", maxes[m], k,
+					      (size_t)(x[i].start - (uintptr_t)p) / ps, x[i].length / ps,
+					      x[i].target ? coh_target_name(x[i].target) : "-");
+				ck_assert_int_eq(x[i].kind, want[k].t == h ? COH_MEM_SYSTEM : COH_MEM_DEVICE_COHERENT);
+				a += x[i].length;
+			}
+		}
+		ck_assert_int_eq(k, 6);
+	}
+	ck_assert(same(p, len, 3));
+	ck_assert_int_eq(coh_free(ctx, p), 0);
+	coh_context_unref(ctx);
+}
+END_TEST
+
 /* KFDEMU_NO_SVM=1: a kernel without CONFIG_HSA_AMD_SVM (SET_XNACK_MODE and
  * SVM answer EPERM, the capability bit is clear). */
 START_TEST(kernel_without_svm)
@@ -282,6 +336,11 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	if (getenv("KFDEMU_NO_SVM")) {
 		tcase_add_test(tc, kernel_without_svm);
+		suite_add_tcase(s, tc);
+		return t_run(s);
+	}
+	if (strstr(getenv("KFDEMU_ROOT"), "xgmi")) {
+		tcase_add_test(tc, partial_labels);   /* two device-coherent GPUs in one hive */
 		suite_add_tcase(s, tc);
 		return t_run(s);
 	}
