@@ -12,7 +12,10 @@
  * Locks (the whole order is in core/internal.h): a backend's own locks come
  * after the fork registry lock and before the allocation map's, so a backend
  * may call coh_rec_foreach holding its lock, and a coh_rec_foreach callback
- * must not take it; coh_log may be called under any of them.
+ * must not take it; coh_log may be called under any of them.  A lock a
+ * backend shares with other processes (the cxl backend's flock of a device's
+ * chunk map) is taken only under that backend's own lock and released before
+ * it: registry -> backend locks -> cross-process lock -> allocation map -> log.
  */
 #ifndef COH_CORE_BACKEND_H
 #define COH_CORE_BACKEND_H

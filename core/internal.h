@@ -134,7 +134,9 @@ struct coh_target {
  * Lock order, outermost first; a thread holding one may take only those
  * below it:
  *   1. the fork registry lock (core/fork.c; the loader lock is taken alone)
- *   2. backend locks (each backend's own, taken by its fork prepare hook too)
+ *   2. backend locks (each backend's own, taken by its fork prepare hook too;
+ *      then any lock a backend shares with other processes, such as the cxl
+ *      backend's flock of a device's chunk map, taken only under its own)
  *   3. the allocation map's lock (coh_amap_lock; callbacks of
  *      coh_rec_foreach and the fork staging hooks, ops->fork_plan at fork,
  *      fork_copy and fork_buffer, run under it)

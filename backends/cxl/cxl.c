@@ -2,6 +2,11 @@
 /* cxl backend: the ops table (the design: cxl.h; the files: README.md). */
 #include "cxl.h"
 
+static const struct coh_tunable cxl_tunables[] = {
+	{ "cxl.mapdir", "COH_CXL_MAPDIR" },
+	{ NULL, NULL },
+};
+
 const struct coh_backend_ops coh_cxl_backend = {
 	.abi = COH_BACKEND_ABI,
 	.size = sizeof(struct coh_backend_ops),
@@ -21,4 +26,5 @@ const struct coh_backend_ops coh_cxl_backend = {
 	.atfork_prepare = cxl_atfork_prepare,
 	.atfork_parent = cxl_atfork_parent,
 	.atfork_child = cxl_atfork_child,
+	.tunables = cxl_tunables,
 };

@@ -10,7 +10,30 @@
  * device, MADV_DONTFORK by default) at the first allocation; an allocation is
  * a run of `align`-sized chunks of that window, found first-fit from a
  * next-fit hint, and its address is the window's address of its first chunk,
- * so allocating and freeing make no system call for the default fork policy.
+ * so allocating and freeing make no system call of their own on the device
+ * for the default fork policy.
+ *
+ * Chunk ownership is machine-wide (shmap.c): every context of every process
+ * that allocates on a device shares one small file per device (in /dev/shm,
+ * else /run/lock, else /tmp; the cxl.mapdir tunable names another directory),
+ * named after the device's major:minor and size.  It holds a header (magic,
+ * version, device size, chunk, chunk count, device id) and one owner word per
+ * chunk: 0 free, else the holder's pid and a tag (the low bits of the
+ * process's start time and a serial of the context in its process).  An
+ * allocation takes free words first fit under the file's flock and writes its
+ * owner word there; free clears them.  A holder that is gone (kill(pid, 0)
+ * answers ESRCH, a zombie, or a live pid with another start time: the pid was
+ * reused) loses its chunks to the next allocation that finds no room, and to
+ * a free-bytes count.  flock rather than a robust mutex in the file: the
+ * kernel drops it when its holder dies, so nothing in the file needs
+ * repairing, and a damaged file cannot hold a lock forever.  Each context
+ * opens the file itself: flock excludes open file descriptions, so two
+ * contexts of one process exclude each other like two processes do (a forked
+ * child shares its parent's description, and so opens its own before it
+ * allocates).  When the file cannot be opened or made, allocation answers
+ * that error (-EACCES, -EROFS, ...) and changes nothing: two maps that do not
+ * know each other hand out the same chunks.  cxl.mapdir=private keeps the
+ * map in the context (one context per device on the machine, knowingly).
  *
  * Migration to host memory copies the chunks into fresh anonymous memory
  * (bound to the destination node) and moves that memory over the same
@@ -36,6 +59,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "backend.h"
@@ -45,8 +69,25 @@ extern const struct coh_backend_ops coh_cxl_backend;
 /* A device's allocation unit when sysfs does not say (the kernel's default). */
 #define CXL_DEFAULT_ALIGN (2u << 20)
 
-/* The most chunks one device's map holds; larger devices get larger chunks. */
+/* The most chunks one device's map holds; larger devices get larger chunks.
+ * The shared map file is then at most CXL_MAP_HDR + 8 MiB. */
 #define CXL_MAX_CHUNKS (1u << 20)
+
+/* The shared map file's header page; the owner words (uint64_t) follow it. */
+#define CXL_MAP_HDR 4096u
+
+/* One device's chunk ownership as this context sees it (shmap.c).  Locks:
+ * taken under the target's lock (backend locks come first), and nothing of
+ * the library is taken under it but the log lock. */
+struct cxl_map {
+	int fd;               /* the map file, -1 when none or private */
+	void *map;            /* the file mapped (header and words); NULL when private */
+	uint64_t *words;      /* one per chunk: 0 free, else its holder's owner word */
+	size_t nchunks;       /* 0: not open */
+	pid_t pid;            /* the process that opened it */
+	uint64_t me;          /* this context's owner word */
+	char path[256];       /* the file, or "private" */
+};
 
 /* Chunk states (one byte per `align` bytes of the device). */
 #define CH_FREE 0
@@ -56,14 +97,16 @@ extern const struct coh_backend_ops coh_cxl_backend;
 struct cxl_target {
 	char dev[32];         /* "dax0.0" */
 	uint64_t align;       /* the chunk: the device's alignment, or a power-of-two multiple of it */
+	uint64_t size;        /* the device's size */
 	int target_node;
-	/* allocation, guarded by lock */
+	/* allocation, guarded by lock (then map's flock: the order is in map's comment) */
 	pthread_mutex_t lock;
-	int fd;               /* opened at the first allocation */
+	int fd;               /* opened at the first allocation (or free-bytes count) */
 	pid_t pid;            /* the process the window belongs to */
 	uint8_t *base;        /* the device's window, NULL until the first allocation */
 	size_t nchunks, hint, nused;
-	uint8_t *state;       /* CH_* per chunk */
+	struct cxl_map map;   /* who holds each chunk, machine-wide */
+	uint8_t *state;       /* CH_* per chunk of this context's allocations */
 	uint32_t *run;        /* at an allocation's first chunk: its length in chunks */
 	uint8_t *forks;       /* at an allocation's first chunk: 1 when its window part is MADV_DOFORK */
 };
@@ -137,8 +180,8 @@ void cxl_fini(coh_context *ctx, void *priv);
 void cxl_target_fini(coh_target *t, void *priv);
 
 /* window.c: the device window and its chunk map */
+int cxl_attach(coh_target *t, struct cxl_target *ct, bool create);
 int cxl_window(coh_target *t, struct cxl_target *ct);
-long cxl_find_run(struct cxl_target *ct, size_t n);
 bool cxl_policy_forks(int policy);
 long cxl_first_chunk(const struct cxl_target *ct, const void *ptr);
 int cxl_remap_device(struct cxl_target *ct, size_t c, size_t n, bool forks);
@@ -153,6 +196,21 @@ int cxl_remap_device(struct cxl_target *ct, size_t c, size_t n, bool forks);
 int cxl_hold_writers(void *p, size_t len, bool shared);
 void cxl_release_writers(int fd, void *p, size_t len);
 int cxl_move_to_host(void *tmp, void *to, const void *src, size_t len);
+
+/* shmap.c: the machine-wide chunk ownership map */
+const char *cxl_map_dir(coh_context *ctx);
+bool cxl_map_private(const char *dir);
+void cxl_map_init(struct cxl_map *m);
+int cxl_map_open(coh_context *ctx, struct cxl_map *m, const char *dir, const struct stat *dev, uint64_t size,
+		 uint64_t align, size_t nchunks, bool create);
+int cxl_map_close(struct cxl_map *m);
+int cxl_map_lock(struct cxl_map *m);
+void cxl_map_unlock(struct cxl_map *m);
+long cxl_map_find(const struct cxl_map *m, size_t n, size_t hint);
+void cxl_map_claim(struct cxl_map *m, size_t c, size_t n);
+size_t cxl_map_release(struct cxl_map *m, size_t c, size_t n);
+size_t cxl_map_reclaim(coh_context *ctx, struct cxl_map *m);
+size_t cxl_map_free_count(const struct cxl_map *m);
 
 /* mem.c */
 int cxl_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out, void **priv);

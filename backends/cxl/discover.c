@@ -54,6 +54,21 @@ int cxl_describe_node(coh_context *ctx, void *priv, int node, struct coh_node_de
 	return -ENOENT;
 }
 
+/* Where this process's allocations share chunk ownership (a live machine
+ * only: nothing is opened or made here). */
+static void map_note(coh_context *ctx)
+{
+	const char *dir = cxl_map_dir(ctx);
+	if (cxl_map_private(dir))
+		coh_backend_note(ctx, "chunk maps: private to each context (cxl.mapdir=private): two contexts or "
+				 "processes on one device-dax device hand out the same chunks");
+	else if (access(dir, W_OK | X_OK))
+		coh_backend_note(ctx, "chunk maps: %.200s is not writable (%s): allocating on a device-dax device "
+				 "answers that error unless its map exists there (set cxl.mapdir)", dir, strerror(errno));
+	else
+		coh_backend_note(ctx, "chunk maps: shared by every process through %.200s/libcoherent-cxl-*.map", dir);
+}
+
 static int dax_discover(coh_context *ctx, struct cxl_backend *cb, const struct cxl_bus *bus)
 {
 	DIR *d = coh_fs_opendir(ctx, "/sys/bus/dax/devices");
@@ -153,8 +168,10 @@ static int dax_discover(coh_context *ctx, struct cxl_backend *cb, const struct c
 		while (size / chunk > CXL_MAX_CHUNKS)
 			chunk <<= 1;
 		ct->align = chunk;
+		ct->size = size;
 		ct->target_node = tnode;
 		ct->fd = -1;
+		cxl_map_init(&ct->map);
 		pthread_mutex_init(&ct->lock, NULL);
 		ct->nchunks = (size_t)(size / ct->align);
 		size_t nc = ct->nchunks;
@@ -214,6 +231,8 @@ static int dax_discover(coh_context *ctx, struct cxl_backend *cb, const struct c
 		added++;
 	}
 	free(names);
+	if (added && !coh_ctx_replay(ctx))
+		map_note(ctx);
 	return err ? err : added;
 }
 
@@ -237,6 +256,12 @@ void cxl_target_fini(coh_target *t, void *priv)
 	}
 	if (ct->fd >= 0)
 		close(ct->fd);
+	/* a context's chunks were freed with its allocations */
+	void *map = ct->map.map;
+	int e = cxl_map_close(&ct->map);
+	if (e)
+		coh_warn(coh_target_context(t), "cxl: %s: chunk map %p left mapped: %s", coh_target_name(t), map,
+			 strerror(-e));
 	pthread_mutex_destroy(&ct->lock);
 	free(ct->state);
 	free(ct->forks);

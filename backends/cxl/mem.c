@@ -17,14 +17,23 @@ int cxl_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **o
 		return -EOPNOTSUPP;
 	pthread_mutex_lock(&ct->lock);
 	int e = cxl_window(t, ct);
-	long first = e ? -1 : cxl_find_run(ct, n);
-	if (!e && first < 0)
-		e = -ENOMEM;
+	if (!e)
+		e = cxl_map_lock(&ct->map);
 	if (e)
 		goto out;
-	uint8_t *p = ct->base + (size_t)first * a;
+	/* free chunks machine-wide; those of holders that are gone when there is no room */
+	long first = cxl_map_find(&ct->map, n, ct->hint);
+	if (first < 0 && cxl_map_reclaim(coh_target_context(t), &ct->map))
+		first = cxl_map_find(&ct->map, n, ct->hint);
+	e = first < 0 ? -ENOMEM : 0;
+	uint8_t *p = e ? NULL : ct->base + (size_t)first * a;
 	int policy = coh_backend_fork_policy(flags);
-	if (cxl_policy_forks(policy) && (e = coh_sys_madvise(p, n * a, MADV_DOFORK)))
+	if (!e && cxl_policy_forks(policy))
+		e = coh_sys_madvise(p, n * a, MADV_DOFORK);
+	if (!e)
+		cxl_map_claim(&ct->map, (size_t)first, n);   /* the map changes only for an allocation made */
+	cxl_map_unlock(&ct->map);
+	if (e)
 		goto out;
 	memset(ct->state + first, CH_DEV, n);
 	ct->run[first] = (uint32_t)n;
@@ -60,16 +69,41 @@ int cxl_free(coh_target *t, void *ptr, size_t size, void *priv)
 		ct->run[c] = 0;
 		ct->forks[c] = 0;
 		ct->nused -= n;
+		/* the chunks go back to every process; without the lock they stay
+		 * this process's until it exits */
+		int le = cxl_map_lock(&ct->map);
+		size_t foreign = le ? 0 : cxl_map_release(&ct->map, (size_t)c, n);
+		if (!le)
+			cxl_map_unlock(&ct->map);
+		if (le || foreign)
+			coh_warn(coh_target_context(t), "cxl: %s: %zu chunks at %p: %s", coh_target_name(t), n, ptr,
+				 le ? "the map's lock failed: held until this process exits"
+				    : "another holder's in the map: left to it");
+		if (!e)
+			e = le;
 	}
 	pthread_mutex_unlock(&ct->lock);
 	return e;
 }
 
+/* Free chunks machine-wide (the chunks of holders that are gone count as
+ * free: they are reclaimed here); a replay, or a process that cannot open the
+ * device or its map, counts this context's own. */
 int cxl_free_bytes(coh_target *t, uint64_t *free_bytes)
 {
 	struct cxl_target *ct = ct_of(t);
+	coh_context *ctx = coh_target_context(t);
 	pthread_mutex_lock(&ct->lock);
-	*free_bytes = (uint64_t)(ct->nchunks - ct->nused) * ct->align;
+	size_t nfree = ct->nchunks - ct->nused;
+	if (ct->base && ct->pid != getpid()) {
+		if (ct->map.nchunks)
+			nfree = cxl_map_free_count(&ct->map);   /* a forked child: read, never written */
+	} else if (!coh_ctx_replay(ctx) && !cxl_attach(t, ct, false) && !cxl_map_lock(&ct->map)) {
+		cxl_map_reclaim(ctx, &ct->map);
+		nfree = cxl_map_free_count(&ct->map);
+		cxl_map_unlock(&ct->map);
+	}
+	*free_bytes = (uint64_t)nfree * ct->align;
 	pthread_mutex_unlock(&ct->lock);
 	return 0;
 }

@@ -5,55 +5,62 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cxl.h"
 
-/* Opens the device and maps its window (first allocation); the caller holds ct->lock. */
+/* Opens the device (once) and this process's view of its ownership map;
+ * create: make the map file when there is none (else -ENOENT).  The caller
+ * holds ct->lock. */
+int cxl_attach(coh_target *t, struct cxl_target *ct, bool create)
+{
+	coh_context *ctx = coh_target_context(t);
+	if (ct->fd < 0) {
+		char path[48];
+		snprintf(path, sizeof(path), "/dev/%s", ct->dev);
+		int fd = coh_fs_open(ctx, path, O_RDWR);
+		if (fd < 0)
+			return fd;
+		ct->fd = fd;
+	}
+	/* a forked child's copy shares the parent's open file description, and
+	 * so its flock: the child opens its own, with its own owner word */
+	if (ct->map.nchunks && ct->map.pid != getpid() && cxl_map_close(&ct->map))
+		coh_warn(ctx, "cxl: %s: the parent's chunk map left mapped in this child", ct->dev);
+	if (ct->map.nchunks)
+		return 0;
+	struct stat st;
+	if (fstat(ct->fd, &st))
+		return -errno;
+	return cxl_map_open(ctx, &ct->map, cxl_map_dir(ctx), &st, ct->size, ct->align, ct->nchunks, create);
+}
+
+/* Opens the device and its map and maps its window (first allocation); the
+ * caller holds ct->lock. */
 int cxl_window(coh_target *t, struct cxl_target *ct)
 {
 	if (ct->base)
 		return ct->pid == getpid() ? 0 : -ECHILD;   /* the window belongs to the process that made it */
-	char path[48];
-	snprintf(path, sizeof(path), "/dev/%s", ct->dev);
-	int fd = coh_fs_open(coh_target_context(t), path, O_RDWR);
-	if (fd < 0)
-		return fd;
+	int e = cxl_attach(t, ct, true);
+	if (e)
+		return e;
 	size_t a = ct->align, len = ct->nchunks * a;
 	/* an aligned virtual range first: device-dax faults need VA aligned like the offset */
 	void *res, *p;
-	int e = coh_sys_mmap_aligned(len, a, PROT_NONE, MAP_PRIVATE | MAP_NORESERVE, &res);
-	if (e) {
-		close(fd);
+	e = coh_sys_mmap_aligned(len, a, PROT_NONE, MAP_PRIVATE | MAP_NORESERVE, &res);
+	if (e)
 		return e;
-	}
-	e = coh_sys_mmap(res, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0, &p);
+	e = coh_sys_mmap(res, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, ct->fd, 0, &p);
 	if (!e)
 		e = coh_sys_madvise(p, len, MADV_DONTFORK);   /* only allocations that share go to a child */
 	if (e) {
 		coh_sys_munmap(res, len);
-		close(fd);
 		return e;
 	}
-	ct->fd = fd;
 	ct->pid = getpid();
 	ct->base = p;
 	return 0;
-}
-
-/* First fit of n free chunks from the hint, wrapping once; -1 when none. */
-long cxl_find_run(struct cxl_target *ct, size_t n)
-{
-	for (int pass = 0; pass < 2; pass++) {
-		size_t from = pass ? 0 : ct->hint, to = pass ? ct->hint : ct->nchunks;
-		size_t run = 0;
-		for (size_t i = from; i < to; i++) {
-			run = ct->state[i] == CH_FREE ? run + 1 : 0;
-			if (run == n)
-				return (long)(i + 1 - n);
-		}
-	}
-	return -1;
 }
 
 bool cxl_policy_forks(int policy)

@@ -1163,12 +1163,6 @@ static void check_two_contexts(coh_target *t)
 		report(t, name, SKIP, "no alloc capability");
 		return;
 	}
-	if (!strcmp(coh_target_backend(t), "cxl")) {
-		/* seen in the VM (6.1): the second context's allocation reads the first's pattern */
-		report(t, name, SKIP, "library bug, reported: each context keeps its own chunk map of the same device-dax "
-		       "device, so two contexts hand out the same chunks");
-		return;
-	}
 	size_t len = 8 * unit();
 	coh_target *u[2];
 	for (int i = 0; i < 2; i++) {
@@ -1427,7 +1421,7 @@ static const struct conf_case cases[] = {
 	{ "two-contexts", "two contexts at once on the same-named target: each finds only its own allocations, "
 			  "refuses the other's (free -ENOENT, target -EXDEV), the memories do not overlap; frees in "
 			  "either order",
-	  "targets without alloc; cxl (library bug: each context has its own chunk map of the device)" },
+	  "targets without alloc" },
 	{ "threads-alloc-free", "4 threads allocate, write, look up and free 200 small allocations each at once; the "
 				"allocation count is back where it was",
 	  "targets without alloc" },

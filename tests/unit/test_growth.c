@@ -405,7 +405,7 @@ START_TEST(tunables)
 	coh_context *ctx;
 	static const char *const good[] = { "", "query.pfn=0", "nvidia.streams=2,nvidia.chunk_mb=64",
 					     "nvidia.prefer=1,amd.xnack=1,nvidia.cuda_library=/nowhere/libcuda.so",
-					     "query.pfn=1,query.pfn=0" };
+					     "cxl.mapdir=private", "query.pfn=1,query.pfn=0" };
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		o.tunables = good[i];
 		ck_assert_msg(coh_context_create(&o, &ctx) == 0, "'%s' refused", good[i]);
