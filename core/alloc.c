@@ -312,6 +312,10 @@ int coh_lookup(coh_context *ctx, const void *addr, struct coh_alloc_info *info)
 	o->fork_policy = h.fork_policy;
 	o->adopted = h.adopted;
 	o->user_data = h.user_data;
+	o->pool = NULL;
+	o->block = NULL;
+	o->block_size = 0;
+	coh_pool_describe(h.start, (uintptr_t)addr, o);
 	if (o == &i) {
 		i.size = sizeof(i);
 		coh_struct_out(info, &i, sizeof(i));

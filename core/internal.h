@@ -237,6 +237,10 @@ void coh_targets_validate(coh_context *ctx);
  * those targets. */
 void coh_targets_describe_nodes(coh_context *ctx);
 
+/* pool.c: coh_lookup's pool, block and block_size for addr inside the
+ * allocation that starts at start (left as they are when it is no pool's). */
+void coh_pool_describe(uintptr_t start, uintptr_t addr, struct coh_alloc_info *o);
+
 /* fork.c */
 void coh_fork_register(coh_context *ctx);
 void coh_fork_unregister(coh_context *ctx);
