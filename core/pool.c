@@ -396,6 +396,8 @@ static unsigned central_take(struct coh_pool *p, unsigned cls, void **out, unsig
 static void central_put(struct coh_pool *p, void *blk, bool release)
 {
 	struct chunk *c = tab_get((uintptr_t)blk);
+	if (!c)
+		return;   /* cannot be: a cached block's chunk is in the table */
 	uintptr_t off = (uintptr_t)blk - atomic_load_explicit(&c->base, memory_order_relaxed);
 	size_t i = (size_t)((off * class_magic[c->cls]) >> 42);
 	c->avail[i / 64] |= (uint64_t)1 << (i % 64);
@@ -647,6 +649,8 @@ static int large_free(struct coh_pool *p, struct chunk *c, void *ptr)
 static inline void mark_used(void *blk)
 {
 	struct chunk *c = tab_get((uintptr_t)blk);
+	if (__builtin_expect(!c, 0))
+		return;   /* cannot be: the block came from a chunk in the table */
 	uintptr_t off = (uintptr_t)blk - atomic_load_explicit(&c->base, memory_order_relaxed);
 	size_t i = (size_t)((off * class_magic[c->cls]) >> 42);
 	atomic_fetch_or_explicit(&c->used[i / 64], (uint64_t)1 << (i % 64), memory_order_relaxed);
