@@ -293,17 +293,19 @@ static int backing_alloc(struct coh_pool *p, size_t len, size_t align, void **ou
 	return e;
 }
 
-static struct chunk *chunk_new(struct coh_pool *p, int cls)
+/* A new chunk of class cls, or NULL with *err set. */
+static struct chunk *chunk_new(struct coh_pool *p, int cls, int *err)
 {
 	uint32_t nb = (uint32_t)(CHUNK / class_size[cls]);
 	size_t w = words_of(nb);
 	struct chunk *c = calloc(1, sizeof(*c));
+	*err = -ENOMEM;
 	if (!c)
 		return NULL;
 	c->avail = calloc(w, sizeof(uint64_t));
 	c->used = calloc(w, sizeof(uint64_t));
 	void *mem;
-	if (!c->avail || !c->used || backing_alloc(p, CHUNK, CHUNK, &mem, &c->tindex)) {
+	if (!c->avail || !c->used || (*err = backing_alloc(p, CHUNK, CHUNK, &mem, &c->tindex))) {
 		free(c->avail);
 		free((void *)c->used);
 		free(c);
@@ -314,7 +316,7 @@ static struct chunk *chunk_new(struct coh_pool *p, int cls)
 	c->length = CHUNK;
 	c->nblocks = nb;
 	atomic_init(&c->base, (uintptr_t)mem);
-	if (tab_set((uintptr_t)mem, c)) {
+	if ((*err = tab_set((uintptr_t)mem, c))) {
 		p->taken[c->tindex] -= CHUNK;
 		p->backing -= CHUNK;
 		coh_free(p->ctx, mem);
@@ -352,15 +354,16 @@ static int chunk_release(struct coh_pool *p, struct chunk *c)
 	return 0;
 }
 
-/* Up to want free blocks of class cls into out: how many (0: out of memory). */
-static unsigned central_take(struct coh_pool *p, unsigned cls, void **out, unsigned want)
+/* Up to want free blocks of class cls into out: how many; when none, *err
+ * says why (the targets' error). */
+static unsigned central_take(struct coh_pool *p, unsigned cls, void **out, unsigned want, int *err)
 {
 	unsigned got = 0;
 	size_t bs = class_size[cls];
 	while (got < want) {
 		struct chunk *c = p->avail[cls];
 		if (!c) {
-			c = chunk_new(p, (int)cls);
+			c = chunk_new(p, (int)cls, err);
 			if (!c)
 				break;
 			avail_add(p, c);
@@ -682,11 +685,12 @@ int coh_pool_alloc(coh_pool *p, size_t size, size_t align, void **out)
 			*out = b;
 			return 0;
 		}
+		int err = -ENOMEM;
 		pthread_mutex_lock(&p->lock);
-		unsigned got = central_take(p, cls, tc->bin[cls].b, class_cap[cls] / 2 + 1);
+		unsigned got = central_take(p, cls, tc->bin[cls].b, class_cap[cls] / 2 + 1, &err);
 		pthread_mutex_unlock(&p->lock);
 		if (!got)
-			return -ENOMEM;
+			return err;
 		BIN_SET(tc, cls, got - 1);
 		void *b = tc->bin[cls].b[got - 1];
 		mark_used(b);
@@ -694,11 +698,12 @@ int coh_pool_alloc(coh_pool *p, size_t size, size_t align, void **out)
 		return 0;
 	}
 	void *b;
+	int err = -ENOMEM;
 	pthread_mutex_lock(&p->lock);
-	unsigned got = central_take(p, cls, &b, 1);
+	unsigned got = central_take(p, cls, &b, 1, &err);
 	pthread_mutex_unlock(&p->lock);
 	if (!got)
-		return -ENOMEM;
+		return err;
 	mark_used(b);
 	*out = b;
 	return 0;
