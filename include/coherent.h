@@ -76,6 +76,7 @@ COH_API const char *coh_strerror(int err);
 typedef struct coh_context coh_context;
 typedef struct coh_target coh_target;
 typedef struct coh_migration coh_migration;
+typedef struct coh_pool coh_pool;   /* since 1.1: see Pools below */
 
 enum coh_log_level {
 	COH_LOG_NONE = 0,
@@ -330,7 +331,7 @@ struct coh_alloc_info {
 	 * addr with its size (NULL and 0 while that block is free).  base and
 	 * length above are then the backing allocation's.  NULL, NULL, 0
 	 * otherwise. */
-	struct coh_pool *pool;
+	coh_pool *pool;
 	void *block;
 	size_t block_size;
 };
@@ -534,7 +535,6 @@ COH_API const char *coh_fork_policy_name(int policy);
  * allocations of the context: coh_lookup() names the pool and the block,
  * coh_query(), coh_pin_query() and coh_fork_query() answer for any block,
  * and every chunk carries the pool's one fork policy.  See coh_pool_create(3). */
-typedef struct coh_pool coh_pool;
 
 enum coh_pool_flag {
 	/* No per-thread caches: every call takes the pool's lock (debugging,
