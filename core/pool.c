@@ -319,7 +319,7 @@ static struct chunk *chunk_new(struct coh_pool *p, int cls, int *err)
 	if ((*err = tab_set((uintptr_t)mem, c))) {
 		p->taken[c->tindex] -= CHUNK;
 		p->backing -= CHUNK;
-		coh_free(p->ctx, mem);
+		coh_free_backing(p->ctx, mem);
 		free(c->avail);
 		free((void *)c->used);
 		free(c);
@@ -336,7 +336,7 @@ static int chunk_release(struct coh_pool *p, struct chunk *c)
 {
 	uintptr_t base = atomic_load_explicit(&c->base, memory_order_relaxed);
 	tab_set(base, NULL);   /* the leaf exists: cannot fail */
-	int e = coh_free(p->ctx, (void *)base);
+	int e = coh_free_backing(p->ctx, (void *)base);
 	if (e) {
 		tab_set(base, c);
 		return e;
@@ -607,7 +607,7 @@ static int large_alloc(struct coh_pool *p, size_t size, size_t align, void **out
 		if (e) {
 			p->taken[c->tindex] -= c->length;
 			p->backing -= c->length;
-			coh_free(p->ctx, mem);
+			coh_free_backing(p->ctx, mem);
 		} else {
 			list_add(&p->large, c);
 			p->nlarge++;
@@ -632,7 +632,7 @@ static int large_free(struct coh_pool *p, struct chunk *c, void *ptr)
 		e = base && (uintptr_t)ptr - base < c->length ? -EINVAL : -ENOENT;
 	} else {
 		tab_set((uintptr_t)ptr, NULL);
-		e = coh_free(p->ctx, ptr);
+		e = coh_free_backing(p->ctx, ptr);
 		if (e) {
 			tab_set((uintptr_t)ptr, c);
 		} else {
@@ -877,7 +877,7 @@ int coh_pool_destroy(coh_pool *p)
 			uintptr_t base = atomic_load_explicit(&c->base, memory_order_relaxed);
 			if (base) {
 				tab_set(base, NULL);
-				int e = coh_free(p->ctx, (void *)base);
+				int e = coh_free_backing(p->ctx, (void *)base);
 				if (e && e != -ENOENT && !err)
 					err = e;
 			}
@@ -890,6 +890,12 @@ int coh_pool_destroy(coh_pool *p)
 	free(p->taken);
 	free(p);
 	return err;
+}
+
+bool coh_pool_owns(uintptr_t start)
+{
+	struct chunk *c = tab_get(start);
+	return c && atomic_load_explicit(&c->base, memory_order_relaxed) == start;
 }
 
 /* coh_lookup's pool fields for addr inside the allocation starting at start. */

@@ -205,6 +205,14 @@ START_TEST(bad_input)
 	ck_assert_ptr_eq(np, (coh_pool *)0x1);
 #undef PP
 
+	/* the pool's backing is the pool's: no coh_free, no other fork policy */
+	struct coh_alloc_info ci = { .size = sizeof(ci) };
+	ck_assert_int_eq(coh_lookup(ctx, b, &ci), 0);
+	ck_assert_int_eq(coh_free(ctx, ci.base), -EINVAL);
+	ck_assert_int_eq(coh_free(ctx, big), -EINVAL);
+	ck_assert_int_eq(coh_fork_policy_set(ctx, ci.base, ci.length, COH_FORK_EXCLUDE), -EINVAL);
+	ck_assert_int_eq(coh_fork_policy_get(ctx, b), COH_FORK_COPY);
+
 	/* nothing changed: the same blocks, contents and backing; the pool still works */
 	struct coh_pool_stats s1 = stats_of(p);
 	ck_assert_int_eq(memcmp(&s0, &s1, sizeof(s0)), 0);
