@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "coherent.h"
+
 struct bench_result {
 	char suite[24];
 	char name[96];
@@ -31,13 +33,18 @@ int bench_query(const struct bench_opts *o, struct bench_result *out, int max);
 int bench_fork(const struct bench_opts *o, struct bench_result *out, int max);
 /* Device-dax: sub-allocator and copy-and-remap migration; nothing without a device. */
 int bench_cxl(const struct bench_opts *o, struct bench_result *out, int max);
+/* coh_pool on host:node0 against malloc, jemalloc and memkind (those found). */
+int bench_pool(const struct bench_opts *o, struct bench_result *out, int max);
 /* Managed memory on the first NVIDIA GPU; nothing without one. */
 int bench_nvidia(const struct bench_opts *o, struct bench_result *out, int max);
 
-/* Runs the named suite ("alloc", "lookup", "query", "fork", "cxl", "nvidia") or all (NULL). */
+/* Runs the named suite ("alloc", "lookup", "query", "fork", "pool", "cxl", "nvidia") or all (NULL). */
 int bench_run(const char *suite, const struct bench_opts *o, struct bench_result *out, int max);
 void bench_print(const struct bench_result *r, int n, bool markdown);
 
+/* A context of the host backend alone and its target host:node0 (NULL
+ * when there is none): 0, or coh_context_create's error. */
+int bench_host_ctx(coh_context **ctx, coh_target **node0);
 double bench_now_ns(void);
 int bench_cmp_double(const void *a, const void *b);
 /* Fills r; with a baseline (bname non-NULL) the ratio is value / baseline,

@@ -36,11 +36,10 @@ static double time_coh(coh_context *ctx, coh_target *t, size_t size, int iters)
 int bench_alloc(const struct bench_opts *o, struct bench_result *out, int max)
 {
 	coh_context *ctx;
-	struct coh_context_options opt = { .size = sizeof(opt), .backends = "host", .log_level = -1 };
-	int e = coh_context_create(&opt, &ctx);
+	coh_target *t;
+	int e = bench_host_ctx(&ctx, &t);
 	if (e)
 		return e;
-	coh_target *t = coh_target_find(ctx, "host:node0");
 	if (!t) {
 		coh_context_unref(ctx);
 		return -ENODEV;

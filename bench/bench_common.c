@@ -6,6 +6,16 @@
 
 #include "bench.h"
 
+int bench_host_ctx(coh_context **ctx, coh_target **node0)
+{
+	struct coh_context_options opt = { .size = sizeof(opt), .backends = "host", .log_level = -1 };
+	int e = coh_context_create(&opt, ctx);
+	if (e)
+		return e;
+	*node0 = coh_target_find(*ctx, "host:node0");
+	return 0;
+}
+
 double bench_now_ns(void)
 {
 	struct timespec ts;
@@ -44,7 +54,7 @@ int bench_run(const char *suite, const struct bench_opts *o, struct bench_result
 		const char *name;
 		int (*fn)(const struct bench_opts *, struct bench_result *, int);
 	} suites[] = { { "alloc", bench_alloc }, { "lookup", bench_lookup }, { "query", bench_query },
-			{ "fork", bench_fork }, { "cxl", bench_cxl },
+			{ "fork", bench_fork }, { "pool", bench_pool }, { "cxl", bench_cxl },
 #ifdef COH_BENCH_NVIDIA
 			{ "nvidia", bench_nvidia },
 #endif

@@ -33,11 +33,10 @@ static double time_fork(int reps)
 int bench_fork(const struct bench_opts *o, struct bench_result *out, int max)
 {
 	coh_context *ctx;
-	struct coh_context_options opt = { .size = sizeof(opt), .backends = "host", .log_level = -1 };
-	int e = coh_context_create(&opt, &ctx);
+	coh_target *t;
+	int e = bench_host_ctx(&ctx, &t);
 	if (e)
 		return e;
-	coh_target *t = coh_target_find(ctx, "host:node0");
 	size_t len = o->quick ? (64u << 20) : (1u << 30);
 	int reps = o->quick ? 3 : 15, n = 0;
 	const char *sz = o->quick ? "64 MiB" : "1 GiB";

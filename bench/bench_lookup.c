@@ -113,11 +113,10 @@ out:
 int bench_lookup(const struct bench_opts *o, struct bench_result *out, int max)
 {
 	coh_context *ctx;
-	struct coh_context_options opt = { .size = sizeof(opt), .backends = "host", .log_level = -1 };
-	int e = coh_context_create(&opt, &ctx);
+	coh_target *t;
+	int e = bench_host_ctx(&ctx, &t);
 	if (e)
 		return e;
-	coh_target *t = coh_target_find(ctx, "host:node0");
 	size_t counts[] = { 1000, o->quick ? 100000 : 1000000 };
 	int n = 0;
 	for (size_t i = 0; t && i < 2 && n + 2 <= max; i++) {

@@ -24,12 +24,12 @@ int main(int argc, char **argv)
 		else if (argv[i][0] != '-')
 			suite = argv[i];
 		else {
-			fprintf(stderr, "usage: coh-bench [--quick] [--markdown] [alloc|lookup|query|fork|cxl|nvidia]\n");
+			fprintf(stderr, "usage: coh-bench [--quick] [--markdown] [alloc|lookup|query|fork|pool|cxl|nvidia]\n");
 			return 2;
 		}
 	}
-	struct bench_result r[32];
-	int n = bench_run(suite, &o, r, 32);
+	struct bench_result r[64];
+	int n = bench_run(suite, &o, r, 64);
 	if (n < 0) {
 		fprintf(stderr, "coh-bench: %s\n", coh_strerror(n));
 		return 1;

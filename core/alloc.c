@@ -174,6 +174,14 @@ static int free_check(const struct coh_rec *r)
 	return 0;
 }
 
+/* coh_free's own: a pool's backing is the pool's to free */
+static int free_check_user(const struct coh_rec *r)
+{
+	if (coh_pool_owns(r->pub.start))
+		return -EINVAL;
+	return free_check(r);
+}
+
 static int release_check(const struct coh_rec *r)
 {
 	if (!r->pub.adopted)
@@ -183,7 +191,7 @@ static int release_check(const struct coh_rec *r)
 	return 0;
 }
 
-int coh_free(coh_context *ctx, void *ptr)
+static int free_with(coh_context *ctx, void *ptr, int (*check)(const struct coh_rec *r))
 {
 	if (!ctx)
 		return -EINVAL;
@@ -193,7 +201,7 @@ int coh_free(coh_context *ctx, void *ptr)
 		return -EROFS;
 	struct coh_rec *r = NULL;
 	coh_amap_lock(&ctx->amap);
-	int e = coh_amap_take(&ctx->amap, (uintptr_t)ptr, free_check, &r);
+	int e = coh_amap_take(&ctx->amap, (uintptr_t)ptr, check, &r);
 	coh_amap_unlock(&ctx->amap);
 	if (e)
 		return e;
@@ -205,6 +213,16 @@ int coh_free(coh_context *ctx, void *ptr)
 	}
 	coh_rec_put(r);
 	return 0;
+}
+
+int coh_free(coh_context *ctx, void *ptr)
+{
+	return free_with(ctx, ptr, free_check_user);
+}
+
+int coh_free_backing(coh_context *ctx, void *ptr)
+{
+	return free_with(ctx, ptr, free_check);
 }
 
 int coh_adopt(coh_target *t, void *addr, size_t len, const struct coh_alloc_props *props)
@@ -312,6 +330,10 @@ int coh_lookup(coh_context *ctx, const void *addr, struct coh_alloc_info *info)
 	o->fork_policy = h.fork_policy;
 	o->adopted = h.adopted;
 	o->user_data = h.user_data;
+	o->pool = NULL;
+	o->block = NULL;
+	o->block_size = 0;
+	coh_pool_describe(h.start, (uintptr_t)addr, o);
 	if (o == &i) {
 		i.size = sizeof(i);
 		coh_struct_out(info, &i, sizeof(i));

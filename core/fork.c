@@ -211,9 +211,9 @@ int coh_fork_policy_set(coh_context *ctx, void *addr, size_t len, int policy)
 	struct coh_rec *r;
 	if ((e = coh_rec_get(ctx, addr, len, &r)))
 		return e;
-	if (r->pub.start != (uintptr_t)addr || r->pub.length != len) {
+	if (r->pub.start != (uintptr_t)addr || r->pub.length != len || coh_pool_owns(r->pub.start)) {
 		coh_rec_put(r);
-		return -EINVAL;   /* whole allocations only */
+		return -EINVAL;   /* whole allocations only, and a pool has one policy */
 	}
 	e = coh_fork_apply(ctx, r, policy);
 	if (!e) {

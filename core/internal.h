@@ -239,6 +239,15 @@ void coh_targets_validate(coh_context *ctx);
  * those targets. */
 void coh_targets_describe_nodes(coh_context *ctx);
 
+/* pool.c: coh_lookup's pool, block and block_size for addr inside the
+ * allocation that starts at start (left as they are when it is no pool's). */
+void coh_pool_describe(uintptr_t start, uintptr_t addr, struct coh_alloc_info *o);
+/* The allocation that starts at start is a pool's chunk or large block:
+ * coh_free and coh_fork_policy_set refuse it (-EINVAL), the pool frees it
+ * with coh_free_backing (alloc.c). */
+bool coh_pool_owns(uintptr_t start);
+int coh_free_backing(coh_context *ctx, void *ptr);
+
 /* fork.c */
 void coh_fork_register(coh_context *ctx);
 void coh_fork_unregister(coh_context *ctx);

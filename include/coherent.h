@@ -76,6 +76,7 @@ COH_API const char *coh_strerror(int err);
 typedef struct coh_context coh_context;
 typedef struct coh_target coh_target;
 typedef struct coh_migration coh_migration;
+typedef struct coh_pool coh_pool;   /* since 1.1: see Pools below */
 
 enum coh_log_level {
 	COH_LOG_NONE = 0,
@@ -325,6 +326,14 @@ struct coh_alloc_info {
 	int fork_policy;      /* enum coh_fork_policy */
 	int adopted;          /* 1 for coh_adopt() ranges */
 	void *user_data;      /* from coh_alloc_props or coh_set_user_data() */
+	/* Since 1.1.  When addr lies in the backing of a coh_pool (a chunk or
+	 * a large allocation of the pool): the pool, and the block holding
+	 * addr with its size (NULL and 0 while that block is free).  base and
+	 * length above are then the backing allocation's.  NULL, NULL, 0
+	 * otherwise. */
+	coh_pool *pool;
+	void *block;
+	size_t block_size;
 };
 /* Which allocation contains addr: 0 and *info, or -ENOENT.  O(1), lock-free. */
 COH_API int coh_lookup(coh_context *ctx, const void *addr, struct coh_alloc_info *info);
@@ -514,6 +523,76 @@ COH_API int coh_fork_query(coh_context *ctx, const void *addr, size_t len,
 COH_API int coh_fork_policy_set(coh_context *ctx, void *addr, size_t len, int policy);
 COH_API int coh_fork_policy_get(coh_context *ctx, const void *addr);
 COH_API const char *coh_fork_policy_name(int policy);
+
+/* ------------------------------------------------------------------ */
+/* Pools (since 1.1)                                                   */
+/* ------------------------------------------------------------------ */
+
+/* A small-object allocator over one or more targets: blocks of size classes
+ * (16 B to 64 KiB) carved from 2 MiB chunks the pool takes from its targets
+ * with coh_alloc(), served from per-thread caches; larger requests are
+ * passed straight to coh_alloc().  Chunks and large allocations are ordinary
+ * allocations of the context: coh_lookup() names the pool and the block,
+ * coh_query(), coh_pin_query() and coh_fork_query() answer for any block,
+ * and every chunk carries the pool's one fork policy.  See coh_pool_create(3). */
+
+enum coh_pool_flag {
+	/* No per-thread caches: every call takes the pool's lock (debugging,
+	 * or pools used by many short-lived threads). */
+	COH_POOL_NO_TCACHE = 1u << 0,
+};
+
+struct coh_pool_props {
+	size_t size;                    /* sizeof(struct coh_pool_props) */
+	/* Targets in fallback order: a chunk comes from the first that can
+	 * give one (within its limit).  All of the context given to
+	 * coh_pool_create(); at least one. */
+	coh_target *const *targets;
+	size_t ntargets;
+	/* NULL, or ntargets byte limits: how much backing the pool takes from
+	 * each target (0: no limit). */
+	const uint64_t *target_limits;
+	int fork_policy;                /* enum coh_fork_policy of every chunk, default COH_FORK_COPY */
+	unsigned flags;                 /* enum coh_pool_flag */
+	unsigned alloc_flags;           /* enum coh_alloc_flag of the backing allocations */
+	/* Bytes of empty chunks the pool keeps for reuse before it returns
+	 * them to their target: 0 takes the default (4 MiB); below the chunk
+	 * size keeps none.  coh_pool_trim() returns them all. */
+	size_t max_cached;
+};
+
+struct coh_pool_stats {
+	size_t size;                    /* sizeof(struct coh_pool_stats) */
+	uint64_t backing_bytes;         /* taken from the targets: chunks and large allocations */
+	uint64_t chunks;                /* chunks held, including empty ones */
+	uint64_t large;                 /* large allocations live */
+	uint64_t live_blocks;           /* blocks allocated (small and large) */
+	uint64_t live_bytes;            /* their block sizes */
+	uint64_t cached_bytes;          /* free blocks held by per-thread caches */
+	uint64_t fallbacks;             /* backing allocations served past the first target */
+};
+
+/* 0 and *out, or -errno (-EINVAL, -EXDEV for a target of another context,
+ * -EOPNOTSUPP for a policy or flag a target cannot give). */
+COH_API int coh_pool_create(coh_context *ctx, const struct coh_pool_props *props, coh_pool **out);
+/* Frees every block and returns all backing to the targets: 0, or the first
+ * error of returning a chunk (what failed stays an allocation of the context). */
+COH_API int coh_pool_destroy(coh_pool *pool);
+/* size > 0; align 0 or a power of two (0: 16 bytes, or the size class's
+ * natural alignment).  0 and *out, or -errno. */
+COH_API int coh_pool_alloc(coh_pool *pool, size_t size, size_t align, void **out);
+/* ptr must be a block start of this pool: -ENOENT for a pointer of no block
+ * of this pool (another pool, plain memory, a block freed already),
+ * -EINVAL for an address inside a block; nothing is changed then. */
+COH_API int coh_pool_free(coh_pool *pool, void *ptr);
+/* Returns the calling thread's cached blocks and every empty chunk to the
+ * targets; the number of chunks returned, or -errno. */
+COH_API int coh_pool_trim(coh_pool *pool);
+COH_API int coh_pool_stats(coh_pool *pool, struct coh_pool_stats *out);
+/* coh_migrate() of every chunk and large allocation of the pool to dst;
+ * blocks keep their addresses.  0, or the first error (the rest is still
+ * tried).  New chunks still come from the pool's targets. */
+COH_API int coh_pool_migrate(coh_pool *pool, coh_target *dst, unsigned flags);
 
 #ifdef __cplusplus
 }

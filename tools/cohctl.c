@@ -5,7 +5,7 @@
  *   cohctl [--fsroot DIR] [--backends LIST] [--tunables LIST] [-v] devices [--json]
  *   cohctl [--fsroot DIR] check [--json]
  *   cohctl query PID ADDR LEN [--json]
- *   cohctl bench [--quick] [alloc|lookup|query]
+ *   cohctl bench [--quick] [alloc|lookup|query|fork|pool|cxl|nvidia]
  *   cohctl version
  */
 #include <dirent.h>
@@ -34,7 +34,7 @@ static void usage(FILE *f)
 		   "  devices [--json]          memory targets and their capabilities\n"
 		   "  check [--json]            can this kernel/driver serve each backend, what is missing\n"
 		   "  query PID ADDR LEN [--json]  residency of a range of a process (PID 0: cohctl)\n"
-		   "  bench [--quick] [SUITE]   run the benchmark suites (alloc, lookup, query, fork, cxl, nvidia)\n"
+		   "  bench [--quick] [SUITE]   run the benchmark suites (alloc, lookup, query, fork, pool, cxl, nvidia)\n"
 		   "  version\n");
 }
 
@@ -682,8 +682,8 @@ static int cmd_bench(int argc, char **argv)
 		else
 			suite = argv[i];
 	}
-	struct bench_result r[32];
-	int n = bench_run(suite, &o, r, 32);
+	struct bench_result r[64];
+	int n = bench_run(suite, &o, r, 64);
 	if (n < 0) {
 		fprintf(stderr, "cohctl bench: %s\n", n == -ENOENT ? "no such suite" : coh_strerror(n));
 		return 1;

@@ -6,7 +6,10 @@
  * policies, targets).  A model of the live allocations is kept beside the
  * library and checked after every call: the count, lookups of each live
  * allocation, the contents written at allocation time, and that a failed
- * call changed nothing.  Everything is freed at the end of each input.
+ * call changed nothing.  A pool (coh_pool_*) is driven beside the
+ * allocations, its blocks modelled the same way: each lookup names the pool
+ * and the block; a double free or an interior pointer is refused.
+ * Everything is freed at the end of each input.
  */
 #include <errno.h>
 #include <string.h>
@@ -18,6 +21,7 @@
 #define SLOTS 8
 
 static coh_context *ctx;
+static coh_pool *pool;
 static size_t ps;
 static int ntargets;
 
@@ -39,6 +43,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	}
 	ps = (size_t)sysconf(_SC_PAGESIZE);
 	ntargets = coh_target_count(ctx);
+	coh_target *t0 = coh_target_get(ctx, 0);
+	e = coh_pool_create(ctx, &(struct coh_pool_props){ .size = sizeof(struct coh_pool_props), .targets = &t0,
+							   .ntargets = 1, .max_cached = 1 }, &pool);
+	if (e) {
+		fprintf(stderr, "fuzz_api: no pool: %s\n", coh_strerror(e));
+		exit(1);
+	}
 	return 0;
 }
 
@@ -64,12 +75,28 @@ static void check_slot(const struct slot *s)
 		FUZZ_ASSERT(s->p[i] == s->fill);
 }
 
-static void check_all(const struct slot *sl, int live)
+/* A pool block: the lookup names the pool and this block. */
+static void check_block(const struct slot *s)
 {
-	FUZZ_ASSERT(coh_alloc_count(ctx) == live);
-	for (int i = 0; i < SLOTS; i++)
+	struct coh_alloc_info info = { .size = sizeof(info) };
+	FUZZ_ASSERT(coh_lookup(ctx, s->p + s->len - 1, &info) == 0);
+	FUZZ_ASSERT(info.pool == pool && info.block == s->p && info.block_size >= s->len);
+	for (size_t i = 0; i < s->len; i += 61)
+		FUZZ_ASSERT(s->p[i] == s->fill);
+}
+
+/* Allocations of the context: the model's, and the pool's chunks and large blocks. */
+static void check_all(const struct slot *sl, const struct slot *pb, int live)
+{
+	struct coh_pool_stats st = { .size = sizeof(st) };
+	FUZZ_ASSERT(coh_pool_stats(pool, &st) == 0);
+	FUZZ_ASSERT(coh_alloc_count(ctx) == live + (int)(st.chunks + st.large));
+	for (int i = 0; i < SLOTS; i++) {
 		if (sl[i].p)
 			check_slot(&sl[i]);
+		if (pb[i].p)
+			check_block(&pb[i]);
+	}
 }
 
 /* An address near slot s (or NULL) and a length, both from the input. */
@@ -89,13 +116,15 @@ static void range(struct in *in, const struct slot *s, unsigned char **a, size_t
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct in in = { data, size };
-	struct slot sl[SLOTS];
+	struct slot sl[SLOTS], pb[SLOTS];
 	memset(sl, 0, sizeof(sl));
+	memset(pb, 0, sizeof(pb));
 	int live = 0;
 	unsigned char fill = 1;
 	for (int steps = 0; in.n && steps < 64; steps++) {
-		unsigned op = take(&in) % 11;
-		struct slot *s = &sl[take(&in) % SLOTS];
+		unsigned raw = take(&in), op = raw >= 0xe0 ? 11 + raw % 2 : raw % 11;   /* 11, 12: the pool */
+		unsigned which = take(&in) % SLOTS;
+		struct slot *s = &sl[which], *b = &pb[which];
 		coh_target *t = coh_target_get(ctx, take(&in) % (unsigned)(ntargets + 1));   /* NULL sometimes */
 		unsigned char *a;
 		size_t len;
@@ -209,6 +238,41 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_ASSERT(e < 0);
 			break;
 		}
+		case 11: {   /* pool alloc: small, sometimes large, sometimes aligned */
+			size_t sz = ((size_t)take(&in) + 1) * (take(&in) % 8 == 0 ? 1024 : 3);
+			unsigned am = take(&in);
+			size_t align = am % 4 ? 0 : am % 16 == 4 ? 3 : (size_t)1 << (am % 23);
+			if (take(&in) % 16 == 0)
+				sz = take(&in) % 2 ? 0 : SIZE_MAX - take(&in);
+			if (b->p)
+				break;
+			void *p = (void *)0x1;
+			e = coh_pool_alloc(pool, sz, align, &p);
+			if (e == 0) {
+				FUZZ_ASSERT(p && (uintptr_t)p % 16 == 0 && (!align || (uintptr_t)p % align == 0));
+				b->p = p;
+				b->len = sz;
+				b->fill = fill++;
+				memset(p, b->fill, sz);
+			} else {
+				FUZZ_ASSERT(e < 0 && p == (void *)0x1);
+			}
+			break;
+		}
+		case 12:   /* pool free: the block, inside it, twice, or what is no block */
+			if (!b->p) {
+				FUZZ_ASSERT(coh_pool_free(pool, s->p ? (void *)s->p : (void *)(uintptr_t)(ps * (1 + take(&in)))) ==
+					    -ENOENT);
+				break;
+			}
+			if (take(&in) % 4 == 0) {
+				FUZZ_ASSERT(coh_pool_free(pool, b->p + 8) == -EINVAL);   /* class sizes are multiples of 16 */
+				break;
+			}
+			FUZZ_ASSERT(coh_pool_free(pool, b->p) == 0);
+			FUZZ_ASSERT(coh_pool_free(pool, b->p) == -ENOENT);
+			b->p = NULL;
+			break;
 		default: {   /* fork query */
 			struct coh_fork_extent ext[8];
 			range(&in, s, &a, &len);
@@ -217,11 +281,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 		}
-		check_all(sl, live);
+		check_all(sl, pb, live);
 	}
-	for (int i = 0; i < SLOTS; i++)
+	for (int i = 0; i < SLOTS; i++) {
 		if (sl[i].p)
 			FUZZ_ASSERT(coh_free(ctx, sl[i].p) == 0);
+		if (pb[i].p)
+			FUZZ_ASSERT(coh_pool_free(pool, pb[i].p) == 0);
+	}
+	FUZZ_ASSERT(coh_pool_trim(pool) >= 0);
 	FUZZ_ASSERT(coh_alloc_count(ctx) == 0);
 	return 0;
 }

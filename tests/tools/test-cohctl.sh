@@ -104,6 +104,11 @@ kill $pid
 grep -q '"extents"' <<<"$out" || fail "query of another process"
 ok "query"
 
+out=$("$cohctl" bench --quick pool 2>/dev/null)
+grep -q 'alloc+free 64 B, 1 thread: coh_pool vs glibc malloc' <<<"$out" || fail "bench pool: no pool row"
+"$cohctl" bench nosuchsuite 2>/dev/null && fail "bench of an unknown suite accepted"
+ok "bench pool"
+
 "$cohctl" bogus 2>/dev/null && fail "unknown command accepted"
 ok "usage errors"
 echo "$passed passed, 0 failed"

@@ -21,6 +21,8 @@ static bool live_shared;        /* live is MAP_SHARED (fork policy SHARE) */
 static size_t ps;
 static void *outp;
 static coh_migration *mig;
+static coh_pool *pool, *pool_out;
+static coh_target *ts_other[1];
 static struct coh_extent ext[4];
 static struct coh_pin_extent pext[4];
 static struct coh_alloc_info info;
@@ -174,6 +176,30 @@ static int t11(void)
 	return coh_target_access(t, 0, &a);
 }
 
+/* Pools */
+#define POOL_PROPS(...) (&(struct coh_pool_props){ .size = sizeof(struct coh_pool_props), __VA_ARGS__ })
+ROW(pc1, coh_pool_create(NULL, POOL_PROPS(.targets = &t, .ntargets = 1), &pool_out), -EINVAL)
+ROW(pc2, coh_pool_create(ctx, NULL, &pool_out), -EINVAL)
+ROW(pc3, coh_pool_create(ctx, POOL_PROPS(.targets = &t, .ntargets = 1), NULL), -EFAULT)
+ROW(pc4, coh_pool_create(ctx, POOL_PROPS(.targets = &t, .ntargets = 0), &pool_out), -EINVAL)
+ROW(pc5, coh_pool_create(ctx, POOL_PROPS(.targets = ts_other, .ntargets = 1), &pool_out), -EXDEV)
+ROW(pc6, coh_pool_create(ctx, POOL_PROPS(.targets = &t, .ntargets = 1, .fork_policy = 9), &pool_out), -EINVAL)
+ROW(pa1, coh_pool_alloc(NULL, 64, 0, &outp), -EINVAL)
+ROW(pa2, coh_pool_alloc(pool, 0, 0, &outp), -EINVAL)
+ROW(pa3, coh_pool_alloc(pool, HUGE_LEN, 0, &outp), -EOVERFLOW)
+ROW(pa4, coh_pool_alloc(pool, 64, 3, &outp), -EINVAL)
+ROW(pa5, coh_pool_alloc(pool, 64, 0, NULL), -EFAULT)
+ROW(pf1, coh_pool_free(NULL, live), -EINVAL)
+ROW(pf2, coh_pool_free(pool, NULL), -EFAULT)
+ROW(pf3, coh_pool_free(pool, live), -ENOENT)
+ROW(pf4, coh_pool_free(pool, (void *)0x8000), -ENOENT)
+ROW(pm1, coh_pool_migrate(pool, t_other, 0), -EXDEV)
+ROW(pm2, coh_pool_migrate(pool, NULL, 0), -EINVAL)
+ROW(pm3, coh_pool_migrate(NULL, t, 0), -EINVAL)
+ROW(ps1, coh_pool_stats(NULL, NULL), -EINVAL)
+ROW(pt1, coh_pool_trim(NULL), -EINVAL)
+ROW(pd1, coh_pool_destroy(NULL), -EINVAL)
+
 static const struct row rows[] = {
 	{ "alloc NULL target", a1, -EINVAL }, { "alloc zero size", a2, -EINVAL },
 	{ "alloc overflowing size", a3, -EOVERFLOW }, { "alloc non-power-of-two align", a4, -EINVAL },
@@ -233,6 +259,18 @@ static const struct row rows[] = {
 	{ "target_distance across contexts", t7, -EINVAL }, { "target_memory_tier NULL", t8, -EINVAL },
 	{ "target_access NULL", t9, -EINVAL }, { "target_access class 2", t10, -EINVAL },
 	{ "target_access short struct", t11, -EINVAL },
+	{ "pool_create NULL ctx", pc1, -EINVAL }, { "pool_create NULL props", pc2, -EINVAL },
+	{ "pool_create NULL out", pc3, -EFAULT }, { "pool_create no target", pc4, -EINVAL },
+	{ "pool_create target of another context", pc5, -EXDEV },
+	{ "pool_create unknown fork policy", pc6, -EINVAL },
+	{ "pool_alloc NULL pool", pa1, -EINVAL }, { "pool_alloc zero", pa2, -EINVAL },
+	{ "pool_alloc overflowing", pa3, -EOVERFLOW }, { "pool_alloc non-power-of-two align", pa4, -EINVAL },
+	{ "pool_alloc NULL out", pa5, -EFAULT }, { "pool_free NULL pool", pf1, -EINVAL },
+	{ "pool_free NULL", pf2, -EFAULT }, { "pool_free an allocation of no pool", pf3, -ENOENT },
+	{ "pool_free unknown", pf4, -ENOENT }, { "pool_migrate other context", pm1, -EXDEV },
+	{ "pool_migrate NULL target", pm2, -EINVAL }, { "pool_migrate NULL pool", pm3, -EINVAL },
+	{ "pool_stats NULL", ps1, -EINVAL }, { "pool_trim NULL", pt1, -EINVAL },
+	{ "pool_destroy NULL", pd1, -EINVAL },
 };
 
 /* Reads only the pages the residency query calls populated: a read of an
@@ -355,6 +393,8 @@ START_TEST(replay_refuses)
 	ck_assert_int_eq(coh_pin_query(rc, live, 4096, pe, 2, sizeof(struct coh_pin_extent)), -EROFS);
 	struct coh_fork_extent fe[2];
 	ck_assert_int_eq(coh_fork_query(rc, live, 4096, fe, 2, sizeof(struct coh_fork_extent)), -EROFS);
+	coh_pool *rp;
+	ck_assert_int_eq(coh_pool_create(rc, POOL_PROPS(.targets = &rt, .ntargets = 1), &rp), -EROFS);
 	coh_context_unref(rc);
 	snprintf(path, sizeof(path), "rm -rf %s", dir);
 	ck_assert_int_eq(system(path), 0);
@@ -375,6 +415,9 @@ static void setup_with(int policy)
 	for (size_t i = 0; i < 4 * ps; i++)
 		live[i] = (unsigned char)(i * 13);
 	info.size = sizeof(info);
+	ts_other[0] = t_other;
+	/* a pool with no block: it holds no allocation, so the count is the table's */
+	ck_assert_int_eq(coh_pool_create(ctx, POOL_PROPS(.targets = &t, .ntargets = 1), &pool), 0);
 }
 
 static void setup(void)
@@ -392,6 +435,7 @@ static void setup_shared(void)
 
 static void teardown(void)
 {
+	ck_assert_int_eq(coh_pool_destroy(pool), 0);
 	ck_assert_int_eq(coh_free(ctx, live), 0);
 	ck_assert_int_eq(coh_free(ctx, live), -ENOENT);   /* double free */
 	coh_context_unref(ctx);

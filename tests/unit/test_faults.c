@@ -264,6 +264,7 @@ struct fx {
 	coh_context *ctx;
 	coh_target *t, *h;
 	void *p;             /* the allocation or adopted range */
+	coh_pool *pool;      /* pool ops: the pool setup made */
 	unsigned seed;
 	int count0;          /* coh_alloc_count after setup */
 	bool adopted;        /* p is the test's own mapping */
@@ -354,6 +355,41 @@ static void check_alloc(struct fx *f, int rc)
 	fill(f->p, LEN, f->seed);
 	ck_assert(intact(f->p, LEN, f->seed));
 	free_p(f);
+}
+
+/* pool: the first block takes a chunk (an aligned coh_alloc); a failure
+ * leaves the pool with no backing, and the pool still works after it */
+static void setup_pool(struct fx *f)
+{
+	ck_assert_int_eq(coh_pool_create(f->ctx, &(struct coh_pool_props){ .size = sizeof(struct coh_pool_props),
+				.targets = &f->t, .ntargets = 1, .max_cached = 1 }, &f->pool), 0);
+}
+static int run_pool_alloc(struct fx *f)
+{
+	f->p = NULL;
+	return coh_pool_alloc(f->pool, 4096, 0, &f->p);
+}
+static void check_pool_alloc(struct fx *f, int rc)
+{
+	struct coh_pool_stats st = { .size = sizeof(st) };
+	ck_assert_int_eq(coh_pool_stats(f->pool, &st), 0);
+	if (rc) {
+		ck_assert_ptr_null(f->p);
+		ck_assert_uint_eq(st.backing_bytes, 0);
+		ck_assert_uint_eq(st.live_blocks, 0);
+		ck_assert_int_eq(coh_alloc_count(f->ctx), f->count0);
+		ck_assert_int_eq(run_pool_alloc(f), 0);   /* the pool still works */
+	}
+	struct coh_alloc_info info = { .size = sizeof(info) };
+	ck_assert_int_eq(coh_lookup(f->ctx, f->p, &info), 0);
+	ck_assert_ptr_eq(info.pool, f->pool);
+	ck_assert_ptr_eq(info.block, f->p);
+	fill(f->p, 4096, f->seed);
+	ck_assert(intact(f->p, 4096, f->seed));
+	ck_assert_int_eq(coh_pool_free(f->pool, f->p), 0);
+	ck_assert_int_eq(coh_pool_destroy(f->pool), 0);
+	f->pool = NULL;
+	f->p = NULL;
 }
 
 /* free */
@@ -562,6 +598,7 @@ static const struct op ops[] = {
 	{ "pin-query", COH_CAP_PIN_QUERY, setup_alloc, run_pin_query, check_kept },
 	{ "fork policy set", COH_CAP_FORK_EXCLUDE, setup_alloc, run_policy, check_policy },
 	{ "fork (COPY)", COH_CAP_FORK_COPY, setup_copy, run_fork, check_forked },
+	{ "pool alloc (new chunk)", COH_CAP_ALLOC, setup_pool, run_pool_alloc, check_pool_alloc },
 };
 #define NOPS (sizeof(ops) / sizeof(ops[0]))
 
