@@ -983,14 +983,7 @@ static void check_exit_live(coh_target *t)
 	 * /dev/kfd emulator is loaded inherits a lock they hold across fork
 	 * (backends/nvidia/fork.c nv_atfork_prepare; kfdemu at_prepare): a new
 	 * context there draws a lock-order report (reported, not a data race) */
-	bool own_ok = true;
-	coh_target *u;
-	coh_target_foreach(ctx, u)
-		if (!strcmp(coh_target_backend(u), "nvidia") || kfd_emulated(u))
-			own_ok = false;
-#ifndef __SANITIZE_THREAD__
-	own_ok = true;
-#endif
+	bool own_ok = !tsan_fork_lock_inherited();
 	CHECK(pipe(pfd) == 0, "pipe");
 	fflush(stdout);
 	pid_t pid = fork();

@@ -170,6 +170,18 @@ int alloc_plain(coh_target *t, size_t len, void **p)
 	return coh_alloc(t, len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_NOHUGE, .fork_policy = first_policy(t)), p);
 }
 
+bool tsan_fork_lock_inherited(void)
+{
+#ifdef __SANITIZE_THREAD__
+	coh_target *u;
+	coh_target_foreach(ctx, u)
+		if (!strcmp(coh_target_backend(u), "nvidia") ||
+		    (getenv("KFDEMU_ROOT") && !strcmp(coh_target_backend(u), "amd")))
+			return true;
+#endif
+	return false;
+}
+
 unsigned char *case_alloc(coh_target *t, const char *name, size_t len, unsigned seed)
 {
 	if (!(coh_target_caps(t) & COH_CAP_ALLOC)) {

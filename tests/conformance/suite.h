@@ -66,6 +66,11 @@ int alloc_plain(coh_target *t, size_t len, void **p);
 /* A case's plain allocation of len bytes filled with fill(seed); NULL once
  * a skip (no alloc capability) or a failure is reported. */
 unsigned char *case_alloc(coh_target *t, const char *name, size_t len, unsigned seed);
+/* Under ThreadSanitizer, whether a loaded backend (nvidia) or the /dev/kfd
+ * emulator holds a lock across fork that stays held in the child (their
+ * atfork hooks), so that a fork or a new context there draws a lock-order
+ * report: a checked design, not a race.  false without ThreadSanitizer. */
+bool tsan_fork_lock_inherited(void);
 /* Words of coh_pattern_word(pattern, offset) (what a device fill writes):
  * write them, find the first word that differs (len / 8: none), and the
  * coh_block_sum of each COH_SUM_BLOCK block of such a range. */
