@@ -38,7 +38,11 @@ int bench_pool(const struct bench_opts *o, struct bench_result *out, int max);
 /* Managed memory on the first NVIDIA GPU; nothing without one. */
 int bench_nvidia(const struct bench_opts *o, struct bench_result *out, int max);
 
-/* Runs the named suite ("alloc", "lookup", "query", "fork", "pool", "cxl", "nvidia") or all (NULL). */
+/* The completion queue on a host target: per-request overhead against
+ * coh_migrate, and 10 000 requests through the queue, a batch and a loop. */
+int bench_queue(const struct bench_opts *o, struct bench_result *out, int max);
+
+/* Runs the named suite ("alloc", "lookup", "query", "fork", "pool", "cxl", "nvidia", "queue") or all (NULL). */
 int bench_run(const char *suite, const struct bench_opts *o, struct bench_result *out, int max);
 void bench_print(const struct bench_result *r, int n, bool markdown);
 

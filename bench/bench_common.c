@@ -55,6 +55,7 @@ int bench_run(const char *suite, const struct bench_opts *o, struct bench_result
 		int (*fn)(const struct bench_opts *, struct bench_result *, int);
 	} suites[] = { { "alloc", bench_alloc }, { "lookup", bench_lookup }, { "query", bench_query },
 			{ "fork", bench_fork }, { "pool", bench_pool }, { "cxl", bench_cxl },
+			{ "queue", bench_queue },
 #ifdef COH_BENCH_NVIDIA
 			{ "nvidia", bench_nvidia },
 #endif

@@ -24,7 +24,7 @@ int main(int argc, char **argv)
 		else if (argv[i][0] != '-')
 			suite = argv[i];
 		else {
-			fprintf(stderr, "usage: coh-bench [--quick] [--markdown] [alloc|lookup|query|fork|pool|cxl|nvidia]\n");
+			fprintf(stderr, "usage: coh-bench [--quick] [--markdown] [alloc|lookup|query|fork|pool|cxl|nvidia|queue]\n");
 			return 2;
 		}
 	}

@@ -33,13 +33,23 @@
  * record's priv; owned_mappings and describe_node added; fork staging moved
  * into the core (fork_plan, fork_copy, fork_buffer replace fork_view and the
  * backends' own staging), fork_policy returns 0 or -errno. */
-#define COH_BACKEND_ABI 3   /* 3: device_access and access_note */
+/* 3: device_access and access_note. */
+#define COH_BACKEND_ABI 4   /* 4: migrate_notify and migrate_batch (completion queue, batches) */
 
 /* NUMA node ids are below this everywhere in the library (node bitmaps,
  * masks for mbind, ids read from sysfs). */
 #define COH_NODE_LIMIT 1024
 
 struct coh_alloc_rec;
+
+/* One range of ops->migrate_batch (the arguments of ops->migrate). */
+struct coh_batch_item {
+	coh_target *dst;
+	const struct coh_alloc_rec *rec;
+	void *addr;
+	size_t len;
+	unsigned flags;
+};
 
 /* The flags ops->alloc and ops->adopt receive: the caller's enum
  * coh_alloc_flag bits, plus the allocation's fork policy (enum
@@ -152,7 +162,8 @@ struct coh_backend_ops {
 	int (*release)(coh_target *t, const struct coh_alloc_rec *rec);
 	int (*migrate)(coh_target *dst, const struct coh_alloc_rec *rec, void *addr, size_t len,
 		       unsigned flags);
-	/* Asynchronous migration runs `migrate` on a core worker thread. */
+	/* Asynchronous migration without migrate_start runs `migrate` on one of
+	 * the core's pooled worker threads (core/cqueue.c). */
 	int (*advise)(const struct coh_alloc_rec *rec, void *addr, size_t len, int advice,
 		      coh_target *t);
 	/* Apply a fork policy to a range this backend owns: 0 or -errno (then
@@ -226,6 +237,25 @@ struct coh_backend_ops {
 	 * compiled-in backend are accepted by coh_context_create, whether the
 	 * backend filter keeps the backend or not. */
 	const struct coh_tunable *tunables;
+
+	/* ---- ABI 4: the completion queue and batches (core/cqueue.c, core/batch.c) ---- */
+	/* Optional, with migrate_start: have fn(arg) called once the migration
+	 * of token has finished (successfully or not), from any thread (a
+	 * driver's callback thread), holding none of the backend's locks; fn
+	 * takes only the core's worker-pool lock and never calls back into the
+	 * backend, and the core then reads the result with migrate_poll and
+	 * releases the token with migrate_done.  fn may run before
+	 * migrate_notify returns, but only once migrate_notify no longer touches
+	 * the token.  0: fn will be called exactly once; -errno: it will not be
+	 * (the core then waits with migrate_poll on a pooled worker).  NULL:
+	 * the same as -EOPNOTSUPP. */
+	int (*migrate_notify)(void *token, void (*fn)(void *arg), void *arg);
+	/* Optional: migrate n ranges, all of records this backend owns, at
+	 * once (one driver batch), synchronously: fills results[i] with 0 or
+	 * -errno for v[i] and returns 0, or returns -errno having moved
+	 * nothing, and the core then calls migrate for each.  NULL: the core
+	 * calls migrate for each. */
+	int (*migrate_batch)(const struct coh_batch_item *v, size_t n, int *results);
 };
 
 /* The core's record of one allocation or adopted range. */

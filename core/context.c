@@ -15,6 +15,7 @@
 /* The core's own tunables; the backends declare theirs (ops->tunables). */
 static const struct coh_tunable core_tunables[] = {
 	{ "query.pfn", "COH_QUERY_PFN" },
+	{ "async.workers", "COH_ASYNC_WORKERS" },   /* the worker pool's size (core/cqueue.c) */
 	{ NULL, NULL },
 };
 
@@ -112,6 +113,8 @@ int coh_backend_validate(const struct coh_backend_ops *ops)
 		return -EINVAL;
 	if (!!ops->migrate_start != !!ops->migrate_poll || !!ops->migrate_start != !!ops->migrate_done)
 		return -EINVAL;
+	if (ops->migrate_notify && !ops->migrate_start)
+		return -EINVAL;
 	/* Tunables: "<name>.<key>", each with its environment variable. */
 	if (ops->size >= offsetof(struct coh_backend_ops, tunables) + sizeof(ops->tunables)) {
 		size_t nl = strlen(ops->name);
@@ -205,6 +208,7 @@ static void drop_rec(struct coh_rec *r, void *arg)
 static void context_free(coh_context *ctx)
 {
 	coh_fork_unregister(ctx);
+	coh_workers_fini(ctx);   /* no job is in flight: each holds a reference */
 	int e = coh_amap_destroy(&ctx->amap, drop_rec, ctx);
 	if (e)
 		coh_warn(ctx, "context end: lookup table memory left mapped: %s", strerror(-e));
@@ -257,6 +261,7 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 	atomic_init(&ctx->refs, 1);
 	pthread_mutex_init(&ctx->log_lock, NULL);
 	pthread_mutex_init(&ctx->cma_lock, NULL);
+	coh_workers_init(ctx);
 	ctx->rootfd = -1;
 	ctx->log_level = o.log_level >= 0 ? o.log_level : coh_log_level_parse(getenv("COH_LOG"));
 	ctx->log_fn = o.log_fn;
@@ -266,6 +271,7 @@ int coh_context_create(const struct coh_context_options *opts, coh_context **out
 
 	int err = coh_amap_init(&ctx->amap);
 	if (err) {
+		coh_workers_fini(ctx);
 		pthread_mutex_destroy(&ctx->log_lock);
 		pthread_mutex_destroy(&ctx->cma_lock);
 		free(ctx->tunables);

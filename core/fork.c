@@ -12,7 +12,7 @@
  * prepare (in the forking thread): takes the registry lock, then runs each
  * context's backend prepare hooks (which take the backends' locks), takes its
  * allocation-map lock, stages the ranges the backends' fork plans name
- * (core/forkstage.c) and takes the log lock, in the library's lock order (see
+ * (core/forkstage.c), takes the worker pool's lock (core/cqueue.c) and the log lock, in the library's lock order (see
  * core/internal.h), so that no other parent thread is inside them when the
  * address space is copied.
  * parent: undoes the staging, unlocks the map and log, runs the backends'
@@ -48,6 +48,7 @@ static void fork_prepare(void)
 				c->slots[i].ops->atfork_prepare(c, c->slots[i].priv);
 		coh_amap_lock(&c->amap);   /* the lock order: map before log */
 		coh_forkstage_prepare(c);  /* may log: before the log lock */
+		coh_workers_atfork_prepare(c);   /* then the worker pool's */
 		pthread_mutex_lock(&c->log_lock);
 	}
 }
@@ -57,6 +58,7 @@ static void fork_parent(void)
 	coh_forkstage_parent();   /* while no thread can free a staged range */
 	for (coh_context *c = registry_head; c; c = c->fork_next) {
 		coh_amap_unlock(&c->amap);
+		coh_workers_atfork_parent(c);
 		pthread_mutex_unlock(&c->log_lock);
 		for (int i = 0; i < c->nslots; i++)
 			if (c->slots[i].ops->atfork_parent)
@@ -74,6 +76,8 @@ static void fork_child(void)
 		 * nothing may later unmap what the child puts in the hole */
 		coh_amap_drop_excluded(&c->amap);
 		coh_amap_unlock(&c->amap);
+		/* no worker survives: the parent's jobs end with -ECHILD here */
+		coh_workers_atfork_child(c);
 		pthread_mutex_unlock(&c->log_lock);
 		for (int i = 0; i < c->nslots; i++)
 			if (c->slots[i].ops->atfork_child)

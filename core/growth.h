@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "coherent.h"
@@ -104,6 +105,31 @@ static inline void coh_ext_copy(void *dst, size_t ext_size, const void *src, siz
 		if (ext_size > full)
 			memset((char *)dst + i * ext_size + full, 0, ext_size - full);
 	}
+}
+
+/* ---- vectors of input elements (coh_queue_migrate, coh_migrate_batch,
+ * coh_query_batch) ---- */
+/* n elements at the caller's stride `stride` (at least min, a multiple of
+ * 8): 0, -EINVAL, -EOVERFLOW (n * stride wraps), or -E2BIG when a byte past
+ * the library's `full` bytes of an element is not zero. */
+static inline int coh_vec_in_check(const void *v, size_t n, size_t stride, size_t min, size_t full)
+{
+	if (stride < min || stride % 8)
+		return -EINVAL;
+	if (n > SIZE_MAX / stride)
+		return -EOVERFLOW;
+	for (size_t i = 0; stride > full && i < n; i++)
+		for (size_t b = full; b < stride; b++)
+			if (((const unsigned char *)v)[i * stride + b])
+				return -E2BIG;
+	return 0;
+}
+
+/* Element i of such a vector: the library's full bytes of it (the check
+ * above guarantees stride >= full where min == full). */
+static inline const void *coh_vec_at(const void *v, size_t i, size_t stride)
+{
+	return (const char *)v + i * stride;
 }
 
 #endif

@@ -110,6 +110,22 @@ bool coh_amap_overlaps(const struct coh_amap *m, uintptr_t start, size_t len); /
  * Returns how many it dropped.  (write) */
 size_t coh_amap_drop_excluded(struct coh_amap *m);
 
+/* ---- asynchronous work (cqueue.c): worker pool, jobs, completion queues ---- */
+struct coh_queue;
+/* Lock: after the allocation map's and before the log's (see the order
+ * above).  It guards the job lists, each job's state, and every queue's
+ * completion list; no backend op, map call or log call runs under it. */
+struct coh_workers {
+	pthread_mutex_t lock;
+	pthread_cond_t work;           /* workers wait here for jobs */
+	struct coh_migration *head, *tail;   /* jobs waiting for a worker */
+	struct coh_migration *inflight;      /* every job not yet complete (doubly linked) */
+	struct coh_queue *queues;      /* the context's live queues */
+	int nthreads, idle, max;       /* max: async.workers, fixed at the first start */
+	bool stopping;
+	pthread_t *threads;            /* max entries once started */
+};
+
 /* ---- context ---- */
 struct coh_backend_slot {
 	/* The backend's table copied at full size, fields past its own `size`
@@ -140,6 +156,7 @@ struct coh_target {
  *   3. the allocation map's lock (coh_amap_lock; callbacks of
  *      coh_rec_foreach and the fork staging hooks, ops->fork_plan at fork,
  *      fork_copy and fork_buffer, run under it)
+ *   3b. the worker pool's lock (ctx->workers.lock, core/cqueue.c)
  *   4. the log lock (coh_log): nothing is taken under it, so a log callback
  *      must not call back into the library.
  * Records are reference counted; work on a record's memory happens after the
@@ -182,6 +199,10 @@ struct coh_context {
 	char *tunables;
 	const char **tunable_kv;   /* key, value, key, value ... */
 	size_t ntunable;
+
+	/* Asynchronous work: the worker pool, the jobs in flight and the
+	 * completion queues (core/cqueue.c). */
+	struct coh_workers workers;
 };
 
 struct coh_pfn_map;
@@ -266,5 +287,28 @@ void coh_forkstage_child(void);
 void coh_forkstage_plan(const struct coh_rec *r, int at_fork, struct coh_fork_plan *plan);
 /* Frees the staging array once no context is registered. */
 void coh_forkstage_release(void);
+
+/* migrate.c: the migration engine the synchronous, asynchronous, queued
+ * and batched calls share. */
+int coh_migrate_check(coh_context *ctx, void *addr, size_t len, coh_target *dst, unsigned flags);
+/* coh_migrate_check, then the record (a reference taken) under the map's
+ * lock, which the caller holds (coh_amap_lock). */
+int coh_migrate_prepare_locked(coh_context *ctx, void *addr, size_t len, coh_target *dst, unsigned flags,
+			       struct coh_rec **rec);
+int coh_migrate_run(struct coh_rec *r, void *addr, size_t len, coh_target *dst, unsigned flags);
+void coh_migrate_landed(struct coh_rec *r, coh_target *dst);
+
+/* cqueue.c */
+void coh_workers_init(coh_context *ctx);
+/* At the context's end: stops and joins the workers (no job is in flight:
+ * every job holds a reference on the context or on a queue that does). */
+void coh_workers_fini(coh_context *ctx);
+/* Fork hooks, called with the registry lock held, after the map's lock:
+ * prepare takes the pool's lock, parent releases it, child (the child has
+ * no worker) completes every job in flight with -ECHILD, gives each queue
+ * an eventfd of its own and releases the lock. */
+void coh_workers_atfork_prepare(coh_context *ctx);
+void coh_workers_atfork_parent(coh_context *ctx);
+void coh_workers_atfork_child(coh_context *ctx);
 
 #endif

@@ -363,6 +363,90 @@ COH_API int coh_migration_wait(coh_migration *m, int timeout_ms);
 COH_API void coh_migration_free(coh_migration *m);
 
 /* ------------------------------------------------------------------ */
+/* Completion queue and batches                                        */
+/* ------------------------------------------------------------------ */
+
+typedef struct coh_queue coh_queue;
+
+/* One migration of a vector: the arguments of coh_migrate(), and a cookie
+ * of the caller's that its completion carries back.  Passed with req_size,
+ * the caller's sizeof(struct coh_migrate_req): at least
+ * COH_MIGRATE_REQ_SIZE_MIN and a multiple of 8; bytes past the library's
+ * struct must be zero (-E2BIG otherwise). */
+struct coh_migrate_req {
+	void *addr;
+	size_t len;
+	coh_target *dst;
+	uint64_t cookie;
+	unsigned flags;
+	unsigned reserved;    /* 0 */
+};
+#define COH_MIGRATE_REQ_SIZE_MIN (sizeof(struct coh_migrate_req))
+
+/* What a reaped request did.  Passed with comp_size, the caller's
+ * sizeof(struct coh_completion): at least COH_COMPLETION_SIZE_MIN (cookie
+ * and result) and a multiple of 8; the growth rule of extents applies. */
+struct coh_completion {
+	uint64_t cookie;      /* the request's */
+	int result;           /* 0, or what coh_migrate() would have returned; -ECHILD: see coh_queue_create(3) */
+	unsigned reserved;
+	void *addr;
+	size_t len;
+	coh_target *dst;
+};
+#define COH_COMPLETION_SIZE_MIN (sizeof(uint64_t) + sizeof(int) + sizeof(unsigned))
+
+struct coh_queue_props {
+	size_t size;          /* sizeof(struct coh_queue_props) */
+	unsigned flags;       /* 0 */
+};
+
+/* A completion queue of ctx: props NULL for the defaults.  The queue holds
+ * a reference on ctx until coh_queue_destroy(). */
+COH_API int coh_queue_create(coh_context *ctx, const struct coh_queue_props *props, coh_queue **out);
+/* Waits for the queue's requests in flight, drops the completions nobody
+ * reaped, closes the fd and frees the queue: 0, or -EINVAL for NULL or a
+ * queue that is not live (destroyed already). */
+COH_API int coh_queue_destroy(coh_queue *q);
+/* An eventfd, readable while completions wait to be reaped (poll it; do not
+ * read it).  Owned by the queue. */
+COH_API int coh_queue_fd(const coh_queue *q);
+/* Submits n requests (req_size apart): n, or -errno with nothing submitted
+ * (every request is checked first, as coh_migrate() checks it).  Each
+ * request completes once, with its own result, reaped by coh_queue_reap(). */
+COH_API int coh_queue_migrate(coh_queue *q, const struct coh_migrate_req *reqs, size_t n, size_t req_size);
+/* Up to max completions (comp_size apart), oldest first: their number;
+ * 0 when none came within timeout_ms (0: do not wait, < 0: no limit) or
+ * when nothing is in flight; -errno for bad input. */
+COH_API int coh_queue_reap(coh_queue *q, struct coh_completion *out, size_t max, size_t comp_size,
+			   int timeout_ms);
+
+/* Migrates n ranges in one call (one map lock round-trip, one driver batch
+ * where the backend has one), synchronously.  Every request is checked
+ * first: on a bad one nothing moves, results[i] gets each request's check
+ * (0 or -errno) and the first error is returned.  Otherwise results[i] is
+ * what migrating v[i] gave, and the return is how many gave 0. */
+COH_API int coh_migrate_batch(coh_context *ctx, const struct coh_migrate_req *v, size_t n, size_t req_size,
+			      int *results);
+
+/* One range of coh_query_batch(); every element of a vector has the same
+ * size (sizeof(struct coh_query_range), at least COH_QUERY_RANGE_SIZE_MIN,
+ * a multiple of 8; bytes past the library's struct must be zero). */
+struct coh_query_range {
+	size_t size;
+	const void *addr;
+	size_t len;
+	struct coh_extent *ext;   /* max extents, ext_size apart */
+	size_t max;
+	int result;           /* out: extents written (coh_query()'s return) or -errno */
+	unsigned reserved;    /* 0 */
+};
+#define COH_QUERY_RANGE_SIZE_MIN (sizeof(struct coh_query_range))
+/* coh_query() of each range into its own extent array: the number of ranges
+ * answered without error, or -errno for bad input with nothing written. */
+COH_API int coh_query_batch(coh_context *ctx, struct coh_query_range *v, size_t n, size_t ext_size);
+
+/* ------------------------------------------------------------------ */
 /* Device access                                                       */
 /* ------------------------------------------------------------------ */
 

@@ -122,3 +122,14 @@ void t_put_file(const char *root, const char *rel, const char *text)
 	fputs(text, f);
 	fclose(f);
 }
+
+int t_thread_count(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	int n = 0;
+	for (struct dirent *e; d && (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n;
+}

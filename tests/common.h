@@ -32,6 +32,8 @@ enum t_read_fault {
  * memory either way; this names the behaviour in their output. */
 enum t_read_fault t_read_fault_behaviour(void);
 const char *t_read_fault_name(enum t_read_fault b);
+/* The threads of this process (/proc/self/task), or 0 when unreadable. */
+int t_thread_count(void);
 /* Runs a Check suite; returns the process exit code (0 pass, 1 fail). */
 int t_run(Suite *s);
 /* Writes text to root/rel, making the folders on the way (hand-written trees). */

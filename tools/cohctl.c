@@ -34,7 +34,7 @@ static void usage(FILE *f)
 		   "  devices [--json]          memory targets and their capabilities\n"
 		   "  check [--json]            can this kernel/driver serve each backend, what is missing\n"
 		   "  query PID ADDR LEN [--json]  residency of a range of a process (PID 0: cohctl)\n"
-		   "  bench [--quick] [SUITE]   run the benchmark suites (alloc, lookup, query, fork, pool, cxl, nvidia)\n"
+		   "  bench [--quick] [SUITE]   run the benchmark suites (alloc, lookup, query, fork, pool, cxl, nvidia, queue)\n"
 		   "  version\n");
 }
 

@@ -128,6 +128,12 @@ typedef CUresult (*cu_error_name_fn)(CUresult r, const char **name);
 typedef CUresult (*cu_module_load_data_fn)(CUmodule *mod, const void *image);
 typedef CUresult (*cu_module_get_function_fn)(CUfunction *fn, CUmodule mod, const char *name);
 typedef CUresult (*cu_module_unload_fn)(CUmodule mod);
+typedef void (*CUhostFn)(void *user);
+typedef CUresult (*cu_launch_host_func_fn)(CUstream s, CUhostFn fn, void *user);
+/* CUDA 13: one stream-ordered batch of prefetches; locs[k] applies from
+ * prefetch loc_idxs[k] up to the next entry's (loc_idxs[0] is 0). */
+typedef CUresult (*cu_prefetch_batch_fn)(CUdeviceptr *dptrs, size_t *sizes, size_t count, CUmemLocation *locs,
+					 size_t *loc_idxs, size_t nlocs, unsigned long long flags, CUstream s);
 typedef CUresult (*cu_launch_kernel_fn)(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
 					unsigned bz, unsigned shared_bytes, CUstream s, void **params, void **extra);
 
@@ -173,6 +179,8 @@ typedef CUresult (*cu_launch_kernel_fn)(CUfunction fn, unsigned gx, unsigned gy,
 	X(module_load_data, cu_module_load_data_fn, "cuModuleLoadData", 0)               \
 	X(module_get_function, cu_module_get_function_fn, "cuModuleGetFunction", 0)      \
 	X(module_unload, cu_module_unload_fn, "cuModuleUnload", 0)                       \
-	X(launch_kernel, cu_launch_kernel_fn, "cuLaunchKernel", 0)
+	X(launch_kernel, cu_launch_kernel_fn, "cuLaunchKernel", 0)                       \
+	X(launch_host_func, cu_launch_host_func_fn, "cuLaunchHostFunc", 0)               \
+	X(prefetch_batch, cu_prefetch_batch_fn, "cuMemPrefetchBatchAsync", 0)
 
 #endif

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* nvidia backend: migration (synchronous and asynchronous) and advice (the design: nvidia.h). */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -34,6 +35,10 @@ struct nv_token {
 	struct nv_gpu *g;
 	CUevent ev[NV_MAX_STREAMS];
 	int nev;
+	/* migrate_notify: host functions still to run, plus one while notify runs */
+	atomic_int pending;
+	void (*fn)(void *arg);
+	void *arg;
 };
 
 /* COH_CAP_MIGRATE_STICKY (pages populated later land at the destination),
@@ -192,6 +197,128 @@ void nv_migrate_done(void *token)
 		nv_leave(tk->nb);
 	}
 	free(tk);
+}
+
+/* A host function queued behind a migration's work on one stream; runs on
+ * the driver's thread, so it makes no driver call. */
+static void host_done(void *user)
+{
+	struct nv_token *tk = user;
+	if (atomic_fetch_sub(&tk->pending, 1) == 1)
+		tk->fn(tk->arg);
+}
+
+/* cuLaunchHostFunc behind the work of each stream the migration used: the
+ * last one to run calls fn.  Holds one count itself while it launches, so fn
+ * never runs while this still reads the token. */
+int nv_migrate_notify(void *token, void (*fn)(void *arg), void *arg)
+{
+	struct nv_token *tk = token;
+	struct nv_backend *nb = tk->nb;
+	if (!nb->cu.launch_host_func)
+		return -EOPNOTSUPP;   /* a driver before CUDA 10: the core waits on a worker */
+	int e = nv_enter(nb, tk->g);
+	if (e)
+		return e;
+	tk->fn = fn;
+	tk->arg = arg;
+	atomic_store(&tk->pending, tk->nev + 1);
+	int launched = 0;
+	CUresult r = CUDA_SUCCESS;
+	for (; launched < tk->nev; launched++)
+		if ((r = nb->cu.launch_host_func(tk->g->stream[launched], host_done, tk)) != CUDA_SUCCESS)
+			break;
+	if (launched == 0) {
+		nv_leave(nb);
+		e = nv_cu_fail(nb, "cuLaunchHostFunc", r);
+		return e ? e : -EIO;
+	}
+	/* some launched: the rest of the streams finish here, fn still runs once */
+	for (int i = launched; i < tk->nev; i++)
+		nb->cu.stream_sync(tk->g->stream[i]);
+	nv_leave(nb);
+	int drop = tk->nev - launched + 1;
+	if (atomic_fetch_sub(&tk->pending, drop) == drop)
+		fn(arg);
+	return 0;
+}
+
+/* Issues the prefetches of a batch on one stream: one cuMemPrefetchBatchAsync
+ * where the driver has it (CUDA 13) and takes it, else one prefetch per
+ * range.  issued[i] says whether v[i] was issued. */
+static CUresult batch_issue(struct nv_backend *nb, struct nv_gpu *g, const struct coh_batch_item *v, size_t n,
+			    const CUmemLocation *loc, bool *issued)
+{
+	CUstream s = g->stream[0];
+	if (nb->cu.prefetch_batch) {
+		CUdeviceptr *p = calloc(n, sizeof(*p));
+		size_t *sz = calloc(n, sizeof(*sz)), *idx = calloc(n, sizeof(*idx));
+		CUmemLocation *locs = calloc(n, sizeof(*locs));
+		CUresult r = CUDA_ERROR_OUT_OF_MEMORY;
+		if (p && sz && idx && locs) {
+			size_t nl = 0;
+			for (size_t i = 0; i < n; i++) {
+				p[i] = (CUdeviceptr)(uintptr_t)v[i].addr;
+				sz[i] = v[i].len;
+				if (nl == 0 || locs[nl - 1].type != loc[i].type || locs[nl - 1].id != loc[i].id) {
+					locs[nl] = loc[i];
+					idx[nl++] = i;
+				}
+			}
+			r = nb->cu.prefetch_batch(p, sz, n, locs, idx, nl, 0, s);
+		}
+		free(p);
+		free(sz);
+		free(idx);
+		free(locs);
+		if (r == CUDA_SUCCESS) {
+			for (size_t i = 0; i < n; i++)
+				issued[i] = true;
+			return r;
+		}
+		nv_cu_fail(nb, "cuMemPrefetchBatchAsync (one prefetch per range instead)", r);
+	}
+	CUresult r = CUDA_SUCCESS;
+	for (size_t i = 0; i < n && r == CUDA_SUCCESS; i++)
+		if ((r = nv_cu_prefetch(nb, (uintptr_t)v[i].addr, v[i].len, loc[i], s)) == CUDA_SUCCESS)
+			issued[i] = true;
+	return r;
+}
+
+/* A batch whose ranges one GPU's streams serve: the prefetches on its first
+ * stream, one synchronisation.  Anything else goes back to the core. */
+int nv_migrate_batch(const struct coh_batch_item *v, size_t n, int *results)
+{
+	struct nv_backend *nb = nb_of(v[0].rec->target);
+	struct nv_gpu *g = rec_gpu(v[0].rec, v[0].dst);
+	if (!g)
+		return -EOPNOTSUPP;
+	CUmemLocation *loc = calloc(n, sizeof(*loc));
+	bool *issued = calloc(n, sizeof(*issued));
+	int e = loc && issued ? 0 : -ENOMEM;
+	for (size_t i = 0; i < n && !e; i++)
+		if (rec_gpu(v[i].rec, v[i].dst) != g || location(v[i].dst, &loc[i]))
+			e = -EOPNOTSUPP;
+	if (!e)
+		e = nv_enter(nb, g);
+	if (e) {
+		free(loc);
+		free(issued);
+		return e;
+	}
+	CUresult r = CUDA_SUCCESS;
+	for (size_t i = 0; i < n && r == CUDA_SUCCESS; i++)
+		r = prefer(nb, v[i].rec, v[i].dst, (uintptr_t)v[i].addr, v[i].len, loc[i]);
+	int fail = nv_cu_fail(nb, "cuMemAdvise", r);
+	if (!fail)
+		fail = nv_cu_fail(nb, "cuMemPrefetchAsync", batch_issue(nb, g, v, n, loc, issued));
+	int sync = nv_cu_fail(nb, "cuStreamSynchronize", nb->cu.stream_sync(g->stream[0]));
+	nv_leave(nb);
+	for (size_t i = 0; i < n; i++)
+		results[i] = !issued[i] ? (fail ? fail : -EIO) : sync;
+	free(loc);
+	free(issued);
+	return 0;
 }
 
 int nv_advise(const struct coh_alloc_rec *rec, void *addr, size_t len, int advice, coh_target *t)

@@ -143,6 +143,8 @@ int nv_migrate_start(coh_target *dst, const struct coh_alloc_rec *rec, void *add
 		     void **token);
 int nv_migrate_poll(void *token, int timeout_ms);
 void nv_migrate_done(void *token);
+int nv_migrate_notify(void *token, void (*fn)(void *arg), void *arg);
+int nv_migrate_batch(const struct coh_batch_item *v, size_t n, int *results);
 int nv_advise(const struct coh_alloc_rec *rec, void *addr, size_t len, int advice, coh_target *t);
 
 /* query.c */

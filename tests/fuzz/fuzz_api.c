@@ -115,6 +115,9 @@ static void range(struct in *in, const struct slot *s, unsigned char **a, size_t
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	static coh_queue *fq;   /* one queue for every input: nothing is left in flight */
+	if (!fq)
+		FUZZ_ASSERT(coh_queue_create(ctx, NULL, &fq) == 0);
 	struct in in = { data, size };
 	struct slot sl[SLOTS], pb[SLOTS];
 	memset(sl, 0, sizeof(sl));
@@ -122,7 +125,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int live = 0;
 	unsigned char fill = 1;
 	for (int steps = 0; in.n && steps < 64; steps++) {
-		unsigned raw = take(&in), op = raw >= 0xe0 ? 11 + raw % 2 : raw % 11;   /* 11, 12: the pool */
+		/* 11, 12: the pool (bytes 0xe0 and up); 13-15: the queue */
+		unsigned raw = take(&in), op = raw >= 0xe0 ? 11 + raw % 2 : raw % 14 < 11 ? raw % 14 : raw % 14 + 2;
 		unsigned which = take(&in) % SLOTS;
 		struct slot *s = &sl[which], *b = &pb[which];
 		coh_target *t = coh_target_get(ctx, take(&in) % (unsigned)(ntargets + 1));   /* NULL sometimes */
@@ -273,6 +277,65 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_ASSERT(coh_pool_free(pool, b->p) == -ENOENT);
 			b->p = NULL;
 			break;
+		/* completion queue and batches: up to 4 requests from the input,
+		 * a request stride and a completion size that may be wrong */
+		case 13:
+		case 14: {
+			struct coh_migrate_req r[4][2];   /* room for a stride of two structs */
+			memset(r, 0, sizeof(r));
+			size_t n = take(&in) % 5;
+			for (size_t k = 0; k < n; k++) {
+				range(&in, s, &a, &len);
+				r[k][0] = (struct coh_migrate_req){ .addr = a, .len = len, .dst = t, .cookie = k,
+								    .flags = take(&in) % 8 == 0 };
+			}
+			size_t stride = take(&in) % 8 ? sizeof(r[0][0]) : (size_t)(take(&in) % 3) * 8 + 24;
+			const struct coh_migrate_req *v = take(&in) % 16 ? &r[0][0] : NULL;
+			if (stride != sizeof(r[0][0]) && stride != sizeof(r[0])) {
+				FUZZ_ASSERT(op == 13 ? coh_queue_migrate(fq, v, n, stride) < 0
+						     : coh_migrate_batch(ctx, v, n, stride, (int[4]){ 0 }) < 0);
+				break;
+			}
+			/* the elements at the chosen stride, zero between them */
+			struct coh_migrate_req at[8];
+			memset(at, 0, sizeof(at));
+			for (size_t k = 0; k < 4; k++)
+				at[stride == sizeof(r[0]) ? 2 * k : k] = r[k][0];
+			if (op == 13) {
+				e = coh_queue_migrate(fq, v ? at : NULL, n, stride);
+				FUZZ_ASSERT(e == (int)n || e < 0);
+				for (int left = e > 0 ? e : 0; left > 0;) {
+					struct coh_completion c[4];
+					int k = coh_queue_reap(fq, c, 4, sizeof(c[0]), -1);
+					FUZZ_ASSERT(k >= 1 && k <= left);
+					for (int j = 0; j < k; j++)
+						FUZZ_ASSERT(c[j].cookie < n && c[j].result <= 0);
+					left -= k;
+				}
+			} else {
+				int res[4];
+				e = coh_migrate_batch(ctx, v ? at : NULL, n, stride, res);
+				FUZZ_ASSERT(e <= (int)n);
+				for (int j = 0; e >= 0 && j < (int)n; j++)
+					FUZZ_ASSERT(res[j] <= 0);
+			}
+			break;
+		}
+		case 15: {   /* query batch */
+			struct coh_extent ext[2][8];
+			struct coh_query_range q[2];
+			memset(q, 0, sizeof(q));
+			for (int k = 0; k < 2; k++) {
+				range(&in, s, &a, &len);
+				q[k] = (struct coh_query_range){ .size = take(&in) % 8 ? sizeof(q[0]) : take(&in) % 64,
+								 .addr = a, .len = len, .ext = ext[k], .max = take(&in) % 9 };
+			}
+			e = coh_query_batch(ctx, q, 1 + take(&in) % 2, take(&in) % 8 ? sizeof(ext[0][0]) : take(&in) % 48);
+			FUZZ_ASSERT(e <= 2);
+			for (int k = 0; e >= 0 && k < 2; k++)
+				FUZZ_ASSERT(q[k].result <= (int)q[k].max);
+			break;
+		}
 		default: {   /* fork query */
 			struct coh_fork_extent ext[8];
 			range(&in, s, &a, &len);

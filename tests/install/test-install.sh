@@ -2,7 +2,8 @@
 # Installs the build into a temporary prefix and builds a program outside the
 # tree against it: with pkg-config, and with the CMake package.  Also checks
 # that the shared library exports exactly the symbol map, with SONAME
-# libcoherent.so.1 and every symbol at version LIBCOHERENT_1.0 (1.1: the pools).
+# libcoherent.so.1 and every symbol at version LIBCOHERENT_1.0 or, added
+# since, LIBCOHERENT_1.1.
 set -euo pipefail
 build=$1 src=$2 san=${3:-}
 # a sanitizer build of the library needs the same runtime in the consumer
@@ -43,8 +44,7 @@ echo "CMake package consumer: built and ran"
 so=$(readlink -f "$libdir/libcoherent.so")
 soname=$(readelf -d "$so" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
 [[ $soname == libcoherent.so.1 ]] || { echo "bad SONAME '$soname' (libcoherent.so.1 expected)"; exit 1; }
-# every export carries the symbol version of the release that added it:
-# 1.0, or 1.1 for the pools
+# every export carries the 1.0 or the 1.1 symbol version
 if nm -D --defined-only "$so" | awk '$2 ~ /[TDBR]/ && $3 ~ /^coh_/' | grep -v '@@LIBCOHERENT_1\.[01]$' | grep -q .; then
   echo "exports outside LIBCOHERENT_1.0 and 1.1:"; nm -D --defined-only "$so" | grep -v 'LIBCOHERENT_1\.[01]' || true
   exit 1

@@ -91,6 +91,45 @@ ROW(m13, coh_migrate_async(ctx, live, 4096, t_other, 0, &mig), -EXDEV)
 ROW(m14, coh_migrate_async(ctx, live + 1, 4096, t, 0, &mig), -EINVAL)
 ROW(m15, coh_migration_test(NULL), -EINVAL)
 ROW(m16, coh_migration_wait(NULL, 0), -EINVAL)
+/* Completion queue and batches: bq is a live queue of ctx, nothing in flight */
+static coh_queue *bq, *bq_out;
+static struct coh_completion bcomp[2];
+static int bres[2];
+#define BREQ_AT(a, l, d, r) ((const struct coh_migrate_req[]){ { .addr = (a), .len = (l), .dst = (d), .reserved = (r) } })
+#define BREQ() BREQ_AT(live, 4096, t, 0)
+#define BQR_SIZED(sz) ((struct coh_query_range[]){ { .size = (sz), .addr = live, .len = 4096, .ext = ext, .max = 4 } })
+#define BQR() BQR_SIZED(sizeof(struct coh_query_range))
+ROW(cq1, coh_queue_create(NULL, NULL, &bq_out), -EINVAL)
+ROW(cq2, coh_queue_create(ctx, NULL, NULL), -EFAULT)
+ROW(cq3, coh_queue_create(ctx, &(struct coh_queue_props){ .size = sizeof(struct coh_queue_props), .flags = 4 }, &bq_out),
+    -EINVAL)
+ROW(cq4, coh_queue_create(ctx, &(struct coh_queue_props){ .size = 2 }, &bq_out), -EINVAL)
+ROW(cq5, coh_queue_destroy(NULL), -EINVAL)
+ROW(cq6, coh_queue_fd(NULL), -EINVAL)
+ROW(cq7, coh_queue_migrate(NULL, BREQ(), 1, sizeof(struct coh_migrate_req)), -EINVAL)
+ROW(cq8, coh_queue_migrate(bq, NULL, 1, sizeof(struct coh_migrate_req)), -EFAULT)
+ROW(cq9, coh_queue_migrate(bq, BREQ(), 0, sizeof(struct coh_migrate_req)), -EINVAL)
+ROW(cq10, coh_queue_migrate(bq, BREQ(), 1, 16), -EINVAL)
+ROW(cq11, coh_queue_migrate(bq, BREQ_AT(live, 4096, t_other, 0), 1, sizeof(struct coh_migrate_req)), -EXDEV)
+ROW(cq12, coh_queue_migrate(bq, BREQ_AT(live + 1, 4096, t, 0), 1, sizeof(struct coh_migrate_req)), -EINVAL)
+ROW(cq13, coh_queue_migrate(bq, BREQ_AT((void *)0x1000, 4096, t, 0), 1, sizeof(struct coh_migrate_req)), -ENOENT)
+ROW(cq14, coh_queue_migrate(bq, BREQ_AT(live, HUGE_LEN, t, 0), 1, sizeof(struct coh_migrate_req)), -EOVERFLOW)
+ROW(cq15, coh_queue_migrate(bq, BREQ_AT(live, 4096, t, 1), 1, sizeof(struct coh_migrate_req)), -EINVAL)
+ROW(cq16, coh_queue_reap(NULL, bcomp, 2, sizeof(bcomp[0]), 0), -EINVAL)
+ROW(cq17, coh_queue_reap(bq, NULL, 2, sizeof(bcomp[0]), 0), -EFAULT)
+ROW(cq18, coh_queue_reap(bq, bcomp, 0, sizeof(bcomp[0]), 0), -EINVAL)
+ROW(cq19, coh_queue_reap(bq, bcomp, 2, 12, 0), -EINVAL)
+ROW(cq20, coh_migrate_batch(NULL, BREQ(), 1, sizeof(struct coh_migrate_req), bres), -EINVAL)
+ROW(cq21, coh_migrate_batch(ctx, NULL, 1, sizeof(struct coh_migrate_req), bres), -EFAULT)
+ROW(cq22, coh_migrate_batch(ctx, BREQ(), 1, sizeof(struct coh_migrate_req), NULL), -EFAULT)
+ROW(cq23, coh_migrate_batch(ctx, BREQ(), 0, sizeof(struct coh_migrate_req), bres), -EINVAL)
+ROW(cq24, coh_migrate_batch(ctx, BREQ_AT(live, 4096, t_other, 0), 1, sizeof(struct coh_migrate_req), bres), -EXDEV)
+ROW(cq25, coh_migrate_batch(ctx, BREQ_AT((void *)0x1000, 4096, t, 0), 1, sizeof(struct coh_migrate_req), bres), -ENOENT)
+ROW(cq26, coh_query_batch(NULL, BQR(), 1, sizeof(struct coh_extent)), -EINVAL)
+ROW(cq27, coh_query_batch(ctx, NULL, 1, sizeof(struct coh_extent)), -EFAULT)
+ROW(cq28, coh_query_batch(ctx, BQR(), 0, sizeof(struct coh_extent)), -EINVAL)
+ROW(cq29, coh_query_batch(ctx, BQR_SIZED(8), 1, sizeof(struct coh_extent)), -EINVAL)
+ROW(cq30, coh_query_batch(ctx, BQR(), 1, 4), -EINVAL)
 /* Device access */
 static uint64_t sums1[1];
 ROW(x1, coh_device_access(NULL, t, live, 4096, COH_DEVICE_FILL, 0, NULL, 0), -EINVAL)
@@ -224,6 +263,22 @@ static const struct row rows[] = {
 	{ "migrate_async NULL out", m12, -EFAULT }, { "migrate_async other ctx", m13, -EXDEV },
 	{ "migrate_async unaligned", m14, -EINVAL }, { "migration_test NULL", m15, -EINVAL },
 	{ "migration_wait NULL", m16, -EINVAL },
+	/* completion queue and batches */
+	{ "queue_create NULL ctx", cq1, -EINVAL }, { "queue_create NULL out", cq2, -EFAULT },
+	{ "queue_create unknown flag", cq3, -EINVAL }, { "queue_create short props", cq4, -EINVAL },
+	{ "queue_destroy NULL", cq5, -EINVAL }, { "queue_fd NULL", cq6, -EINVAL },
+	{ "queue_migrate NULL queue", cq7, -EINVAL }, { "queue_migrate NULL reqs", cq8, -EFAULT },
+	{ "queue_migrate zero", cq9, -EINVAL }, { "queue_migrate short req_size", cq10, -EINVAL },
+	{ "queue_migrate other context", cq11, -EXDEV }, { "queue_migrate unaligned", cq12, -EINVAL },
+	{ "queue_migrate unknown", cq13, -ENOENT }, { "queue_migrate overflowing", cq14, -EOVERFLOW },
+	{ "queue_migrate reserved", cq15, -EINVAL }, { "queue_reap NULL queue", cq16, -EINVAL },
+	{ "queue_reap NULL out", cq17, -EFAULT }, { "queue_reap max 0", cq18, -EINVAL },
+	{ "queue_reap bad comp_size", cq19, -EINVAL }, { "migrate_batch NULL ctx", cq20, -EINVAL },
+	{ "migrate_batch NULL", cq21, -EFAULT }, { "migrate_batch NULL results", cq22, -EFAULT },
+	{ "migrate_batch zero", cq23, -EINVAL }, { "migrate_batch other context", cq24, -EXDEV },
+	{ "migrate_batch unknown", cq25, -ENOENT }, { "query_batch NULL ctx", cq26, -EINVAL },
+	{ "query_batch NULL", cq27, -EFAULT }, { "query_batch zero", cq28, -EINVAL },
+	{ "query_batch short size", cq29, -EINVAL }, { "query_batch bad ext_size", cq30, -EINVAL },
 	{ "device_access NULL ctx", x1, -EINVAL }, { "device_access NULL target", x2, -EINVAL },
 	{ "device_access other context", x3, -EXDEV }, { "device_access NULL", x4, -EFAULT },
 	{ "device_access overflowing", x5, -EOVERFLOW }, { "device_access unaligned", x6, -EINVAL },
@@ -418,6 +473,7 @@ static void setup_with(int policy)
 	ts_other[0] = t_other;
 	/* a pool with no block: it holds no allocation, so the count is the table's */
 	ck_assert_int_eq(coh_pool_create(ctx, POOL_PROPS(.targets = &t, .ntargets = 1), &pool), 0);
+	ck_assert_int_eq(coh_queue_create(ctx, NULL, &bq), 0);
 }
 
 static void setup(void)
@@ -436,6 +492,8 @@ static void setup_shared(void)
 static void teardown(void)
 {
 	ck_assert_int_eq(coh_pool_destroy(pool), 0);
+	ck_assert_int_eq(coh_queue_destroy(bq), 0);
+	ck_assert_int_eq(coh_queue_destroy(bq), -EINVAL);   /* double destroy */
 	ck_assert_int_eq(coh_free(ctx, live), 0);
 	ck_assert_int_eq(coh_free(ctx, live), -ENOENT);   /* double free */
 	coh_context_unref(ctx);

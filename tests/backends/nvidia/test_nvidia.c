@@ -8,7 +8,9 @@
  * Check runs each test in its own process, so each may set the double's
  * environment before its first context.
  */
+#include <dirent.h>
 #include <dlfcn.h>
+#include <poll.h>
 #include <stdint.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -658,6 +660,102 @@ START_TEST(unref_frees_everything)
 }
 END_TEST
 
+/* ---- the completion queue and batches on the native path ---- */
+/* Reaps n completions through poll() on the queue's fd: how many gave 0. */
+static int reap_all(coh_queue *q, int n, int *last_err)
+{
+	int ok = 0;
+	while (n > 0) {
+		struct pollfd pf = { .fd = coh_queue_fd(q), .events = POLLIN };
+		ck_assert_int_eq(poll(&pf, 1, 10000), 1);
+		struct coh_completion c[16];
+		int k = coh_queue_reap(q, c, 16, sizeof(c[0]), 0);
+		ck_assert_int_ge(k, 1);
+		for (int i = 0; i < k; i++) {
+			ok += c[i].result == 0;
+			if (c[i].result)
+				*last_err = c[i].result;
+		}
+		n -= k;
+	}
+	return ok;
+}
+
+START_TEST(queue_and_batch_native)
+{
+	setenv("CUDADOUBLE_DEVICES", "2", 1);
+	coh_context *ctx = nv_ctx();
+	long (*d_batches)(void) = (long (*)(void))dlsym(dbl, "cudadouble_batches");
+	ck_assert_ptr_nonnull(d_batches);
+	coh_target *g0 = gpu(ctx, 0), *g1 = gpu(ctx, 1), *h = coh_target_by_node(ctx, 0);
+	size_t len = 64 * ps;
+	unsigned char *p;
+	ck_assert_int_eq(coh_alloc(g0, len, NULL, (void **)&p), 0);
+	fill(p, len, 5);
+	coh_queue *q;
+	ck_assert_int_eq(coh_queue_create(ctx, NULL, &q), 0);
+	int threads = t_thread_count();
+	long hostfn = d_calls("cuLaunchHostFunc");
+	/* 16 ranges of 4 pages: even ones to gpu1, odd ones to the host */
+	struct coh_migrate_req r[16];
+	for (int i = 0; i < 16; i++)
+		r[i] = (struct coh_migrate_req){ .addr = p + (size_t)i * 4 * ps, .len = 4 * ps, .dst = i % 2 ? h : g1,
+						 .cookie = (uint64_t)i };
+	ck_assert_int_eq(coh_queue_migrate(q, r, 16, sizeof(r[0])), 16);
+	int err = 0;
+	ck_assert_int_eq(reap_all(q, 16, &err), 16);
+	ck_assert_int_ge(d_calls("cuLaunchHostFunc") - hostfn, 16);   /* the driver signalled each */
+	ck_assert_int_eq(t_thread_count(), threads);                        /* no helper thread */
+	for (int i = 0; i < 16; i++)
+		ck_assert(all_state(p + (size_t)i * 4 * ps, 4 * ps, i % 2 ? -1 : 1));
+	ck_assert(same(p, len, 5));
+	/* no cuLaunchHostFunc (an older driver answers not supported): a worker waits */
+	d_fail("cuLaunchHostFunc", 1, 801)   /* CUDA_ERROR_NOT_SUPPORTED */;
+	ck_assert_int_eq(coh_queue_migrate(q, r, 1, sizeof(r[0])), 1);
+	ck_assert_int_eq(reap_all(q, 1, &err), 1);
+	/* a driver failure at the start reaches the completion */
+	d_fail("cuMemPrefetchAsync_v2", 1, 1)   /* CUDA_ERROR_INVALID_VALUE */;
+	ck_assert_int_eq(coh_queue_migrate(q, r, 1, sizeof(r[0])), 1);
+	ck_assert_int_eq(reap_all(q, 1, &err), 0);
+	ck_assert_int_eq(err, -EINVAL);
+	ck_assert(same(p, len, 5));
+	ck_assert_int_eq(coh_queue_destroy(q), 0);
+
+	/* one driver batch for the whole vector */
+	long batches = d_batches(), prefetches = d_calls("cuMemPrefetchAsync_v2");
+	int res[16];
+	for (int i = 0; i < 16; i++)
+		r[i].dst = g1;
+	ck_assert_int_eq(coh_migrate_batch(ctx, r, 16, sizeof(r[0]), res), 16);
+	ck_assert_int_eq(d_batches() - batches, 1);
+	ck_assert_int_eq(d_calls("cuMemPrefetchAsync_v2"), prefetches);
+	ck_assert(all_state(p, len, 1));
+	/* mixed destinations: still one batch, one location entry per run */
+	for (int i = 0; i < 16; i++)
+		r[i].dst = i < 8 ? h : g0;
+	ck_assert_int_eq(coh_migrate_batch(ctx, r, 16, sizeof(r[0]), res), 16);
+	ck_assert_int_eq(d_batches() - batches, 2);
+	ck_assert(all_state(p, len / 2, -1));
+	ck_assert(all_state(p + len / 2, len / 2, 0));
+	/* the batch entry point refuses: one prefetch per range instead */
+	d_fail("cuMemPrefetchBatchAsync", 1, 801);
+	for (int i = 0; i < 16; i++)
+		r[i].dst = g1;
+	ck_assert_int_eq(coh_migrate_batch(ctx, r, 16, sizeof(r[0]), res), 16);
+	ck_assert_int_eq(d_batches() - batches, 2);
+	ck_assert_int_eq(d_calls("cuMemPrefetchAsync_v2") - prefetches, 16);
+	ck_assert(all_state(p, len, 1));
+	ck_assert(same(p, len, 5));
+	/* a failed synchronisation reaches every result */
+	d_fail("cuStreamSynchronize", 1, 999);
+	ck_assert_int_eq(coh_migrate_batch(ctx, r, 2, sizeof(r[0]), res), 0);
+	ck_assert_int_eq(res[0], -EIO);
+	ck_assert_int_eq(res[1], -EIO);
+	ck_assert_int_eq(coh_free(ctx, p), 0);
+	coh_context_unref(ctx);
+}
+END_TEST
+
 int main(void)
 {
 	ps = (size_t)sysconf(_SC_PAGESIZE);
@@ -688,6 +786,7 @@ int main(void)
 	tcase_add_test(tc, device_access_pageable);
 	tcase_add_test(tc, adopt_application_managed);
 	tcase_add_test(tc, unref_frees_everything);
+	tcase_add_test(tc, queue_and_batch_native);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

@@ -127,6 +127,9 @@ API CUresult cuEventRecord(CUevent ev, CUstream s);
 API CUresult cuEventQuery(CUevent ev);
 API CUresult cuEventSynchronize(CUevent ev);
 API CUresult cuEventDestroy_v2(CUevent ev);
+API CUresult cuLaunchHostFunc(CUstream s, CUhostFn fn, void *user);
+API CUresult cuMemPrefetchBatchAsync(CUdeviceptr *dptrs, size_t *sizes, size_t count, CUmemLocation *locs,
+				     size_t *loc_idxs, size_t nlocs, unsigned long long flags, CUstream s);
 API CUresult cuGetErrorName(CUresult r, const char **name);
 API CUresult cuModuleLoadData(CUmodule *mod, const void *image);
 API CUresult cuModuleGetFunction(CUfunction *fn, CUmodule mod, const char *name);
@@ -140,6 +143,7 @@ API long cudadouble_calls(const char *entry);
 API int cudadouble_page_state(const void *addr);
 API long cudadouble_faultbacks(void);
 API long cudadouble_launches(void);
+API long cudadouble_batches(void);   /* cuMemPrefetchBatchAsync calls that ran */
 API long long cudadouble_copied_bytes(void);
 API void cudadouble_reset(void);
 
@@ -182,6 +186,8 @@ SAME_TYPE(cuEventQuery, cu_event_fn);
 SAME_TYPE(cuEventSynchronize, cu_event_fn);
 SAME_TYPE(cuEventDestroy_v2, cu_event_fn);
 SAME_TYPE(cuGetErrorName, cu_error_name_fn);
+SAME_TYPE(cuLaunchHostFunc, cu_launch_host_func_fn);
+SAME_TYPE(cuMemPrefetchBatchAsync, cu_prefetch_batch_fn);
 
 /* One counter / failure slot per entry, indexed by the ABI table's field. */
 enum entry {
@@ -284,6 +290,7 @@ static struct {
 	struct CUevent_st *events;
 	struct CUmod_st *modules;
 	long launches;              /* cuLaunchKernel calls that ran */
+	long batches;               /* cuMemPrefetchBatchAsync calls that ran */
 	struct hmm_ent *hmm;
 	size_t hmm_cap, hmm_used;
 	long calls[E_COUNT];
@@ -1185,6 +1192,35 @@ static CUresult do_prefetch_v2(CUdeviceptr p, size_t bytes, CUmemLocation loc, u
 	return r != CUDA_SUCCESS ? r : prefetch(p, bytes, dst, s);
 }
 
+/* cuMemPrefetchBatchAsync: every argument checked before any prefetch, then
+ * each range as cuMemPrefetchAsync_v2 does it. */
+static CUresult do_prefetch_batch(CUdeviceptr *dptrs, size_t *sizes, size_t count, CUmemLocation *locs,
+				  size_t *idxs, size_t nlocs, unsigned long long flags, CUstream s)
+{
+	if (!current_ctx())
+		return CUDA_ERROR_INVALID_CONTEXT;
+	if (!dptrs || !sizes || !locs || !idxs || count == 0 || nlocs == 0 || nlocs > count || flags ||
+	    s == NULL || s == CU_STREAM_LEGACY || !stream_ok(s) || idxs[0] != 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	for (size_t k = 0; k < nlocs; k++) {
+		int dst;
+		if ((k && idxs[k] <= idxs[k - 1]) || idxs[k] >= count || decode_loc(locs[k], &dst) != CUDA_SUCCESS)
+			return CUDA_ERROR_INVALID_VALUE;
+	}
+	for (size_t k = 0, i = 0; k < nlocs; k++) {
+		int dst;
+		decode_loc(locs[k], &dst);
+		size_t end = k + 1 < nlocs ? idxs[k + 1] : count;
+		for (; i < end; i++) {
+			CUresult r = prefetch(dptrs[i], sizes[i], dst, s);
+			if (r != CUDA_SUCCESS)
+				return r;
+		}
+	}
+	g.batches++;
+	return CUDA_SUCCESS;
+}
+
 static CUresult do_prefetch(CUdeviceptr p, size_t bytes, CUdevice dst, CUstream s)
 {
 	if (!current_ctx())
@@ -1571,6 +1607,13 @@ static CUresult do_event_check(CUevent ev)
 	return event_live(ev) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
 
+static CUresult do_launch_host(CUstream s, CUhostFn fn)
+{
+	if (!current_ctx())
+		return CUDA_ERROR_INVALID_CONTEXT;
+	return fn && stream_ok(s) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
 static CUresult do_event_destroy(CUevent ev)
 {
 	for (struct CUevent_st **pp = &g.events; *pp; pp = &(*pp)->next) {
@@ -1868,6 +1911,25 @@ CUresult cuLaunchKernel(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, un
 	API_BODY(launch_kernel, true, do_launch(fn, gx, gy, gz, bx, by, bz, shared_bytes, s, params, extra));
 }
 
+/* All work is done when it is queued, so the host function runs at once, on
+ * the calling thread but outside the double's lock, as the driver runs it
+ * on a thread of its own that holds none of the caller's locks. */
+CUresult cuLaunchHostFunc(CUstream s, CUhostFn fn, void *user)
+{
+	CUresult r;
+	if (!enter(E_launch_host_func, true, &r))
+		r = do_launch_host(s, fn);
+	unlock();
+	if (r == CUDA_SUCCESS)
+		fn(user);
+	return r;
+}
+CUresult cuMemPrefetchBatchAsync(CUdeviceptr *dptrs, size_t *sizes, size_t count, CUmemLocation *locs,
+				 size_t *loc_idxs, size_t nlocs, unsigned long long flags, CUstream s)
+{
+	API_BODY(prefetch_batch, true, do_prefetch_batch(dptrs, sizes, count, locs, loc_idxs, nlocs, flags, s));
+}
+
 /* ---- control API ---- */
 void cudadouble_fail(const char *entry, int nth, int result)
 {
@@ -1910,6 +1972,14 @@ long cudadouble_faultbacks(void)
 	return n;
 }
 
+long cudadouble_batches(void)
+{
+	lock();
+	long n = g.batches;
+	unlock();
+	return n;
+}
+
 long cudadouble_launches(void)
 {
 	lock();
@@ -1934,6 +2004,7 @@ void cudadouble_reset(void)
 	memset(g.fail_res, 0, sizeof g.fail_res);
 	g.faultbacks = 0;
 	g.launches = 0;
+	g.batches = 0;
 	g.copied = 0;
 	unlock();
 }
