@@ -3,7 +3,8 @@
 # a no-op when everything is present already.
 set -euo pipefail
 pkgs=(cmake make gcc clang pkg-config libnuma-dev check libpci-dev pci.ids zlib1g-dev groff-base man-db libdrm-dev linux-libc-dev valgrind
-      ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd clinfo)   # OpenCL: tests and one example only
+      ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd clinfo   # OpenCL: tests and one example only
+      libjemalloc-dev libmemkind-dev)   # the pool benchmark's peers (coh-bench only; optional)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
