@@ -110,6 +110,133 @@ static void child_check(const unsigned char *p, size_t len)
 	_exit(0);
 }
 
+/* ---- many small ranges: a batch, the queue, and the driver's own batch ---- */
+
+#define NB_MAX 256
+
+struct many {
+	size_t n, each;
+	unsigned char *p[NB_MAX];
+	struct coh_migrate_req req[NB_MAX];
+	CUdeviceptr dp[NB_MAX];
+	size_t sizes[NB_MAX];
+};
+
+static void many_to(struct many *m, coh_target *t)
+{
+	for (size_t i = 0; i < m->n; i++)
+		m->req[i] = (struct coh_migrate_req){ .addr = m->p[i], .len = m->each, .dst = t, .cookie = i };
+}
+
+static double t_batch(coh_context *ctx, struct many *m, coh_target *t)
+{
+	int res[NB_MAX];
+	many_to(m, t);
+	double t0 = bench_now_ns();
+	int e = coh_migrate_batch(ctx, m->req, m->n, sizeof(m->req[0]), res);
+	return e < 0 ? -1 : bench_now_ns() - t0;
+}
+
+static double t_queue(coh_queue *q, struct many *m, coh_target *t)
+{
+	struct coh_completion c[64];
+	many_to(m, t);
+	double t0 = bench_now_ns();
+	if (coh_queue_migrate(q, m->req, m->n, sizeof(m->req[0])) != (int)m->n)
+		return -1;
+	for (size_t got = 0; got < m->n;) {
+		int k = coh_queue_reap(q, c, 64, sizeof(c[0]), -1);
+		if (k <= 0)
+			return -1;
+		for (int i = 0; i < k; i++)
+			if (c[i].result)
+				return -1;
+		got += (size_t)k;
+	}
+	return bench_now_ns() - t0;
+}
+
+/* The driver's own batch (or, without one, a prefetch per range), one sync. */
+static double t_native_many(struct raw *r, struct many *m, int type, int id)
+{
+	CUmemLocation loc = { type, id };
+	size_t idx = 0;
+	double t0 = bench_now_ns();
+	CUresult e = CUDA_SUCCESS;
+	if (r->prefetch_batch) {
+		e = r->prefetch_batch(m->dp, m->sizes, m->n, &loc, &idx, 1, 0, r->s);
+	} else {
+		for (size_t i = 0; i < m->n && e == CUDA_SUCCESS; i++)
+			e = r->prefetch_v2(m->dp[i], m->sizes[i], loc, 0, r->s);
+	}
+	if (e == CUDA_SUCCESS)
+		e = r->stream_sync(r->s);
+	return e ? -1 : bench_now_ns() - t0;
+}
+
+static int bench_many(const struct bench_opts *o, coh_context *ctx, struct raw *r, coh_target *gpu,
+		      coh_target *host, struct bench_result *out, int max)
+{
+	struct many *m = calloc(1, sizeof(*m));
+	coh_queue *q = NULL;
+	int n = 0, reps = o->quick ? 3 : 9;
+	if (!m)
+		return 0;
+	m->n = o->quick ? 64 : NB_MAX;
+	m->each = 2u << 20;
+	size_t ok = 0;
+	for (; ok < m->n; ok++) {
+		if (coh_alloc(gpu, m->each, NULL, (void **)&m->p[ok]))
+			break;
+		memset(m->p[ok], 1, m->each);
+		m->dp[ok] = (uintptr_t)m->p[ok];
+		m->sizes[ok] = m->each;
+	}
+	if (ok == m->n && coh_queue_create(ctx, NULL, &q) == 0) {
+		double bl[16], bn[16], ql[16], hl[16], hn[16];
+		for (int i = 0; i < reps; i++) {
+			/* from the host each time; who goes first alternates */
+			if (i & 1) {
+				bn[i] = t_native_many(r, m, CU_MEM_LOCATION_TYPE_DEVICE, 0);
+				hn[i] = t_native_many(r, m, CU_MEM_LOCATION_TYPE_HOST, 0);
+				bl[i] = t_batch(ctx, m, gpu);
+				hl[i] = t_batch(ctx, m, host);
+			} else {
+				bl[i] = t_batch(ctx, m, gpu);
+				hl[i] = t_batch(ctx, m, host);
+				bn[i] = t_native_many(r, m, CU_MEM_LOCATION_TYPE_DEVICE, 0);
+				hn[i] = t_native_many(r, m, CU_MEM_LOCATION_TYPE_HOST, 0);
+			}
+			ql[i] = t_queue(q, m, gpu);
+			if (t_batch(ctx, m, host) < 0 || bl[i] < 0 || bn[i] < 0 || ql[i] < 0 || hl[i] < 0 || hn[i] < 0) {
+				reps = 0;
+				break;
+			}
+		}
+		char name[96];
+		const char *nat = r->prefetch_batch ? "cuMemPrefetchBatchAsync" : "per-range prefetches";
+		if (reps > 0 && n + 3 <= max) {
+			double a = median(bl, reps), b = median(bn, reps), c = median(ql, reps), d = median(hl, reps),
+			       f = median(hn, reps);
+			size_t tot = m->n * m->each;
+			snprintf(name, sizeof(name), "batch of %zu x 2 MiB host->GPU (coh_migrate_batch)", m->n);
+			bench_set(&out[n++], "nvidia", name, gbs(tot, a), "GB/s", nat, gbs(tot, b), ">= 0.95",
+				  gbs(tot, a) >= 0.95 * gbs(tot, b));
+			snprintf(name, sizeof(name), "batch of %zu x 2 MiB GPU->host (coh_migrate_batch)", m->n);
+			bench_set(&out[n++], "nvidia", name, gbs(tot, d), "GB/s", nat, gbs(tot, f), ">= 0.95",
+				  gbs(tot, d) >= 0.95 * gbs(tot, f));
+			snprintf(name, sizeof(name), "%zu x 2 MiB host->GPU through the completion queue", m->n);
+			bench_set(&out[n++], "nvidia", name, gbs(tot, c), "GB/s", nat, gbs(tot, b), "(recorded)", true);
+		}
+	}
+	if (q)
+		coh_queue_destroy(q);
+	for (size_t i = 0; i < ok; i++)
+		coh_free(ctx, m->p[i]);
+	free(m);
+	return n;
+}
+
 int bench_nvidia(const struct bench_opts *o, struct bench_result *out, int max)
 {
 	coh_context *ctx;
@@ -256,6 +383,11 @@ int bench_nvidia(const struct bench_opts *o, struct bench_result *out, int max)
 		}
 		coh_context_unref(c2);
 	}
+
+	/* many small ranges: the batch and the queue against the driver's batch */
+	if (o->progress)
+		o->progress("nvidia: batches and the completion queue");
+	n += bench_many(o, ctx, &r, gpu, host, out + n, max - n);
 
 	/* already resident: the cost of asking */
 	if (o->progress)
