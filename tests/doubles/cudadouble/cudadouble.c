@@ -1208,7 +1208,7 @@ static CUresult do_prefetch_batch(CUdeviceptr *dptrs, size_t *sizes, size_t coun
 			return CUDA_ERROR_INVALID_VALUE;
 	}
 	for (size_t k = 0, i = 0; k < nlocs; k++) {
-		int dst;
+		int dst = 0;   /* checked above */
 		decode_loc(locs[k], &dst);
 		size_t end = k + 1 < nlocs ? idxs[k + 1] : count;
 		for (; i < end; i++) {
