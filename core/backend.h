@@ -226,6 +226,19 @@ struct coh_backend_ops {
 	 * compiled-in backend are accepted by coh_context_create, whether the
 	 * backend filter keeps the backend or not. */
 	const struct coh_tunable *tunables;
+
+	/* Sharing between processes (coh_export, coh_import; since 1.1), for
+	 * targets with COH_CAP_SHARE.  share_export: the whole of rec as a
+	 * handle: fills kind, length, offset, object_size and the kind's own
+	 * fields of *h (the core fills magic, version, size and node) and sets
+	 * h->fd to a new close-on-exec descriptor the caller closes; 0 or
+	 * -errno.  share_import: maps what *h names (checked by the core for
+	 * magic, version, size and a valid fd) at an address of the backend's
+	 * choosing: 0, *out and *priv (as alloc: free unmaps it and frees
+	 * priv); -ENODEV when *h is not for target t (the core asks the next
+	 * target), else -errno with nothing mapped (a forged or stale handle). */
+	int (*share_export)(const struct coh_alloc_rec *rec, struct coh_handle *h);
+	int (*share_import)(coh_target *t, const struct coh_handle *h, void **out, void **priv);
 };
 
 /* The core's record of one allocation or adopted range. */
