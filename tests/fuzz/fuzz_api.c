@@ -123,6 +123,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	unsigned char fill = 1;
 	for (int steps = 0; in.n && steps < 64; steps++) {
 		unsigned raw = take(&in), op = raw >= 0xe0 ? 11 + raw % 2 : raw % 11;   /* 11, 12: the pool */
+		if (raw >= 0xd8 && raw < 0xe0)
+			op = 13;   /* sharing between processes */
 		unsigned which = take(&in) % SLOTS;
 		struct slot *s = &sl[which], *b = &pb[which];
 		coh_target *t = coh_target_get(ctx, take(&in) % (unsigned)(ntargets + 1));   /* NULL sometimes */
@@ -273,6 +275,56 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_ASSERT(coh_pool_free(pool, b->p) == -ENOENT);
 			b->p = NULL;
 			break;
+		case 13: {   /* sharing: a shareable allocation, exported, imported here, forged handles refused */
+			if (!s->p) {
+				static const int pols[] = { COH_FORK_SHARE, COH_FORK_EXCLUDE, COH_FORK_KERNEL };
+				size_t sz = ((size_t)take(&in) % 16 + 1) * ps;
+				void *p = NULL;
+				e = coh_alloc(t, sz, &COH_ALLOC_PROPS(.flags = COH_ALLOC_SHAREABLE, .fork_policy = pols[take(&in) % 3]),
+					      &p);
+				FUZZ_ASSERT(e <= 0 && (e < 0) == (t == NULL));
+				if (e)
+					break;
+				s->p = p;
+				s->len = sz;
+				s->fill = fill++;
+				memset(p, s->fill, sz);
+				live++;
+				break;
+			}
+			struct coh_handle h;
+			e = coh_export(ctx, s->p + (take(&in) % 4 == 0 ? ps : 0), &h);
+			if (e) {
+				FUZZ_ASSERT(e < 0);
+				break;
+			}
+			struct coh_handle f = h;
+			unsigned field = take(&in) % 8, v = take(&in);
+			switch (field) {
+			case 0: f.magic ^= 1u << (v % 32); break;
+			case 1: f.version = (uint16_t)(f.version + 1 + v); break;
+			case 2: f.size = (uint16_t)(v % sizeof(f)); break;
+			case 3: f.length += ps * (1 + v); break;
+			case 4: f.offset = ps * (1 + v); break;
+			case 5: f.object_size += ps * (1 + v); break;
+			case 6: f.reserved = 1 + v; break;
+			default: break;   /* the genuine handle */
+			}
+			int before = coh_alloc_count(ctx);
+			unsigned char *q = NULL;
+			e = coh_import(ctx, &f, (void **)&q);
+			if (field < 7) {
+				FUZZ_ASSERT(e < 0 && q == NULL && coh_alloc_count(ctx) == before);
+			} else {
+				FUZZ_ASSERT(e == 0 && coh_alloc_count(ctx) == before + 1 && !memcmp(q, s->p, s->len));
+				q[0] ^= 0xff;   /* the same memory */
+				FUZZ_ASSERT(s->p[0] == (unsigned char)(s->fill ^ 0xff));
+				q[0] ^= 0xff;
+				FUZZ_ASSERT(coh_free(ctx, q) == 0);
+			}
+			FUZZ_ASSERT(coh_handle_close(&h) == 0 && h.fd == -1);
+			break;
+		}
 		default: {   /* fork query */
 			struct coh_fork_extent ext[8];
 			range(&in, s, &a, &len);
