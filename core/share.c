@@ -88,8 +88,8 @@ int coh_handle_send(int sock, const struct coh_handle *h)
 	int e = handle_check(h);
 	if (e)
 		return e;
-	if (h->fd < 0)
-		return -EBADF;
+	if (h->fd < 0 || fcntl(sock, F_GETFD) < 0)
+		return -EBADF;   /* checked first: a kernel without sockets would say ENOSYS */
 	struct coh_handle wire = *h;
 	wire.fd = -1;   /* a number of this process means nothing to the other */
 	union {
@@ -131,6 +131,8 @@ int coh_handle_recv(int sock, struct coh_handle *h)
 {
 	if (!h)
 		return -EINVAL;
+	if (fcntl(sock, F_GETFD) < 0)
+		return -EBADF;
 	struct coh_handle wire;
 	union {
 		struct cmsghdr c;

@@ -53,15 +53,54 @@ static size_t share_len(void)
 }
 
 
-static bool put(int s, char c)
+/* The two ends talk over an AF_UNIX socketpair (rd == wr), or, on a kernel
+ * without sockets (the VM's), over two pipes: the handle's record then
+ * carries the sender's pid, and the receiver opens the descriptor through
+ * /proc/PID/fd (the sender keeps it open until the receiver answers). */
+struct chan {
+	int rd, wr;
+};
+static bool nosock;
+
+static bool put(struct chan c, char x)
 {
-	return write(s, &c, 1) == 1;
+	return write(c.wr, &x, 1) == 1;
 }
 
-static char get(int s)
+static char get(struct chan c)
 {
-	char c = 0;
-	return read(s, &c, 1) == 1 ? c : 0;
+	char x = 0;
+	return read(c.rd, &x, 1) == 1 ? x : 0;
+}
+
+static int send_h(struct chan c, const struct coh_handle *h)
+{
+	if (!nosock)
+		return coh_handle_send(c.wr, h);
+	struct {
+		struct coh_handle h;
+		pid_t pid;
+	} m = { *h, getpid() };
+	return write(c.wr, &m, sizeof(m)) == (ssize_t)sizeof(m) ? 0 : -EIO;
+}
+
+static int recv_h(struct chan c, struct coh_handle *h)
+{
+	if (!nosock)
+		return coh_handle_recv(c.rd, h);
+	struct {
+		struct coh_handle h;
+		pid_t pid;
+	} m;
+	if (read(c.rd, &m, sizeof(m)) != (ssize_t)sizeof(m))
+		return -EIO;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)m.pid, (int)m.h.fd);
+	m.h.fd = open(path, O_RDWR | O_CLOEXEC);
+	if (m.h.fd < 0)
+		return -errno;
+	*h = m.h;
+	return 0;
 }
 
 static void *alloc_shared(coh_target *t)
@@ -79,7 +118,7 @@ static void *alloc_shared(coh_target *t)
  * other side says it imported ("nowait": at once, before any import). */
 static int peer(const char *role, bool wait)
 {
-	int s = 3;
+	struct chan s = { 3, nosock ? 4 : 3 };
 	coh_target *t = share_target();
 	if (!t)
 		return 77;
@@ -90,17 +129,19 @@ static int peer(const char *role, bool wait)
 		if (!p || coh_export(ctx, p, &h))
 			return 2;
 		fill(p, len, 3);
-		if (coh_handle_send(s, &h) || coh_handle_close(&h))
+		if (send_h(s, &h))
 			return 3;
 		if (wait && get(s) != 'I')
 			return 4;
+		if (coh_handle_close(&h))
+			return 3;
 		if (coh_free(ctx, p))
 			return 5;
 		coh_context_unref(ctx);
 		return 0;   /* the importer reads on after this process is gone */
 	}
 	struct coh_handle h;
-	int e = coh_handle_recv(s, &h);
+	int e = recv_h(s, &h);
 	CHECK(e == 0, "peer: recv: %s", coh_strerror(e));
 	if (e)
 		return 1;
@@ -159,30 +200,49 @@ static int peer(const char *role, bool wait)
 
 /* ---- the test (the first process) ---- */
 
-static pid_t spawn_peer(int *sock, const char *role, const char *wait)
+static pid_t spawn_peer(struct chan *c, const char *role, const char *wait)
 {
-	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+	int sv[2], back[2] = { -1, -1 };
+	if (nosock ? pipe2(sv, O_CLOEXEC) || pipe2(back, O_CLOEXEC)   /* a pipe each way */
+		   : socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
 		return -1;
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, sv[1], 3);   /* dup2 clears close-on-exec */
+	/* dup2 clears close-on-exec: the peer reads fd 3 and writes fd 4 (or both on 3) */
+	posix_spawn_file_actions_adddup2(&fa, nosock ? sv[0] : sv[1], 3);
+	if (nosock)
+		posix_spawn_file_actions_adddup2(&fa, back[1], 4);
 	char self[256];
 	ssize_t l = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (l <= 0)
 		return -1;
 	self[l] = '\0';
-	char *argv[] = { self, "peer", (char *)role, (char *)wait, dax ? "cxl" : "host", NULL };
+	char *argv[] = { self, "peer", (char *)role, (char *)wait, dax ? "cxl" : "host", nosock ? "pipes" : "socket", NULL };
 	pid_t pid;
 	int e = posix_spawn(&pid, self, &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
-	close(sv[1]);
-	if (e) {
+	if (nosock) {
 		close(sv[0]);
+		close(back[1]);
+		*c = (struct chan){ back[0], sv[1] };
+	} else {
+		close(sv[1]);
+		*c = (struct chan){ sv[0], sv[0] };
+	}
+	if (e) {
+		close(c->rd);
+		if (c->wr != c->rd)
+			close(c->wr);
 		return -1;
 	}
-	*sock = sv[0];
 	return pid;
+}
+
+static void chan_close(struct chan c)
+{
+	close(c.rd);
+	if (c.wr != c.rd)
+		close(c.wr);
 }
 
 static int reap(pid_t pid)
@@ -222,12 +282,19 @@ static int open_fds(void)
 
 int main(int argc, char **argv)
 {
-	if (argc == 5 && !strcmp(argv[1], "peer")) {
+	if (argc == 6 && !strcmp(argv[1], "peer")) {
 		dax = !strcmp(argv[4], "cxl");
+		nosock = !strcmp(argv[5], "pipes");
 		return peer(argv[2], !strcmp(argv[3], "wait"));
 	}
 	dax = argc > 1 && !strcmp(argv[1], "cxl");
 	signal(SIGPIPE, SIG_IGN);
+	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	nosock = (probe < 0 && (errno == ENOSYS || errno == EAFNOSUPPORT)) || getenv("TEST_SHARE_PIPES");   /* the VM; or forced */
+	if (probe >= 0)
+		close(probe);
+	if (nosock)
+		printf("test_share: no sockets in this kernel: handles over pipes, descriptors through /proc/PID/fd\n");
 	coh_target *t = share_target();
 	if (!t) {
 		printf("test_share: no %s target that shares here (skip)\n", dax ? "device-dax" : "host");
@@ -247,23 +314,23 @@ int main(int argc, char **argv)
 	struct coh_handle forged = h;
 	forged.magic = 0;
 	CHECK(coh_handle_send(0, &forged) == -EINVAL, "send refuses a forged handle");
-	int sock;
+	struct chan sock;
 	pid_t pid = spawn_peer(&sock, "import", "wait");
 	CHECK(pid > 0, "spawn the importer");
 	if (pid <= 0)
 		return 1;
-	CHECK(coh_handle_send(sock, &h) == 0, "send");
-	CHECK(coh_handle_close(&h) == 0 && h.fd == -1, "close the handle");
+	CHECK(send_h(sock, &h) == 0, "send");
 	CHECK(get(sock) == 'W', "the importer wrote");
+	CHECK(coh_handle_close(&h) == 0 && h.fd == -1, "close the handle");
 	CHECK(same(p, len / 2, 1) && same(p + len / 2, len / 2, 2), "the importer's writes are here");
 	put(sock, 'C');
 	CHECK(reap(pid) == 0, "the importer's checks passed");
-	close(sock);
+	chan_close(sock);
 	CHECK(coh_free(ctx, p) == 0, "free the exported memory");
 
 	/* 2. forged messages on the wire: refused, no descriptor kept */
 	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
+	if (!nosock && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
 		struct coh_handle w;
 		memset(&w, 0, sizeof(w));
 		w.magic = COH_HANDLE_MAGIC ^ 0x100;
@@ -281,14 +348,14 @@ int main(int argc, char **argv)
 	}
 
 	/* 3. the exporter frees its memory and exits first: the importer reads on */
-	int nowait_max = dax ? 1 : 2;
+	int nowait_max = dax || nosock ? 1 : 2;   /* device chunks (and /proc/PID/fd) need a live exporter */
 	for (int round = 0; round < nowait_max; round++) {
 		bool wait = round == 0;
 		pid = spawn_peer(&sock, "export", wait ? "wait" : "nowait");
 		CHECK(pid > 0, "spawn the exporter");
 		if (pid <= 0)
 			break;
-		e = coh_handle_recv(sock, &h);
+		e = recv_h(sock, &h);
 		CHECK(e == 0, "recv from the exporter: %s", coh_strerror(e));
 		if (!wait)
 			CHECK(reap(pid) == 0, "the exporter exited before the import");
@@ -299,7 +366,7 @@ int main(int argc, char **argv)
 		put(sock, 'I');
 		if (wait)
 			CHECK(reap(pid) == 0, "the exporter freed its memory and exited");
-		close(sock);
+		chan_close(sock);
 		if (!e) {
 			CHECK(same(q, len, 3), "the data outlives its exporter");
 			fill(q, len, 4);
