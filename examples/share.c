@@ -74,7 +74,9 @@ int main(int argc, char **argv)
 	self[l] = '\0';
 	char *args[] = { self, "second", NULL };
 	pid_t pid;
-	if (posix_spawn(&pid, self, &fa, NULL, args, environ))
+	e = posix_spawn(&pid, self, &fa, NULL, args, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (e)
 		return 1;
 	close(sv[1]);
 
