@@ -8,7 +8,7 @@
 #include "growth.h"
 #include "internal.h"
 
-#define FLAGS_KNOWN (COH_ALLOC_HUGE | COH_ALLOC_NOHUGE | COH_ALLOC_POPULATE)
+#define FLAGS_KNOWN (COH_ALLOC_HUGE | COH_ALLOC_NOHUGE | COH_ALLOC_POPULATE | COH_ALLOC_SHAREABLE)
 
 int coh_check_range(const void *addr, size_t len)
 {
@@ -84,7 +84,8 @@ static struct coh_rec *rec_new(coh_target *t, void *p, size_t len, const struct 
 	r->pub.fork_policy = props->fork_policy;
 	r->pub.adopted = adopted;
 	r->user_data = props->user_data;
-	r->pub.shared = r->pub.fork_policy == COH_FORK_SHARE;
+	/* shareable memory is a shared mapping whatever its fork policy */
+	r->pub.shared = r->pub.fork_policy == COH_FORK_SHARE || (props->flags & COH_ALLOC_SHAREABLE);
 	r->pub.home = adopted ? NULL : t;
 	atomic_init(&r->refs, 1);
 	return r;
@@ -119,6 +120,9 @@ int coh_alloc(coh_target *t, size_t size, const struct coh_alloc_props *props, v
 		return -EOPNOTSUPP;
 	if ((pr.flags & COH_ALLOC_HUGE) && !(t->d.caps & COH_CAP_HUGE_PAGES))
 		return -EOPNOTSUPP;
+	if ((pr.flags & COH_ALLOC_SHAREABLE) &&
+	    (!(t->d.caps & COH_CAP_SHARE) || pr.fork_policy == COH_FORK_COPY || pr.fork_policy == COH_FORK_ZERO))
+		return -EOPNOTSUPP;   /* shared memory gives a child neither a private copy nor zeroes */
 	coh_context *ctx = t->ctx;
 	size_t align = pr.align < ctx->page_size ? ctx->page_size : pr.align;
 	size_t len = (size + ctx->page_size - 1) & ~(ctx->page_size - 1);
@@ -149,6 +153,22 @@ int coh_alloc(coh_target *t, size_t size, const struct coh_alloc_props *props, v
 	}
 	*out = p;
 	return 0;
+}
+
+int coh_rec_add_import(coh_target *t, void *p, size_t len, void *priv)
+{
+	struct coh_alloc_props pr = { .size = sizeof(pr), .flags = COH_ALLOC_SHAREABLE | COH_ALLOC_IMPORTED,
+				      .fork_policy = COH_FORK_SHARE };
+	struct coh_rec *r = rec_new(t, p, len, &pr, 0);
+	if (!r)
+		return -ENOMEM;
+	r->pub.priv = priv;
+	coh_amap_lock(&t->ctx->amap);
+	int e = coh_amap_insert(&t->ctx->amap, r);
+	coh_amap_unlock(&t->ctx->amap);
+	if (e)
+		free(r);
+	return e;
 }
 
 /* Puts back a record taken out of the map whose memory the backend could not
@@ -184,7 +204,7 @@ static int free_check_user(const struct coh_rec *r)
 
 static int release_check(const struct coh_rec *r)
 {
-	if (!r->pub.adopted)
+	if (!r->pub.adopted && !(r->pub.flags & COH_ALLOC_IMPORTED))
 		return -EINVAL;
 	if (atomic_load(&((struct coh_rec *)r)->refs) > 1)
 		return -EBUSY;
@@ -291,6 +311,15 @@ int coh_release(coh_context *ctx, void *addr)
 	coh_amap_unlock(&ctx->amap);
 	if (e)
 		return e;
+	if (r->pub.flags & COH_ALLOC_IMPORTED) {
+		/* an import is the library's own mapping: released is unmapped */
+		e = r->pub.target->slot->ops->free(r->pub.target, addr, r->pub.length, r->pub.priv);
+		if (e)
+			rec_restore(ctx, r, e);
+		else
+			coh_rec_put(r);
+		return e;
+	}
 	/* The caller keeps the memory: undo what adopting changed.  When that
 	 * fails the range stays adopted, under the policy it had. */
 	if (r->pub.fork_policy != COH_FORK_KERNEL)

@@ -34,7 +34,7 @@
  * into the core (fork_plan, fork_copy, fork_buffer replace fork_view and the
  * backends' own staging), fork_policy returns 0 or -errno. */
 /* 3: device_access and access_note. */
-#define COH_BACKEND_ABI 4   /* 4: migrate_notify and migrate_batch (completion queue, batches) */
+#define COH_BACKEND_ABI 5   /* 4: migrate_notify and migrate_batch (completion queue, batches); 5: share_export, share_import */
 
 /* NUMA node ids are below this everywhere in the library (node bitmaps,
  * masks for mbind, ids read from sysfs). */
@@ -256,6 +256,19 @@ struct coh_backend_ops {
 	 * nothing, and the core then calls migrate for each.  NULL: the core
 	 * calls migrate for each. */
 	int (*migrate_batch)(const struct coh_batch_item *v, size_t n, int *results);
+	/* ---- ABI 5: sharing between processes (core/share.c) ---- */
+	/* Sharing between processes (coh_export, coh_import; since 1.1), for
+	 * targets with COH_CAP_SHARE.  share_export: the whole of rec as a
+	 * handle: fills kind, length, offset, object_size and the kind's own
+	 * fields of *h (the core fills magic, version, size and node) and sets
+	 * h->fd to a new close-on-exec descriptor the caller closes; 0 or
+	 * -errno.  share_import: maps what *h names (checked by the core for
+	 * magic, version, size and a valid fd) at an address of the backend's
+	 * choosing: 0, *out and *priv (as alloc: free unmaps it and frees
+	 * priv); -ENODEV when *h is not for target t (the core asks the next
+	 * target), else -errno with nothing mapped (a forged or stale handle). */
+	int (*share_export)(const struct coh_alloc_rec *rec, struct coh_handle *h);
+	int (*share_import)(coh_target *t, const struct coh_handle *h, void **out, void **priv);
 };
 
 /* The core's record of one allocation or adopted range. */

@@ -269,6 +269,11 @@ void coh_pool_describe(uintptr_t start, uintptr_t addr, struct coh_alloc_info *o
 bool coh_pool_owns(uintptr_t start);
 int coh_free_backing(coh_context *ctx, void *ptr);
 
+/* share.c: an imported mapping of target t (from its share_import op)
+ * becomes an allocation of t's context (flags SHAREABLE | IMPORTED, fork
+ * policy SHARE): 0, or -errno with nothing added (the caller unmaps). */
+int coh_rec_add_import(coh_target *t, void *p, size_t len, void *priv);
+
 /* fork.c */
 void coh_fork_register(coh_context *ctx);
 void coh_fork_unregister(coh_context *ctx);

@@ -52,6 +52,7 @@ int coh_target_add(coh_context *ctx, const struct coh_target_desc *desc)
 		{ COH_CAP_MIGRATE_ASYNC, o->migrate != NULL || o->migrate_start != NULL, "migrate or migrate_start" },
 		{ COH_CAP_ADVISE, o->advise != NULL, "advise" },
 		{ COH_CAP_DEVICE_ACCESS, o->device_access != NULL, "device_access" },
+		{ COH_CAP_SHARE, o->share_export != NULL && o->share_import != NULL, "share_export and share_import" },
 	};
 	for (size_t i = 0; i < sizeof(needs) / sizeof(needs[0]); i++)
 		if ((desc->caps & needs[i].cap) && !needs[i].have) {
@@ -224,6 +225,7 @@ const char *coh_cap_name(uint64_t cap)
 	case COH_CAP_HUGE_PAGES: return "huge-pages";
 	case COH_CAP_MIGRATE_STICKY: return "migrate-sticky";
 	case COH_CAP_DEVICE_ACCESS: return "device-access";
+	case COH_CAP_SHARE: return "share";
 	default: return NULL;
 	}
 }

@@ -161,6 +161,9 @@ enum coh_cap {
 	/* coh_device_access(): the target's own device can read and write
 	 * memory (coh_device_info.access_note says how, or why it cannot). */
 	COH_CAP_DEVICE_ACCESS = 1u << 14,
+	/* Since 1.1: coh_export() and coh_import() (see Sharing between
+	 * processes); coh_alloc() takes COH_ALLOC_SHAREABLE. */
+	COH_CAP_SHARE = 1u << 15,
 };
 
 /* Number of targets, or -errno. */
@@ -281,6 +284,14 @@ enum coh_alloc_flag {
 	COH_ALLOC_HUGE = 1u << 0,     /* ask for transparent huge pages */
 	COH_ALLOC_NOHUGE = 1u << 1,   /* refuse transparent huge pages */
 	COH_ALLOC_POPULATE = 1u << 2, /* fault every page in now */
+	/* Since 1.1: memory another process can map (coh_export()), on a
+	 * target with COH_CAP_SHARE.  Shared memory takes the fork policies
+	 * SHARE, EXCLUDE and KERNEL only (-EOPNOTSUPP for COPY, the default,
+	 * and ZERO). */
+	COH_ALLOC_SHAREABLE = 1u << 3,
+	/* Since 1.1: reported by coh_lookup() for memory mapped by
+	 * coh_import(); coh_alloc() refuses it (-EINVAL). */
+	COH_ALLOC_IMPORTED = 1u << 4,
 };
 
 /* Properties of an allocation or adopted range; NULL props = all defaults. */
@@ -677,6 +688,68 @@ COH_API int coh_pool_stats(coh_pool *pool, struct coh_pool_stats *out);
  * blocks keep their addresses.  0, or the first error (the rest is still
  * tried).  New chunks still come from the pool's targets. */
 COH_API int coh_pool_migrate(coh_pool *pool, coh_target *dst, unsigned flags);
+
+/* ------------------------------------------------------------------ */
+/* Sharing between processes (since 1.1)                               */
+/* ------------------------------------------------------------------ */
+
+/* An allocation exported by one process and imported by another, unrelated
+ * one, at an address of the importer's own.  A handle is a small versioned
+ * record plus a file descriptor (a memfd, or the device-dax device), sent
+ * over a Unix socket with SCM_RIGHTS.  See coh_export(3), coh_import(3). */
+
+enum coh_handle_kind {
+	COH_HANDLE_MEMFD = 1,     /* host memory: the whole memfd is the allocation */
+	COH_HANDLE_DEVDAX = 2,    /* chunks of a device-dax device, at offset */
+};
+
+#define COH_HANDLE_MAGIC 0x48484f43u   /* "COHH" in memory on a little-endian machine */
+#define COH_HANDLE_VERSION 1u
+
+/* Fixed-width fields: these bytes (but fd) cross the socket as they are.
+ * fd is this process's own descriptor of the memory, -1 when none; the
+ * holder of a handle closes it with coh_handle_close(). */
+struct coh_handle {
+	uint32_t magic;           /* COH_HANDLE_MAGIC */
+	uint16_t version;         /* COH_HANDLE_VERSION */
+	uint16_t size;            /* sizeof(struct coh_handle) */
+	uint32_t kind;            /* enum coh_handle_kind */
+	int32_t fd;
+	uint64_t length;          /* bytes shared, whole pages */
+	uint64_t offset;          /* where they begin in fd's object (0 for a memfd) */
+	uint64_t object_size;     /* the memfd's size, or the device's */
+	uint64_t dev;             /* devdax: the device's st_rdev (major:minor); 0 */
+	uint64_t chunk;           /* devdax: the chunk size of its map; 0 */
+	uint64_t serial;          /* devdax: the share's serial in the device's map; 0 */
+	int32_t node;             /* the exporter's target node, -1 when none */
+	uint32_t reserved;        /* 0 */
+};
+
+/* The allocation starting at addr as a handle: 0 and *h with h->fd a new
+ * descriptor (close-on-exec), or -errno: -ENOENT (no allocation starts
+ * there), -EINVAL (memory of a pool, or host memory not allocated with
+ * COH_ALLOC_SHAREABLE), -EOPNOTSUPP (a target without COH_CAP_SHARE),
+ * -EBUSY (device-dax memory that now lives on the host). */
+COH_API int coh_export(coh_context *ctx, const void *addr, struct coh_handle *h);
+/* Sends *h and its fd on a connected AF_UNIX socket (SCM_RIGHTS): 0 or
+ * -errno; h->fd stays open here. */
+COH_API int coh_handle_send(int sock, const struct coh_handle *h);
+/* Receives one handle: 0 and *h with h->fd the received descriptor
+ * (close-on-exec), or -errno (-ECONNRESET at the end of the stream,
+ * -EPROTO for a message that is not one handle with one descriptor); on
+ * failure no descriptor is left open. */
+COH_API int coh_handle_recv(int sock, struct coh_handle *h);
+/* Closes h->fd (when >= 0) and sets it to -1: 0 or -errno. */
+COH_API int coh_handle_close(struct coh_handle *h);
+/* Maps what h names: 0 and *addr, an allocation of this context (flags
+ * COH_ALLOC_SHAREABLE | COH_ALLOC_IMPORTED, fork policy SHARE) that
+ * coh_lookup(), coh_query(), coh_pin_query() answer for and coh_free()
+ * (or coh_release()) unmaps.  h->fd stays the caller's.  A handle that is
+ * forged or stale is refused, nothing mapped: -EINVAL (magic, size,
+ * reserved, length, offset or object size that do not match the fd),
+ * -EPROTONOSUPPORT (version), -EBADF (fd), -ENODEV (no target of this
+ * context serves it), -ESTALE (the device's share is gone). */
+COH_API int coh_import(coh_context *ctx, const struct coh_handle *h, void **addr);
 
 #ifdef __cplusplus
 }

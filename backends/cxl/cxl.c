@@ -27,4 +27,6 @@ const struct coh_backend_ops coh_cxl_backend = {
 	.atfork_parent = cxl_atfork_parent,
 	.atfork_child = cxl_atfork_child,
 	.tunables = cxl_tunables,
+	.share_export = cxl_share_export,
+	.share_import = cxl_share_import,
 };

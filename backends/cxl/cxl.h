@@ -76,6 +76,19 @@ extern const struct coh_backend_ops coh_cxl_backend;
 /* The shared map file's header page; the owner words (uint64_t) follow it. */
 #define CXL_MAP_HDR 4096u
 
+/* Sharing between processes (coh_export, coh_import): the header page also
+ * holds a table of CXL_SHARES shared runs, each with up to
+ * CXL_SHARE_HOLDERS holders (the exporter and the importers, as owner
+ * words).  A run in the table stays allocated while one of its holders is
+ * alive and has not freed it: a holder's free removes it from the entry
+ * (the run's owner words then name another holder), the reclaim of a dead
+ * holder's chunks removes only that holder, and the chunks are freed with
+ * the entry when the last holder frees them or is found gone.  An import
+ * joins the entry named by the handle's first chunk, chunk count and
+ * serial; an entry that is gone makes the handle stale (-ESTALE). */
+#define CXL_SHARES 31u
+#define CXL_SHARE_HOLDERS 12u
+
 /* One device's chunk ownership as this context sees it (shmap.c).  Locks:
  * taken under the target's lock (backend locks come first), and nothing of
  * the library is taken under it but the log lock. */
@@ -211,11 +224,32 @@ void cxl_map_claim(struct cxl_map *m, size_t c, size_t n);
 size_t cxl_map_release(struct cxl_map *m, size_t c, size_t n);
 size_t cxl_map_reclaim(coh_context *ctx, struct cxl_map *m);
 size_t cxl_map_free_count(const struct cxl_map *m);
+/* Sharing (lock held).  share: this holder's run [c, c+n) enters the share
+ * table (or it is there already) with this holder listed: 0 and *serial,
+ * -ENOSPC (table or entry full), -EOPNOTSUPP (private map).  join: lists
+ * this holder in the entry of [c, c+n) with that serial: 0, -ESTALE,
+ * -ENOSPC.  leave: removes this holder from the run's entry: 1 when others
+ * still hold it (leave the words alone), 0 when it was the last (release
+ * them), -ENOENT when this holder does not share the run.  shared: the run
+ * is in the table (its holder may read it without the lock). */
+int cxl_map_share(coh_context *ctx, struct cxl_map *m, size_t c, size_t n, uint64_t *serial);
+int cxl_map_join(coh_context *ctx, struct cxl_map *m, size_t c, size_t n, uint64_t serial);
+int cxl_map_leave(coh_context *ctx, struct cxl_map *m, size_t c, size_t n);
+bool cxl_map_shared(const struct cxl_map *m, size_t c, size_t n);
 
 /* mem.c */
 int cxl_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out, void **priv);
 int cxl_free(coh_target *t, void *ptr, size_t size, void *priv);
 int cxl_free_bytes(coh_target *t, uint64_t *free_bytes);
+
+/* share.c: coh_export and coh_import of device chunks; cxl_share_leave
+ * (ct->lock held) takes this holder out of the run's share, releasing the
+ * words when it was the last: 1 when another holder keeps the run, else 0
+ * or the map lock's error; cxl_import_free unmaps an import and leaves. */
+int cxl_share_export(const struct coh_alloc_rec *rec, struct coh_handle *h);
+int cxl_share_import(coh_target *t, const struct coh_handle *h, void **out, void **priv);
+int cxl_share_leave(coh_target *t, struct cxl_target *ct, size_t c, size_t n);
+int cxl_import_free(coh_target *t, void *ptr, void *priv);
 
 /* migrate.c */
 int cxl_host_fork_controls(void *p, size_t len, int policy, bool shared);

@@ -207,7 +207,7 @@ static int dax_discover(coh_context *ctx, struct cxl_backend *cb, const struct c
 		desc.access_note = "none: the CPU is the initiator (loads and stores over CXL.mem)";
 		desc.caps = COH_CAP_ALLOC | COH_CAP_MIGRATE | COH_CAP_MIGRATE_ASYNC | COH_CAP_MIGRATE_STICKY | COH_CAP_QUERY |
 			    COH_CAP_PIN_QUERY | COH_CAP_FORK_COPY | COH_CAP_FORK_SHARE | COH_CAP_FORK_EXCLUDE |
-			    COH_CAP_FORK_ZERO | COH_CAP_FORK_KERNEL;
+			    COH_CAP_FORK_ZERO | COH_CAP_FORK_KERNEL | COH_CAP_SHARE;
 		desc.priv = ct;
 		err = coh_target_add(ctx, &desc);
 		if (err) {

@@ -48,7 +48,8 @@ out:
 
 int cxl_free(coh_target *t, void *ptr, size_t size, void *priv)
 {
-	(void)priv;
+	if (priv)
+		return cxl_import_free(t, ptr, priv);   /* only imports carry a priv */
 	struct cxl_target *ct = ct_of(t);
 	if (ct->base && ct->pid != getpid())
 		return coh_sys_munmap(ptr, (size + ct->align - 1) / ct->align * ct->align);   /* a child's view */
@@ -72,9 +73,14 @@ int cxl_free(coh_target *t, void *ptr, size_t size, void *priv)
 		/* the chunks go back to every process; without the lock they stay
 		 * this process's until it exits */
 		int le = cxl_map_lock(&ct->map);
-		size_t foreign = le ? 0 : cxl_map_release(&ct->map, (size_t)c, n);
-		if (!le)
+		size_t foreign = 0;
+		if (!le) {
+			/* an exported run stays with the processes that imported it */
+			int sh = cxl_map_leave(coh_target_context(t), &ct->map, (size_t)c, n);
+			if (sh <= 0)
+				foreign = cxl_map_release(&ct->map, (size_t)c, n);
 			cxl_map_unlock(&ct->map);
+		}
 		if (le || foreign)
 			coh_warn(coh_target_context(t), "cxl: %s: %zu chunks at %p: %s", coh_target_name(t), n, ptr,
 				 le ? "the map's lock failed: held until this process exits"

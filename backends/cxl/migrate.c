@@ -136,8 +136,12 @@ int cxl_migrate(coh_target *dst, const struct coh_alloc_rec *rec, void *addr, si
 	long c0 = e ? -1 : cxl_first_chunk(ct, (void *)rec->start);
 	size_t a = ct->align;
 	uintptr_t off = (uintptr_t)addr - rec->start, end = off + len;
+	if (!e && rec->priv)
+		e = -EOPNOTSUPP;   /* an import maps another process's chunks: it cannot move them */
 	if (!e && c0 < 0)
 		e = -ENOENT;
+	if (!e && cxl_map_shared(&ct->map, (size_t)c0, ct->run[c0]))
+		e = -EBUSY;   /* exported: the importers would keep the device's copy */
 	/* whole chunks only: the device maps and splits at its alignment */
 	if (!e && (off % a || (end % a && end != rec->length)))
 		e = -EINVAL;

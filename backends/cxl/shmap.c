@@ -16,7 +16,8 @@
 #include "cxl.h"
 
 #define MAP_MAGIC "COHCXLM"
-#define MAP_VERSION 1u
+/* 2: the share table in the header page (cxl.h, "Sharing") */
+#define MAP_VERSION 2u
 
 /* The file's first page; the owner words follow it. */
 struct map_hdr {
@@ -28,6 +29,22 @@ struct map_hdr {
 	uint64_t nchunks;
 	uint64_t dev_id;      /* st_rdev of the device (st_ino for a regular file) */
 };
+
+/* The share table: in the header page past the header, a serial counter
+ * and CXL_SHARES entries.  An entry names a run of chunks that more than one
+ * context (of any process) maps: the exporter and every importer are its
+ * holders; the run's owner words hold one live holder of it. */
+#define SHARE_SERIAL_AT 248u
+#define SHARE_AT 256u
+struct share_entry {
+	uint64_t first;       /* the run's first chunk */
+	uint64_t n;           /* its chunks; 0: the entry is free */
+	uint64_t serial;      /* from the counter, never 0 */
+	uint64_t holders[CXL_SHARE_HOLDERS];   /* owner words, 0: empty */
+};
+_Static_assert(SHARE_AT + CXL_SHARES * sizeof(struct share_entry) <= CXL_MAP_HDR, "share table past the header page");
+static struct share_entry *shares(const struct cxl_map *m);
+static bool share_prune(coh_context *ctx, struct cxl_map *m, struct share_entry *s);
 
 /* Owner words: the pid in the low 32 bits; above it a tag: bit 31 says the
  * process's start time is known, bits 8..30 hold its low 23 bits (clock
@@ -336,6 +353,11 @@ size_t cxl_map_reclaim(coh_context *ctx, struct cxl_map *m)
 {
 	if (m->fd < 0)
 		return 0;   /* private: every holder is this process */
+	/* shared runs first: a dead holder only leaves the share, the run
+	 * staying with the live ones (its words pointed at one of them) */
+	for (size_t i = 0; i < CXL_SHARES; i++)
+		if (shares(m)[i].n)
+			share_prune(ctx, m, &shares(m)[i]);
 	/* each holder checked once per call: runs make the same word repeat */
 	enum { SEEN = 32 };
 	uint64_t seen[SEEN];
@@ -368,4 +390,134 @@ size_t cxl_map_free_count(const struct cxl_map *m)
 	for (size_t i = 0; i < m->nchunks; i++)
 		k += m->words[i] == 0;
 	return k;
+}
+
+/* ---------------- sharing: the share table (lock held) ---------------- */
+
+static struct share_entry *shares(const struct cxl_map *m)
+{
+	return (struct share_entry *)((uint8_t *)m->map + SHARE_AT);
+}
+
+/* The entry of run [c, c+n), or NULL. */
+static struct share_entry *share_find(const struct cxl_map *m, size_t c, size_t n)
+{
+	struct share_entry *s = shares(m);
+	for (size_t i = 0; i < CXL_SHARES; i++)
+		if (s[i].n == n && s[i].first == c)
+			return &s[i];
+	return NULL;
+}
+
+/* Drops the holders of s that are gone; whether one is left.  The run's
+ * words are pointed at a live holder when theirs is gone; with none left
+ * the entry is freed (the words stay, for the reclaim to free if their
+ * holder is gone). */
+static bool share_prune(coh_context *ctx, struct cxl_map *m, struct share_entry *s)
+{
+	uint64_t live = 0;
+	for (size_t k = 0; k < CXL_SHARE_HOLDERS; k++) {
+		uint64_t w = s->holders[k];
+		if (!w)
+			continue;
+		if (w != m->me && !owner_alive(ctx, w))
+			s->holders[k] = 0;
+		else if (!live)
+			live = w;
+	}
+	if (!live) {
+		memset(s, 0, sizeof(*s));
+		return false;
+	}
+	uint64_t owner = m->words[s->first];
+	if (owner != live && (owner == 0 || (owner != m->me && !owner_alive(ctx, owner))))
+		for (size_t i = (size_t)s->first; i < (size_t)(s->first + s->n); i++)
+			m->words[i] = live;
+	return true;
+}
+
+static int share_add(struct share_entry *s, uint64_t me)
+{
+	for (size_t k = 0; k < CXL_SHARE_HOLDERS; k++)
+		if (s->holders[k] == me)
+			return 0;
+	for (size_t k = 0; k < CXL_SHARE_HOLDERS; k++)
+		if (!s->holders[k]) {
+			s->holders[k] = me;
+			return 0;
+		}
+	return -ENOSPC;
+}
+
+int cxl_map_share(coh_context *ctx, struct cxl_map *m, size_t c, size_t n, uint64_t *serial)
+{
+	if (!m->map)
+		return -EOPNOTSUPP;   /* a private map: no other process knows these chunks */
+	if (c + n > m->nchunks || !n)
+		return -EINVAL;
+	struct share_entry *s = share_find(m, c, n);
+	if (s && share_prune(ctx, m, s)) {
+		int e = share_add(s, m->me);
+		if (!e)
+			*serial = s->serial;
+		return e;
+	}
+	for (size_t i = c; i < c + n; i++)
+		if (m->words[i] != m->me)
+			return -EINVAL;   /* not this holder's run */
+	struct share_entry *t = shares(m);
+	for (size_t i = 0; i < CXL_SHARES; i++)
+		if (!t[i].n || !share_prune(ctx, m, &t[i])) {
+			uint64_t *next = (uint64_t *)((uint8_t *)m->map + SHARE_SERIAL_AT);
+			*next += 1;
+			memset(&t[i], 0, sizeof(t[i]));
+			t[i].first = c;
+			t[i].n = n;
+			t[i].serial = *next;
+			t[i].holders[0] = m->me;
+			*serial = t[i].serial;
+			return 0;
+		}
+	return -ENOSPC;
+}
+
+int cxl_map_join(coh_context *ctx, struct cxl_map *m, size_t c, size_t n, uint64_t serial)
+{
+	if (!m->map)
+		return -ESTALE;
+	struct share_entry *s = c + n <= m->nchunks ? share_find(m, c, n) : NULL;
+	if (!s || s->serial != serial || !share_prune(ctx, m, s))
+		return -ESTALE;   /* every holder freed it or is gone: the chunks may be another's */
+	return share_add(s, m->me);
+}
+
+int cxl_map_leave(coh_context *ctx, struct cxl_map *m, size_t c, size_t n)
+{
+	if (!m->map)
+		return -ENOENT;
+	struct share_entry *s = share_find(m, c, n);
+	size_t k = 0;
+	while (s && k < CXL_SHARE_HOLDERS && s->holders[k] != m->me)
+		k++;
+	if (!s || k == CXL_SHARE_HOLDERS)
+		return -ENOENT;   /* not shared by this holder: an ordinary release */
+	s->holders[k] = 0;
+	if (share_prune(ctx, m, s)) {
+		/* others map the run: it stays theirs */
+		if (m->words[c] == m->me) {
+			for (size_t i = 0; i < CXL_SHARE_HOLDERS; i++)
+				if (s->holders[i]) {
+					for (size_t j = c; j < c + n; j++)
+						m->words[j] = s->holders[i];
+					break;
+				}
+		}
+		return 1;
+	}
+	return 0;   /* the last holder: the caller releases the words */
+}
+
+bool cxl_map_shared(const struct cxl_map *m, size_t c, size_t n)
+{
+	return m->map && share_find(m, c, n) != NULL;
 }

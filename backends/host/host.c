@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -261,7 +262,7 @@ static int host_discover(coh_context *ctx, void **priv)
 
 	uint64_t caps = COH_CAP_ALLOC | COH_CAP_ADOPT | COH_CAP_QUERY | COH_CAP_PIN_QUERY |
 			COH_CAP_FORK_COPY | COH_CAP_FORK_SHARE | COH_CAP_FORK_EXCLUDE | COH_CAP_FORK_ZERO |
-			COH_CAP_FORK_KERNEL;
+			COH_CAP_FORK_KERNEL | COH_CAP_SHARE;
 	if (hb->numa)
 		caps |= COH_CAP_MIGRATE | COH_CAP_MIGRATE_ASYNC | COH_CAP_MIGRATE_STICKY | COH_CAP_ADVISE;
 	if (thp_available(ctx))
@@ -362,17 +363,69 @@ static bool numa_on(const coh_target *t)
 	return hb->numa;
 }
 
+/* A shareable allocation or an import: the memfd behind it (the record's
+ * priv), kept open so that it can be exported again. */
+struct host_share {
+	int fd;
+};
+
+/* A sealed memfd of size bytes (it can neither shrink nor grow, so no
+ * importer's mapping runs past its end), mapped shared at an address aligned
+ * to align: 0, *out and *priv, or -errno with nothing left. */
+static int memfd_map(size_t size, size_t align, void **out, void **priv)
+{
+	struct host_share *hs = malloc(sizeof(*hs));
+	if (!hs)
+		return -ENOMEM;
+	int e = 0;
+	hs->fd = memfd_create("libcoherent", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (hs->fd < 0)
+		e = -errno;
+	else if (ftruncate(hs->fd, (off_t)size) ||
+		 fcntl(hs->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL))
+		e = -errno;
+	void *res = NULL, *p = NULL;
+	if (!e)
+		e = coh_sys_mmap_aligned(size, align, PROT_NONE, MAP_PRIVATE | MAP_NORESERVE, &res);
+	if (!e) {
+		e = coh_sys_mmap(res, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, hs->fd, 0, &p);
+		if (e)
+			coh_sys_munmap_own(res, size);
+	}
+	if (e) {
+		if (hs->fd >= 0)
+			close(hs->fd);
+		free(hs);
+		return e;
+	}
+	*out = p;
+	*priv = hs;
+	return 0;
+}
+
+static void share_drop(void *priv)
+{
+	struct host_share *hs = priv;
+	if (!hs)
+		return;
+	close(hs->fd);
+	free(hs);
+}
+
 static int host_alloc(coh_target *t, size_t size, size_t align, unsigned flags, void **out, void **priv)
 {
-	(void)priv;
 	const struct host_target *ht = coh_target_priv(t);
 	coh_context *ctx = coh_target_context(t);
 	bool shared = coh_backend_fork_policy(flags) == COH_FORK_SHARE;
 	if ((flags & COH_ALLOC_HUGE) && align < HOST_HUGE && size >= HOST_HUGE)
 		align = HOST_HUGE;
 	void *p;
-	int e = coh_sys_mmap_aligned(size, align, PROT_READ | PROT_WRITE,
-				     (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_NORESERVE, &p);
+	int e;
+	if (flags & COH_ALLOC_SHAREABLE)
+		e = memfd_map(size, align, &p, priv);
+	else
+		e = coh_sys_mmap_aligned(size, align, PROT_READ | PROT_WRITE,
+					 (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_NORESERVE, &p);
 	if (e)
 		return e;
 
@@ -393,6 +446,8 @@ static int host_alloc(coh_target *t, size_t size, size_t align, unsigned flags, 
 	}
 	if (e) {
 		coh_sys_munmap(p, size);
+		share_drop(*priv);
+		*priv = NULL;
 		return e;
 	}
 	*out = p;
@@ -401,9 +456,67 @@ static int host_alloc(coh_target *t, size_t size, size_t align, unsigned flags, 
 
 static int host_free(coh_target *t, void *ptr, size_t size, void *priv)
 {
-	(void)priv;
 	(void)t;
-	return coh_sys_munmap(ptr, size);
+	int e = coh_sys_munmap(ptr, size);
+	if (!e)
+		share_drop(priv);   /* the memory lives on while an importer maps it */
+	return e;
+}
+
+static int host_share_export(const struct coh_alloc_rec *rec, struct coh_handle *h)
+{
+	const struct host_share *hs = rec->priv;
+	if (!hs)
+		return -EINVAL;   /* private memory: only COH_ALLOC_SHAREABLE memory has a memfd */
+	struct stat st;
+	if (fstat(hs->fd, &st))
+		return -errno;
+	int fd = fcntl(hs->fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	h->kind = COH_HANDLE_MEMFD;
+	h->length = rec->length;
+	h->offset = 0;
+	h->object_size = (uint64_t)st.st_size;
+	h->fd = fd;
+	return 0;
+}
+
+/* A memfd handle: the whole file, which must be sealed against shrinking
+ * (else the exporter could truncate it under the importer: SIGBUS) and be
+ * exactly as large as the handle says. */
+static int host_share_import(coh_target *t, const struct coh_handle *h, void **out, void **priv)
+{
+	if (h->kind != COH_HANDLE_MEMFD)
+		return -ENODEV;
+	size_t ps = coh_ctx_page_size(coh_target_context(t));
+	if (h->offset || h->length != h->object_size || h->length % ps || h->dev || h->chunk || h->serial)
+		return -EINVAL;
+	struct stat st;
+	if (fstat(h->fd, &st))
+		return -errno;
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != h->object_size)
+		return -EINVAL;   /* not the memfd it claims to be, or another size */
+	int seals = fcntl(h->fd, F_GET_SEALS);
+	if (seals < 0 || !(seals & F_SEAL_SHRINK))
+		return -EINVAL;
+	struct host_share *hs = malloc(sizeof(*hs));
+	if (!hs)
+		return -ENOMEM;
+	hs->fd = fcntl(h->fd, F_DUPFD_CLOEXEC, 0);
+	if (hs->fd < 0) {
+		free(hs);
+		return -errno;
+	}
+	void *p;
+	int e = coh_sys_mmap(NULL, (size_t)h->length, PROT_READ | PROT_WRITE, MAP_SHARED, hs->fd, 0, &p);
+	if (e) {
+		share_drop(hs);
+		return e;
+	}
+	*out = p;
+	*priv = hs;
+	return 0;
 }
 
 /* Adopt anonymous private memory only: the kernel can move it and change its policy. */
@@ -476,4 +589,6 @@ const struct coh_backend_ops coh_host_backend = {
 	.release = host_release,
 	.migrate = host_migrate,
 	.advise = host_advise,
+	.share_export = host_share_export,
+	.share_import = host_share_import,
 };

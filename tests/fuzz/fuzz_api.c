@@ -125,8 +125,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int live = 0;
 	unsigned char fill = 1;
 	for (int steps = 0; in.n && steps < 64; steps++) {
-		/* 11, 12: the pool (bytes 0xe0 and up); 13-15: the queue */
+		/* 11, 12: the pool (bytes 0xe0 and up); 13-15: the queue; 16: sharing (0xd8-0xdf) */
 		unsigned raw = take(&in), op = raw >= 0xe0 ? 11 + raw % 2 : raw % 14 < 11 ? raw % 14 : raw % 14 + 2;
+		if (raw >= 0xd8 && raw < 0xe0)
+			op = 16;
 		unsigned which = take(&in) % SLOTS;
 		struct slot *s = &sl[which], *b = &pb[which];
 		coh_target *t = coh_target_get(ctx, take(&in) % (unsigned)(ntargets + 1));   /* NULL sometimes */
@@ -334,6 +336,56 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_ASSERT(e <= 2);
 			for (int k = 0; e >= 0 && k < 2; k++)
 				FUZZ_ASSERT(q[k].result <= (int)q[k].max);
+			break;
+		}
+		case 16: {   /* sharing: a shareable allocation, exported, imported here, forged handles refused */
+			if (!s->p) {
+				static const int pols[] = { COH_FORK_SHARE, COH_FORK_EXCLUDE, COH_FORK_KERNEL };
+				size_t sz = ((size_t)take(&in) % 16 + 1) * ps;
+				void *p = NULL;
+				e = coh_alloc(t, sz, &COH_ALLOC_PROPS(.flags = COH_ALLOC_SHAREABLE, .fork_policy = pols[take(&in) % 3]),
+					      &p);
+				FUZZ_ASSERT(e <= 0 && (e < 0) == (t == NULL));
+				if (e)
+					break;
+				s->p = p;
+				s->len = sz;
+				s->fill = fill++;
+				memset(p, s->fill, sz);
+				live++;
+				break;
+			}
+			struct coh_handle h;
+			e = coh_export(ctx, s->p + (take(&in) % 4 == 0 ? ps : 0), &h);
+			if (e) {
+				FUZZ_ASSERT(e < 0);
+				break;
+			}
+			struct coh_handle f = h;
+			unsigned field = take(&in) % 8, v = take(&in);
+			switch (field) {
+			case 0: f.magic ^= 1u << (v % 32); break;
+			case 1: f.version = (uint16_t)(f.version + 1 + v); break;
+			case 2: f.size = (uint16_t)(v % sizeof(f)); break;
+			case 3: f.length += ps * (1 + v); break;
+			case 4: f.offset = ps * (1 + v); break;
+			case 5: f.object_size += ps * (1 + v); break;
+			case 6: f.reserved = 1 + v; break;
+			default: break;   /* the genuine handle */
+			}
+			int before = coh_alloc_count(ctx);
+			unsigned char *q = NULL;
+			e = coh_import(ctx, &f, (void **)&q);
+			if (field < 7) {
+				FUZZ_ASSERT(e < 0 && q == NULL && coh_alloc_count(ctx) == before);
+			} else {
+				FUZZ_ASSERT(e == 0 && coh_alloc_count(ctx) == before + 1 && !memcmp(q, s->p, s->len));
+				q[0] ^= 0xff;   /* the same memory */
+				FUZZ_ASSERT(s->p[0] == (unsigned char)(s->fill ^ 0xff));
+				q[0] ^= 0xff;
+				FUZZ_ASSERT(coh_free(ctx, q) == 0);
+			}
+			FUZZ_ASSERT(coh_handle_close(&h) == 0 && h.fd == -1);
 			break;
 		}
 		default: {   /* fork query */

@@ -239,6 +239,70 @@ ROW(ps1, coh_pool_stats(NULL, NULL), -EINVAL)
 ROW(pt1, coh_pool_trim(NULL), -EINVAL)
 ROW(pd1, coh_pool_destroy(NULL), -EINVAL)
 
+/* Sharing between processes (since 1.1) */
+/* A handle with a sound envelope (a memfd of one page on descriptor 0),
+ * one field changed: which (0 none) to v. */
+enum { H_MAGIC = 1, H_VERSION, H_SIZE, H_LENGTH, H_OFFSET, H_RESERVED, H_KIND, H_FD };
+static struct coh_handle hv_buf;
+static struct coh_handle *hv(int which, int64_t v)
+{
+	struct coh_handle *h = &hv_buf;
+	*h = (struct coh_handle){ .magic = COH_HANDLE_MAGIC, .version = COH_HANDLE_VERSION,
+				  .size = sizeof(struct coh_handle), .kind = COH_HANDLE_MEMFD, .fd = 0,
+				  .length = 4096, .object_size = 4096, .node = -1 };
+	switch (which) {
+	case H_MAGIC: h->magic = (uint32_t)v; break;
+	case H_VERSION: h->version = (uint16_t)v; break;
+	case H_SIZE: h->size = (uint16_t)v; break;
+	case H_LENGTH: h->length = (uint64_t)v; break;
+	case H_OFFSET: h->offset = (uint64_t)v; break;
+	case H_RESERVED: h->reserved = (uint32_t)v; break;
+	case H_KIND: h->kind = (uint32_t)v; break;
+	case H_FD: h->fd = (int32_t)v; break;
+	default: break;
+	}
+	return h;
+}
+#define HV(f, v) hv((f), (v))
+static struct coh_handle hout;
+/* memory not allocated shareable: -EINVAL, or -EOPNOTSUPP on a target that never shares */
+static int sh_private(void)
+{
+	int e = coh_export(ctx, live, &hout);
+	return e == ((coh_target_caps(t) & COH_CAP_SHARE) ? -EINVAL : -EOPNOTSUPP) ? -EINVAL : e;
+}
+ROW(sh1, coh_export(NULL, live, &hout), -EINVAL)
+ROW(sh2, coh_export(ctx, NULL, &hout), -EFAULT)
+ROW(sh3, coh_export(ctx, live, NULL), -EINVAL)
+ROW(sh4, coh_export(ctx, live + ps, &hout), -ENOENT)
+ROW(sh5, coh_export(other, live, &hout), -ENOENT)
+ROW(sh6, sh_private(), -EINVAL)
+ROW(si1, coh_import(NULL, HV(0, 0), &outp), -EINVAL)
+ROW(si2, coh_import(ctx, NULL, &outp), -EINVAL)
+ROW(si3, coh_import(ctx, HV(0, 0), NULL), -EFAULT)
+ROW(si4, coh_import(ctx, HV(H_MAGIC, 0x12345678), &outp), -EINVAL)
+ROW(si5, coh_import(ctx, HV(H_VERSION, 2), &outp), -EPROTONOSUPPORT)
+ROW(si6, coh_import(ctx, HV(H_SIZE, 8), &outp), -EINVAL)
+ROW(si7, coh_import(ctx, HV(H_LENGTH, 0), &outp), -EINVAL)
+ROW(si8, coh_import(ctx, HV(H_LENGTH, 8192), &outp), -EINVAL)
+ROW(si9, coh_import(ctx, HV(H_OFFSET, -1), &outp), -EINVAL)
+ROW(si10, coh_import(ctx, HV(H_RESERVED, 1), &outp), -EINVAL)
+ROW(si11, coh_import(ctx, HV(H_KIND, 9), &outp), -EINVAL)
+ROW(si12, coh_import(ctx, HV(H_FD, -1), &outp), -EBADF)
+ROW(si13, coh_import(ctx, HV(H_FD, 1000000), &outp), -EBADF)
+ROW(ss1, coh_handle_send(-1, NULL), -EINVAL)
+ROW(ss2, coh_handle_send(-1, HV(H_FD, -1)), -EBADF)
+ROW(ss3, coh_handle_send(-1, HV(H_MAGIC, 0)), -EINVAL)
+ROW(ss4, coh_handle_send(-1, HV(0, 0)), -EBADF)
+ROW(ss5, coh_handle_recv(-1, NULL), -EINVAL)
+ROW(ss6, coh_handle_recv(-1, &hout), -EBADF)
+ROW(ss7, coh_handle_close(NULL), -EINVAL)
+ROW(sa1, coh_alloc(t, 4096, &COH_ALLOC_PROPS(.flags = COH_ALLOC_SHAREABLE), &outp), -EOPNOTSUPP)
+ROW(sa2, coh_alloc(t, 4096, &COH_ALLOC_PROPS(.flags = COH_ALLOC_SHAREABLE, .fork_policy = COH_FORK_ZERO), &outp),
+    -EOPNOTSUPP)
+ROW(sa3, coh_alloc(t, 4096, &COH_ALLOC_PROPS(.flags = COH_ALLOC_IMPORTED), &outp), -EINVAL)
+ROW(sa4, coh_adopt(t, live, 4096, &COH_ALLOC_PROPS(.flags = COH_ALLOC_SHAREABLE)), -EINVAL)
+
 static const struct row rows[] = {
 	{ "alloc NULL target", a1, -EINVAL }, { "alloc zero size", a2, -EINVAL },
 	{ "alloc overflowing size", a3, -EOVERFLOW }, { "alloc non-power-of-two align", a4, -EINVAL },
@@ -326,6 +390,22 @@ static const struct row rows[] = {
 	{ "pool_migrate NULL target", pm2, -EINVAL }, { "pool_migrate NULL pool", pm3, -EINVAL },
 	{ "pool_stats NULL", ps1, -EINVAL }, { "pool_trim NULL", pt1, -EINVAL },
 	{ "pool_destroy NULL", pd1, -EINVAL },
+	/* sharing between processes */
+	{ "export NULL ctx", sh1, -EINVAL }, { "export NULL", sh2, -EFAULT }, { "export NULL handle", sh3, -EINVAL },
+	{ "export interior", sh4, -ENOENT }, { "export in another context", sh5, -ENOENT },
+	{ "export memory not allocated shareable", sh6, -EINVAL },
+	{ "import NULL ctx", si1, -EINVAL }, { "import NULL handle", si2, -EINVAL }, { "import NULL out", si3, -EFAULT },
+	{ "import bad magic", si4, -EINVAL }, { "import bad version", si5, -EPROTONOSUPPORT },
+	{ "import short size", si6, -EINVAL }, { "import zero length", si7, -EINVAL },
+	{ "import length past the object", si8, -EINVAL }, { "import overflowing offset", si9, -EINVAL },
+	{ "import reserved bits", si10, -EINVAL }, { "import unknown kind", si11, -EINVAL },
+	{ "import no fd", si12, -EBADF }, { "import closed fd", si13, -EBADF },
+	{ "handle_send NULL", ss1, -EINVAL }, { "handle_send no fd", ss2, -EBADF },
+	{ "handle_send bad magic", ss3, -EINVAL }, { "handle_send bad socket", ss4, -EBADF },
+	{ "handle_recv NULL", ss5, -EINVAL }, { "handle_recv bad socket", ss6, -EBADF },
+	{ "handle_close NULL", ss7, -EINVAL },
+	{ "alloc SHAREABLE with COPY", sa1, -EOPNOTSUPP }, { "alloc SHAREABLE with ZERO", sa2, -EOPNOTSUPP },
+	{ "alloc IMPORTED", sa3, -EINVAL }, { "adopt SHAREABLE", sa4, -EINVAL },
 };
 
 /* Reads only the pages the residency query calls populated: a read of an

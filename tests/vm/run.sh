@@ -30,7 +30,7 @@ cmake -S "$here/../.." -B "$static" -DCOH_STATIC_PROGRAMS=ON -DCOH_WITH_LIBPCI=O
       -DCOH_BACKEND_HOST=ON -DCOH_BACKEND_HMMTEST=ON -DCOH_BACKEND_CXL=ON -DCOH_BACKEND_NVIDIA=OFF -DCOH_BACKEND_AMD=OFF \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$static" -j"$(nproc)" --target cohctl coh-conformance test_host test_pin test_badinput \
-      test_amap test_core test_devdax test_cxl_alloc test_cxl_shared test_hmm_residency test_seed_fork test_faults test_query_nodes coh-bench >"$work/static-build.log" 2>&1 || {
+      test_amap test_core test_devdax test_cxl_alloc test_cxl_shared test_share test_hmm_residency test_seed_fork test_faults test_query_nodes coh-bench >"$work/static-build.log" 2>&1 || {
   tail -30 "$work/static-build.log" >&2
   exit 1
 }
@@ -43,7 +43,7 @@ install -m 0755 "$here/init.sh" "$root/init"
 install -m 0755 "$here/../backends/cxl/devdax-setup.sh" "$root/bin/devdax-setup.sh"
 progs=(tools/cohctl tests/conformance/coh-conformance tests/backends/host/test_host tests/unit/test_pin
        tests/unit/test_badinput tests/unit/test_amap tests/unit/test_core tests/backends/cxl/test_devdax
-       tests/backends/cxl/test_cxl_alloc tests/backends/cxl/test_cxl_shared tests/backends/hmmtest/test_hmm_residency tests/backends/hmmtest/test_seed_fork
+       tests/backends/cxl/test_cxl_alloc tests/backends/cxl/test_cxl_shared tests/test_share tests/backends/hmmtest/test_hmm_residency tests/backends/hmmtest/test_seed_fork
        tests/unit/test_faults tests/unit/test_query_nodes bench/coh-bench)
 for p in "${progs[@]}"; do
   if ldd "$static/$p" >/dev/null 2>&1; then
@@ -81,6 +81,8 @@ test_core test_core
 test_devdax test_devdax
 test_cxl_alloc test_cxl_alloc
 test_cxl_shared test_cxl_shared
+test_share_host test_share host
+test_share_cxl test_share cxl
 test_faults_host FAULTS_BACKEND=host CK_DEFAULT_TIMEOUT=300 test_faults
 test_faults_hmmtest FAULTS_BACKEND=hmmtest CK_DEFAULT_TIMEOUT=300 test_faults
 test_faults_cxl FAULTS_BACKEND=cxl CK_DEFAULT_TIMEOUT=300 test_faults

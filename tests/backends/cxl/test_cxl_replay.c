@@ -46,7 +46,7 @@ static void expect(coh_context *ctx, const char *name, uint64_t size)
 	ck_assert_uint_eq(total, size);
 	ck_assert_uint_eq(coh_target_caps(t), COH_CAP_ALLOC | COH_CAP_MIGRATE | COH_CAP_MIGRATE_ASYNC | COH_CAP_MIGRATE_STICKY | COH_CAP_QUERY |
 						      COH_CAP_PIN_QUERY | COH_CAP_FORK_COPY | COH_CAP_FORK_SHARE |
-						      COH_CAP_FORK_EXCLUDE | COH_CAP_FORK_ZERO | COH_CAP_FORK_KERNEL);
+						      COH_CAP_FORK_EXCLUDE | COH_CAP_FORK_ZERO | COH_CAP_FORK_KERNEL | COH_CAP_SHARE);
 	ck_assert_int_eq(coh_target_numa_node(t), -ENOENT);
 	/* nothing to allocate from yet: refused, not faked */
 	void *p;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "coherent.h"
+#include "seedfill.h"
 #include "tally.h"
 
 extern char **environ;
@@ -58,19 +59,6 @@ static long long dev_offset(const void *p)
 	return off;
 }
 
-static void fill(unsigned char *p, size_t len, unsigned seed)
-{
-	for (size_t i = 0; i < len; i += 512)
-		p[i] = (unsigned char)(i / 512 * 7 + seed);
-}
-
-static bool same(const unsigned char *p, size_t len, unsigned seed)
-{
-	for (size_t i = 0; i < len; i += 512)
-		if (p[i] != (unsigned char)(i / 512 * 7 + seed))
-			return false;
-	return true;
-}
 
 /* A holder: "hold N SEED": one allocation of N chunks (N 0: single chunks
  * until the device is full), filled; says "HELD count offset" (offset of the

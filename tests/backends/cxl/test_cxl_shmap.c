@@ -240,6 +240,108 @@ static void file_bytes(const char *path, char *buf, size_t len, ssize_t *got)
 	close(fd);
 }
 
+/* The share table: an exported run stays allocated while an importer holds
+ * it, through the exporter's free and its death; a wrong serial or run is
+ * stale; the last holder's leave frees the chunks. */
+START_TEST(shared_runs)
+{
+	struct cxl_map a, b;
+	open_map(&a, NCH);
+	open_map(&b, NCH);
+	long c = take(&a, 4);
+	ck_assert_int_ge(c, 0);
+	uint64_t serial = 0, again = 0;
+	ck_assert_int_eq(cxl_map_lock(&a), 0);
+	ck_assert_int_eq(cxl_map_share(ctx, &a, (size_t)c, 4, &serial), 0);
+	ck_assert_int_eq(cxl_map_share(ctx, &a, (size_t)c, 4, &again), 0);
+	ck_assert(serial != 0 && again == serial);
+	ck_assert_int_eq(cxl_map_share(ctx, &a, (size_t)c + 4, 1, &again), -EINVAL);   /* not a's */
+	ck_assert(cxl_map_shared(&a, (size_t)c, 4));
+	cxl_map_unlock(&a);
+	ck_assert_int_eq(cxl_map_lock(&b), 0);
+	ck_assert_int_eq(cxl_map_join(ctx, &b, (size_t)c, 4, serial + 1), -ESTALE);
+	ck_assert_int_eq(cxl_map_join(ctx, &b, (size_t)c, 3, serial), -ESTALE);
+	ck_assert_int_eq(cxl_map_join(ctx, &b, (size_t)c, 4, serial), 0);
+	cxl_map_unlock(&b);
+	/* the exporter frees: the run is b's now */
+	ck_assert_int_eq(cxl_map_lock(&a), 0);
+	ck_assert_int_eq(cxl_map_leave(ctx, &a, (size_t)c, 4), 1);
+	ck_assert_int_eq(cxl_map_leave(ctx, &a, (size_t)c, 4), -ENOENT);
+	ck_assert(a.words[c] == b.me && a.words[c + 3] == b.me);
+	cxl_map_unlock(&a);
+	ck_assert_uint_eq(free_now(&a), NCH - 4);
+	ck_assert_int_lt(take(&a, NCH - 3), 0);   /* the reclaim leaves the shared run alone */
+	/* the last holder leaves: freed, and the handle is stale */
+	ck_assert_int_eq(cxl_map_lock(&b), 0);
+	ck_assert_int_eq(cxl_map_leave(ctx, &b, (size_t)c, 4), 0);
+	ck_assert_uint_eq(cxl_map_release(&b, (size_t)c, 4), 0);
+	ck_assert(!cxl_map_shared(&b, (size_t)c, 4));
+	ck_assert_int_eq(cxl_map_join(ctx, &b, (size_t)c, 4, serial), -ESTALE);
+	cxl_map_unlock(&b);
+	ck_assert_uint_eq(free_now(&a), NCH);
+
+	/* an exporter that dies: its run stays with the importer; with no
+	 * holder left it is stale and the reclaim frees it */
+	for (int joined = 1; joined >= 0; joined--) {
+		int pv[2], go[2];
+		ck_assert_int_eq(pipe(pv), 0);
+		ck_assert_int_eq(pipe(go), 0);
+		pid_t pid = fork();
+		if (pid == 0) {
+			struct cxl_map d;
+			cxl_map_init(&d);
+			long dc = -1;
+			uint64_t ds = 0;
+			if (cxl_map_open(ctx, &d, dir, &devst, (uint64_t)NCH * CHUNK, CHUNK, NCH, false) == 0 &&
+			    cxl_map_lock(&d) == 0) {
+				dc = cxl_map_find(&d, 2, 0);
+				if (dc >= 0) {
+					cxl_map_claim(&d, (size_t)dc, 2);
+					if (cxl_map_share(ctx, &d, (size_t)dc, 2, &ds))
+						dc = -1;
+				}
+				cxl_map_unlock(&d);
+			}
+			uint64_t msg[2] = { (uint64_t)dc, ds };
+			char x;
+			_exit(write(pv[1], msg, sizeof(msg)) == sizeof(msg) && read(go[0], &x, 1) == 1 ? 0 : 1);
+		}
+		uint64_t msg[2];
+		ck_assert_int_eq(read(pv[0], msg, sizeof(msg)), sizeof(msg));
+		ck_assert((int64_t)msg[0] >= 0);
+		if (joined) {
+			ck_assert_int_eq(cxl_map_lock(&b), 0);
+			ck_assert_int_eq(cxl_map_join(ctx, &b, (size_t)msg[0], 2, msg[1]), 0);
+			cxl_map_unlock(&b);
+		}
+		ck_assert_int_eq(write(go[1], "x", 1), 1);
+		ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+		close(pv[0]);
+		close(pv[1]);
+		close(go[0]);
+		close(go[1]);
+		ck_assert_uint_eq(free_now(&b), NCH - 2);
+		if (joined) {
+			ck_assert_int_lt(take(&b, NCH - 1), 0);   /* the reclaim keeps the importer's run */
+			ck_assert_uint_eq(b.words[msg[0]], b.me);
+			ck_assert_int_eq(cxl_map_lock(&b), 0);
+			ck_assert_int_eq(cxl_map_leave(ctx, &b, (size_t)msg[0], 2), 0);
+			cxl_map_release(&b, (size_t)msg[0], 2);
+			cxl_map_unlock(&b);
+			ck_assert_uint_eq(free_now(&b), NCH);
+		} else {
+			ck_assert_int_eq(cxl_map_lock(&b), 0);
+			ck_assert_int_eq(cxl_map_join(ctx, &b, (size_t)msg[0], 2, msg[1]), -ESTALE);
+			cxl_map_unlock(&b);
+			long all = take(&b, NCH);   /* the reclaim frees a dead share */
+			ck_assert_int_eq(all, 0);
+		}
+	}
+	ck_assert_int_eq(cxl_map_close(&a), 0);
+	ck_assert_int_eq(cxl_map_close(&b), 0);
+}
+END_TEST
+
 START_TEST(foreign_file)
 {
 	struct cxl_map m;
@@ -370,6 +472,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, unrelated_process);
 	tcase_add_test(tc, zombie_holder);
 	tcase_add_test(tc, pid_reuse);
+	tcase_add_test(tc, shared_runs);
 	tcase_add_test(tc, foreign_file);
 	tcase_add_test(tc, absent_and_bounds);
 	tcase_add_test(tc, private_map);
