@@ -134,6 +134,34 @@ int bench_queue(const struct bench_opts *o, struct bench_result *out, int max)
 				  "10 000 coh_migrate", MANY / ss / 1e3, "-", true);
 		}
 	}
+	if (!e && n < max) {
+		/* 1 000 one-page ranges: one coh_query_batch against a coh_query loop */
+		if (o->progress)
+			o->progress("queue: 1 000 one-page queries, batch and loop");
+		enum { NQ = 1000 };
+		struct coh_query_range *qr = calloc(NQ, sizeof(*qr));
+		struct coh_extent *x = calloc(NQ * 2, sizeof(*x));
+		size_t pages = len / 4096;
+		double tb[21], tl[21];
+		int rr = o->quick ? 5 : 21;
+		for (int r = 0; qr && x && r < rr; r++) {
+			for (int i = 0; i < NQ; i++)
+				qr[i] = (struct coh_query_range){ .size = sizeof(qr[0]), .addr = p + (size_t)(i * 7 % pages) * 4096,
+								  .len = 4096, .ext = x + 2 * i, .max = 2 };
+			double t0 = bench_now_ns();
+			coh_query_batch(ctx, qr, NQ, sizeof(x[0]));
+			tb[r] = bench_now_ns() - t0;
+			t0 = bench_now_ns();
+			for (int i = 0; i < NQ; i++)
+				coh_query(ctx, qr[i].addr, 4096, x + 2 * i, 2, sizeof(x[0]));
+			tl[r] = bench_now_ns() - t0;
+		}
+		if (qr && x)
+			bench_set(&out[n++], "queue", "1 000 one-page queries as one coh_query_batch (per range)",
+				  median(tb, rr) / NQ, "ns", "a coh_query loop", median(tl, rr) / NQ, "-", true);
+		free(qr);
+		free(x);
+	}
 	if (q)
 		coh_queue_destroy(q);
 	if (p)

@@ -16,6 +16,7 @@
 
 #include "growth.h"
 #include "internal.h"
+#include "query.h"
 
 struct batch_req {
 	struct coh_migrate_req r;
@@ -134,6 +135,21 @@ int coh_query_batch(coh_context *ctx, struct coh_query_range *v, size_t n, size_
 		if (r.size != stride || r.reserved)
 			return -EINVAL;   /* one size for the whole vector */
 	}
+	/* one maps read and one pagemap descriptor for the whole vector */
+	uintptr_t lo = UINTPTR_MAX, hi = 0, pg = ctx->page_size - 1;
+	for (size_t i = 0; i < n; i++) {
+		struct coh_query_range r;
+		memcpy(&r, coh_vec_at(v, i, stride), sizeof(r));
+		uintptr_t a = (uintptr_t)r.addr;
+		if (!r.addr || r.len == 0 || a + r.len < a || ((a + r.len - 1) | pg) == UINTPTR_MAX)
+			continue;   /* coh_query refuses it below */
+		if ((a & ~pg) < lo)
+			lo = a & ~pg;
+		if (((a + r.len - 1) | pg) + 1 > hi)
+			hi = ((a + r.len - 1) | pg) + 1;
+	}
+	struct coh_query_session qs;
+	coh_query_session_begin(ctx, &qs, lo, hi);
 	int ok = 0;
 	for (size_t i = 0; i < n; i++) {
 		char *el = (char *)v + i * stride;
@@ -144,5 +160,6 @@ int coh_query_batch(coh_context *ctx, struct coh_query_range *v, size_t n, size_
 		if (res >= 0)
 			ok++;
 	}
+	coh_query_session_end(&qs);
 	return ok;
 }

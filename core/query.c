@@ -594,12 +594,68 @@ static bool swap_active(const coh_context *ctx)
 	return r > 0 && strchr(buf, '\n') != NULL;   /* a line past the header */
 }
 
+/* A batch of queries of this process (coh_query_batch) on this thread:
+ * /proc/self/maps read once for the whole span and /proc/self/pagemap
+ * opened once, so that each range costs its pages, not two file opens and
+ * a maps read. */
+static _Thread_local struct coh_query_session *session;
+
+void coh_query_session_begin(coh_context *ctx, struct coh_query_session *s, uintptr_t lo, uintptr_t hi)
+{
+	*s = (struct coh_query_session){ .ctx = ctx, .pmfd = -1 };
+	if (lo < hi && coh_maps_read(ctx, 0, lo, hi, &s->v, &s->nv) == 0) {
+		s->lo = lo;
+		s->hi = hi;
+		s->have_maps = true;
+	}
+	s->pmfd = coh_fs_open(ctx, "/proc/self/pagemap", O_RDONLY);
+	session = s;
+}
+
+void coh_query_session_end(struct coh_query_session *s)
+{
+	session = NULL;
+	if (s->pmfd >= 0)
+		close(s->pmfd);
+	free(s->v);
+	s->v = NULL;
+	s->pmfd = -1;
+}
+
+/* The session's VMAs that meet [start, end), copied (the engine frees them). */
+static int session_maps(const struct coh_query_session *s, uintptr_t start, uintptr_t end, struct coh_vma **out,
+			size_t *count)
+{
+	size_t a = 0, b = s->nv;
+	while (a < b) {   /* the first VMA ending after start */
+		size_t m = (a + b) / 2;
+		if (s->v[m].end <= start)
+			a = m + 1;
+		else
+			b = m;
+	}
+	size_t k = a;
+	while (k < s->nv && s->v[k].start < end)
+		k++;
+	*count = k - a;
+	*out = NULL;
+	if (k == a)
+		return 0;
+	*out = malloc((k - a) * sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	memcpy(*out, s->v + a, (k - a) * sizeof(**out));
+	return 0;
+}
+
 int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		     struct coh_extent *ext, size_t max)
 {
 	struct coh_vma *v = NULL;
 	size_t nv = 0;
-	int e = coh_maps_read(ctx, pid, start, end, &v, &nv);
+	const struct coh_query_session *qs = session && session->ctx == ctx && pid == 0 ? session : NULL;
+	int e = qs && qs->have_maps && start >= qs->lo && end <= qs->hi ? session_maps(qs, start, end, &v, &nv)
+								       : coh_maps_read(ctx, pid, start, end, &v, &nv);
 	if (e)
 		return e;
 	int *node_of = nv ? malloc(nv * sizeof(int)) : NULL;
@@ -635,7 +691,8 @@ int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end
 		snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
 	else
 		snprintf(path, sizeof(path), "/proc/self/pagemap");
-	q.pmfd = coh_fs_open(ctx, path, O_RDONLY);
+	bool own_pmfd = !(qs && qs->pmfd >= 0);
+	q.pmfd = own_pmfd ? coh_fs_open(ctx, path, O_RDONLY) : qs->pmfd;
 	if (q.pmfd < 0) {
 		e = q.pmfd;
 		goto out;
@@ -704,7 +761,7 @@ int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end
 	}
 	e = (int)q.n;
 out:
-	if (q.pmfd >= 0)
+	if (q.pmfd >= 0 && own_pmfd)
 		close(q.pmfd);
 	free(node_of);
 	free(v);

@@ -64,6 +64,21 @@ int coh_maps_parse(FILE *f, uintptr_t start, uintptr_t end, struct coh_vma **out
 void coh_numa_maps_parse(FILE *f, const struct coh_vma *v, size_t n, int *node_of);
 int coh_maps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		  struct coh_vma **out, size_t *count);
+/* A batch of queries of this process on the calling thread (coh_query_batch):
+ * between begin and end, coh_query_engine takes the VMAs of [lo, hi) read
+ * once at begin and one pagemap descriptor.  The maps are a snapshot: a
+ * mapping made or removed by another thread during the batch is seen as it
+ * was at begin (as a single query sees the maps as they were when read). */
+struct coh_query_session {
+	coh_context *ctx;
+	int pmfd;
+	bool have_maps;
+	uintptr_t lo, hi;
+	struct coh_vma *v;
+	size_t nv;
+};
+void coh_query_session_begin(coh_context *ctx, struct coh_query_session *s, uintptr_t lo, uintptr_t hi);
+void coh_query_session_end(struct coh_query_session *s);
 /* The same from /proc/PID/smaps, with the VmFlags facts filled in. */
 int coh_smaps_read(const coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end,
 		   struct coh_vma **out, size_t *count);

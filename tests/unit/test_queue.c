@@ -285,6 +285,22 @@ START_TEST(bad_input)
 	ck_assert_int_eq(coh_query_batch(ctx, two, 2, sizeof(ext[0])), -EINVAL);
 	ck_assert_int_eq(two[0].result, 77);
 
+	/* a batch answers each range as coh_query does, in one maps read */
+	struct coh_extent bx[3][4], sx[4];
+	struct coh_query_range br[3] = {
+		{ .size = sizeof(br[0]), .addr = buf, .len = 2 * PS, .ext = bx[0], .max = 4 },
+		{ .size = sizeof(br[0]), .addr = (void *)0x1000, .len = PS, .ext = bx[1], .max = 4 },   /* nothing mapped */
+		{ .size = sizeof(br[0]), .addr = buf + PS + 1, .len = 10, .ext = bx[2], .max = 4 },
+	};
+	ck_assert_int_eq(coh_query_batch(ctx, br, 3, sizeof(bx[0][0])), 3);
+	for (int i = 0; i < 3; i++) {
+		int sn = coh_query(ctx, br[i].addr, br[i].len, sx, 4, sizeof(sx[0]));
+		ck_assert_int_eq(br[i].result, sn);
+		for (int k = 0; k < sn; k++)
+			ck_assert(bx[i][k].start == sx[k].start && bx[i][k].length == sx[k].length &&
+				  bx[i][k].kind == sx[k].kind && bx[i][k].target == sx[k].target);
+	}
+
 	/* double destroy, and destroy of NULL */
 	ck_assert_int_eq(coh_queue_destroy(NULL), -EINVAL);
 	ck_assert_int_eq(coh_queue_destroy(qo), 0);
