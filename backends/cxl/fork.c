@@ -24,7 +24,16 @@ int cxl_fork_policy(const struct coh_alloc_rec *rec, int policy)
 	struct cxl_target *ct = ct_of(rec->target);
 	pthread_mutex_lock(&ct->lock);
 	long c = cxl_first_chunk(ct, (void *)rec->start);
-	int e = c < 0 ? -ENOENT : 0;
+	if (c < 0) {
+		/* an import (coh_import): the device mapped at an address of its
+		 * own, shared memory: the kernel's controls, no COPY or ZERO */
+		pthread_mutex_unlock(&ct->lock);
+		if (policy == COH_FORK_COPY || policy == COH_FORK_ZERO)
+			return -EOPNOTSUPP;
+		return coh_sys_madvise((void *)rec->start, rec->length,
+				       policy == COH_FORK_EXCLUDE ? MADV_DONTFORK : MADV_DOFORK);
+	}
+	int e = 0;
 	size_t a = ct->align, n = c < 0 ? 0 : ct->run[c];
 	for (size_t i = 0; i < n && !e;) {
 		size_t j = i + 1;

@@ -192,6 +192,13 @@ static int peer(const char *role, bool wait)
 	      n > 0 && pe[0].reason ? pe[0].reason : "-");
 	fill(p + len / 2, len / 2, 2);
 	put(s, 'W');
+	/* shared memory: EXCLUDE and KERNEL can be set, COPY and ZERO cannot */
+	CHECK(coh_fork_policy_set(ctx, p, len, COH_FORK_COPY) == -EOPNOTSUPP &&
+	      coh_fork_policy_set(ctx, p, len, COH_FORK_ZERO) == -EOPNOTSUPP &&
+	      coh_fork_policy_get(ctx, p) == COH_FORK_SHARE, "peer: COPY or ZERO taken by an import");
+	CHECK(coh_fork_policy_set(ctx, p, len, COH_FORK_EXCLUDE) == 0 && coh_fork_policy_get(ctx, p) == COH_FORK_EXCLUDE &&
+	      coh_fork_policy_set(ctx, p, len, COH_FORK_SHARE) == 0, "peer: EXCLUDE and back on an import: %s",
+	      coh_strerror(coh_fork_policy_set(ctx, p, len, COH_FORK_EXCLUDE)));
 	CHECK(get(s) == 'C', "peer: the exporter did not check");
 	CHECK(coh_release(ctx, p) == 0 && coh_alloc_count(ctx) == before, "peer: release of the import");
 	coh_context_unref(ctx);
