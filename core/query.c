@@ -919,28 +919,19 @@ int coh_query_own(coh_context *ctx, uintptr_t start, uintptr_t end, size_t max, 
 
 int coh_range_on_device(coh_context *ctx, const void *addr, size_t len)
 {
-	int e = coh_check_range(addr, len);
-	if (e)
-		return e;
-	size_t ps = ctx->page_size, max = 256;
-	uintptr_t cur = (uintptr_t)addr & ~(ps - 1), end = (((uintptr_t)addr + len - 1) | (ps - 1)) + 1;
-	if (end == 0)
-		return -EOVERFLOW;
-	struct coh_extent *x = malloc(max * sizeof(*x));
-	if (!x)
-		return -ENOMEM;
-	while (cur < end && !e) {
-		int n = coh_query_engine(ctx, 0, cur, end, x, max);
-		if (n <= 0) {
-			e = n < 0 ? n : -EIO;
-			break;
-		}
+	/* the kernel's view, piece by piece from the cursor */
+	struct coh_extent x[256];
+	uintptr_t cur = (uintptr_t)addr, end = cur + len;
+	int e = 0;
+	do {
+		int n = coh_kernel_view(ctx, (void *)cur, end - cur, x, 256);
+		if (n < 0)
+			return n;
 		for (int i = 0; i < n && !e; i++)
 			if (x[i].kind != COH_MEM_DEVICE_PRIVATE && x[i].kind != COH_MEM_DEVICE_COHERENT)
 				e = -EBUSY;
 		cur = x[n - 1].start + x[n - 1].length;
-	}
-	free(x);
+	} while (!e && cur < end);
 	return e;
 }
 
