@@ -266,6 +266,65 @@ START_TEST(trim)
 }
 END_TEST
 
+/* A fragmented chunk: refills then come from whole free groups, fresh
+ * groups and odd blocks; none of them may hand out a live block twice, and
+ * each free must still be refused a second time. */
+static int ptr_cmp(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+START_TEST(fragmented_refills)
+{
+	enum { N = 3000 };
+	static const size_t sizes[] = { 16, 64, 4096 };
+	size_t sz = sizes[_i];
+	coh_pool *p = pool_new(COH_FORK_COPY, 0);
+	void **b = calloc(2 * N, sizeof(void *));
+	ck_assert_ptr_nonnull(b);
+	for (int i = 0; i < N; i++) {
+		ck_assert_int_eq(coh_pool_alloc(p, sz, 0, &b[i]), 0);
+		memset(b[i], (unsigned char)i, sz);
+	}
+	/* free in a pattern that leaves partial and whole free groups */
+	for (int i = 0; i < N; i++)
+		if (i % 3 == 1 || (i / 128) % 4 == 2) {
+			ck_assert_int_eq(coh_pool_free(p, b[i]), 0);
+			ck_assert_int_eq(coh_pool_free(p, b[i]), -ENOENT);
+			b[i] = NULL;
+		}
+	ck_assert_int_ge(coh_pool_trim(p), 0);   /* the cache's blocks back into the chunks */
+	for (int i = N; i < 2 * N; i++) {
+		ck_assert_int_eq(coh_pool_alloc(p, sz, 0, &b[i]), 0);
+		memset(b[i], 0xee, sz);
+	}
+	for (int i = 0; i < N; i++)   /* the survivors kept their bytes */
+		if (b[i])
+			ck_assert_uint_eq(((unsigned char *)b[i])[sz - 1], (unsigned char)i);
+	uintptr_t *v = malloc(2 * N * sizeof(uintptr_t));
+	ck_assert_ptr_nonnull(v);
+	int n = 0;
+	for (int i = 0; i < 2 * N; i++)
+		if (b[i])
+			v[n++] = (uintptr_t)b[i];
+	qsort(v, (size_t)n, sizeof(v[0]), ptr_cmp);
+	for (int i = 1; i < n; i++)
+		ck_assert_uint_ge(v[i] - v[i - 1], sz);   /* no block handed out twice */
+	struct coh_pool_stats st = stats_of(p);
+	ck_assert_uint_eq(st.live_blocks, (uint64_t)n);
+	for (int i = 0; i < 2 * N; i++)
+		if (b[i]) {
+			ck_assert_int_eq(coh_pool_free(p, b[i]), 0);
+			ck_assert_int_eq(coh_pool_free(p, b[i]), -ENOENT);
+		}
+	ck_assert_uint_eq(stats_of(p).live_blocks, 0);
+	free(v);
+	free(b);
+	ck_assert_int_eq(coh_pool_destroy(p), 0);
+}
+END_TEST
+
 /* ---- threads ---- */
 #define NTHREADS 8
 #define PER 2000
@@ -466,6 +525,7 @@ int main(void)
 	tcase_add_test(tc, lookup_and_query);
 	tcase_add_test(tc, bad_input);
 	tcase_add_loop_test(tc, trim, 0, 2);
+	tcase_add_loop_test(tc, fragmented_refills, 0, 3);
 	tcase_add_test(tc, threads);
 	tcase_add_loop_test(tc, fork_child, 0, 4);
 	tcase_add_test(tc, fallback);
