@@ -34,7 +34,7 @@
  * into the core (fork_plan, fork_copy, fork_buffer replace fork_view and the
  * backends' own staging), fork_policy returns 0 or -errno. */
 /* 3: device_access and access_note. */
-#define COH_BACKEND_ABI 5   /* 4: migrate_notify and migrate_batch (completion queue, batches); 5: share_export, share_import */
+#define COH_BACKEND_ABI 6   /* 4: migrate_notify and migrate_batch (completion queue, batches); 5: share_export, share_import; 6: migrate_batch_start */
 
 /* NUMA node ids are below this everywhere in the library (node bitmaps,
  * masks for mbind, ids read from sysfs). */
@@ -269,6 +269,15 @@ struct coh_backend_ops {
 	 * target), else -errno with nothing mapped (a forged or stale handle). */
 	int (*share_export)(const struct coh_alloc_rec *rec, struct coh_handle *h);
 	int (*share_import)(coh_target *t, const struct coh_handle *h, void **out, void **priv);
+	/* ---- ABI 6: queued requests as one driver batch (core/cqueue.c) ---- */
+	/* Optional, with migrate_start: start the n (>= 2) migrations of v, all
+	 * of records this backend owns, as one asynchronous driver batch, and
+	 * fill tokens[i] for each: a token as migrate_start's (migrate_poll,
+	 * migrate_notify and migrate_done serve it, one by one).  Returns 0, or
+	 * -errno having left no token (what it issued finished; the data is
+	 * valid where it is), and the core then starts each with migrate_start.
+	 * NULL: the core calls migrate_start for each. */
+	int (*migrate_batch_start)(const struct coh_batch_item *v, size_t n, void **tokens);
 };
 
 /* The core's record of one allocation or adopted range. */

@@ -653,11 +653,11 @@ int coh_queue_destroy(coh_queue *q)
 }
 
 /* Hands the native jobs of a submission to their backends (no lock held). */
-static void native_submit(struct coh_workers *w, struct coh_migration *m)
+/* A native job whose start gave e and token: completes it on failure, else
+ * asks the backend to post its completion.  m may be reaped once it returns. */
+static void native_started(struct coh_workers *w, struct coh_migration *m, int e, void *token)
 {
 	const struct coh_backend_ops *ops = m->rec->pub.target->slot->ops;
-	void *token = NULL;
-	int e = ops->migrate_start(m->dst, &m->rec->pub, m->addr, m->len, m->flags, &token);
 	pthread_mutex_lock(&w->lock);
 	if (e) {
 		job_complete_locked(m, e, true);
@@ -687,6 +687,43 @@ static void native_submit(struct coh_workers *w, struct coh_migration *m)
 		}
 	}
 	pthread_mutex_unlock(&w->lock);
+}
+
+static void native_submit(struct coh_workers *w, struct coh_migration *m)
+{
+	const struct coh_backend_ops *ops = m->rec->pub.target->slot->ops;
+	void *token = NULL;
+	int e = ops->migrate_start(m->dst, &m->rec->pub, m->addr, m->len, m->flags, &token);
+	native_started(w, m, e, token);
+}
+
+/* Native jobs [i, j) of one backend: one driver batch where the backend starts
+ * one, else one start each.  No job is touched once it has been handed on. */
+static void native_submit_run(struct coh_workers *w, struct coh_migration **jobs, size_t i, size_t j)
+{
+	const struct coh_backend_ops *ops = jobs[i]->rec->pub.target->slot->ops;
+	size_t n = j - i;
+	if (n >= 2 && ops->migrate_batch_start) {
+		struct coh_batch_item *items = calloc(n, sizeof(*items));
+		void **tokens = calloc(n, sizeof(*tokens));
+		if (items && tokens) {
+			for (size_t k = 0; k < n; k++) {
+				struct coh_migration *m = jobs[i + k];
+				items[k] = (struct coh_batch_item){ m->dst, &m->rec->pub, m->addr, m->len, m->flags };
+			}
+			if (ops->migrate_batch_start(items, n, tokens) == 0) {
+				free(items);
+				for (size_t k = 0; k < n; k++)
+					native_started(w, jobs[i + k], 0, tokens[k]);
+				free(tokens);
+				return;
+			}
+		}
+		free(items);
+		free(tokens);
+	}
+	for (size_t k = i; k < j; k++)
+		native_submit(w, jobs[k]);
 }
 
 int coh_queue_migrate(coh_queue *q, const struct coh_migrate_req *reqs, size_t n, size_t req_size)
@@ -758,9 +795,16 @@ int coh_queue_migrate(coh_queue *q, const struct coh_migrate_req *reqs, size_t n
 	pthread_mutex_unlock(&w->lock);
 	if (e)
 		goto undo;
-	for (size_t i = 0; i < n; i++)
-		if (jobs[i])
-			native_submit(w, jobs[i]);
+	/* runs of native jobs of one backend go to it together */
+	for (size_t i = 0, j; i < n; i = j) {
+		j = i + 1;
+		if (!jobs[i])
+			continue;
+		const struct coh_backend_ops *ops = jobs[i]->rec->pub.target->slot->ops;
+		while (j < n && jobs[j] && jobs[j]->rec->pub.target->slot->ops == ops)
+			j++;
+		native_submit_run(w, jobs, i, j);
+	}
 	free(jobs);
 	return (int)n;
 undo:

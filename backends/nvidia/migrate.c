@@ -30,11 +30,18 @@ static struct nv_gpu *rec_gpu(const struct coh_alloc_rec *rec, coh_target *dst)
 	return is_nvidia(dst) ? gpu_of(dst) : NULL;
 }
 
+/* The one event of a batch that several tokens wait on. */
+struct nv_evshare {
+	CUevent ev;
+	atomic_int refs;
+};
+
 struct nv_token {
 	struct nv_backend *nb;
 	struct nv_gpu *g;
 	CUevent ev[NV_MAX_STREAMS];
 	int nev;
+	struct nv_evshare *share;   /* a batch's: ev[0] is share->ev, not the token's own */
 	/* migrate_notify: host functions still to run, plus one while notify runs */
 	atomic_int pending;
 	void (*fn)(void *arg);
@@ -191,11 +198,17 @@ int nv_migrate_poll(void *token, int timeout_ms)
 void nv_migrate_done(void *token)
 {
 	struct nv_token *tk = token;
+	struct nv_evshare *sh = tk->share;
+	if (sh && atomic_fetch_sub(&sh->refs, 1) != 1) {
+		free(tk);   /* other tokens of the batch still wait on the event */
+		return;
+	}
 	if (nv_enter(tk->nb, tk->g) == 0) {
 		for (int i = 0; i < tk->nev; i++)
 			tk->nb->cu.event_destroy(tk->ev[i]);
 		nv_leave(tk->nb);
 	}
+	free(sh);
 	free(tk);
 }
 
@@ -285,40 +298,117 @@ static CUresult batch_issue(struct nv_backend *nb, struct nv_gpu *g, const struc
 	return r;
 }
 
+/* A batch being issued: the GPU whose streams serve every range, each
+ * range's destination, and whether its prefetch was issued. */
+struct nv_batch {
+	struct nv_backend *nb;
+	struct nv_gpu *g;
+	CUmemLocation *loc;
+	bool *issued;
+};
+
+static void batch_close(struct nv_batch *b)
+{
+	free(b->loc);
+	free(b->issued);
+}
+
+/* 0, or -EOPNOTSUPP for a batch the core must split (ranges of two GPUs, a
+ * destination the driver cannot name), or -ENOMEM; batch_close() either way. */
+static int batch_open(const struct coh_batch_item *v, size_t n, struct nv_batch *b)
+{
+	*b = (struct nv_batch){ .nb = nb_of(v[0].rec->target), .g = rec_gpu(v[0].rec, v[0].dst) };
+	if (!b->g)
+		return -EOPNOTSUPP;
+	b->loc = calloc(n, sizeof(*b->loc));
+	b->issued = calloc(n, sizeof(*b->issued));
+	if (!b->loc || !b->issued)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (rec_gpu(v[i].rec, v[i].dst) != b->g || location(v[i].dst, &b->loc[i]))
+			return -EOPNOTSUPP;
+	return 0;
+}
+
+/* The advice (nvidia.prefer=1) and the prefetches of a batch, the driver
+ * entered: 0 or the first failure's errno. */
+static int batch_advise_issue(struct nv_batch *b, const struct coh_batch_item *v, size_t n)
+{
+	CUresult r = CUDA_SUCCESS;
+	for (size_t i = 0; i < n && r == CUDA_SUCCESS; i++)
+		r = prefer(b->nb, v[i].rec, v[i].dst, (uintptr_t)v[i].addr, v[i].len, b->loc[i]);
+	int e = nv_cu_fail(b->nb, "cuMemAdvise", r);
+	return e ? e : nv_cu_fail(b->nb, "cuMemPrefetchAsync", batch_issue(b->nb, b->g, v, n, b->loc, b->issued));
+}
+
 /* A batch whose ranges one GPU's streams serve: the prefetches on its first
  * stream, one synchronisation.  Anything else goes back to the core. */
 int nv_migrate_batch(const struct coh_batch_item *v, size_t n, int *results)
 {
-	struct nv_backend *nb = nb_of(v[0].rec->target);
-	struct nv_gpu *g = rec_gpu(v[0].rec, v[0].dst);
-	if (!g)
-		return -EOPNOTSUPP;
-	CUmemLocation *loc = calloc(n, sizeof(*loc));
-	bool *issued = calloc(n, sizeof(*issued));
-	int e = loc && issued ? 0 : -ENOMEM;
-	for (size_t i = 0; i < n && !e; i++)
-		if (rec_gpu(v[i].rec, v[i].dst) != g || location(v[i].dst, &loc[i]))
-			e = -EOPNOTSUPP;
+	struct nv_batch b;
+	int e = batch_open(v, n, &b);
 	if (!e)
-		e = nv_enter(nb, g);
+		e = nv_enter(b.nb, b.g);
 	if (e) {
-		free(loc);
-		free(issued);
+		batch_close(&b);
 		return e;
 	}
-	CUresult r = CUDA_SUCCESS;
-	for (size_t i = 0; i < n && r == CUDA_SUCCESS; i++)
-		r = prefer(nb, v[i].rec, v[i].dst, (uintptr_t)v[i].addr, v[i].len, loc[i]);
-	int fail = nv_cu_fail(nb, "cuMemAdvise", r);
-	if (!fail)
-		fail = nv_cu_fail(nb, "cuMemPrefetchAsync", batch_issue(nb, g, v, n, loc, issued));
-	int sync = nv_cu_fail(nb, "cuStreamSynchronize", nb->cu.stream_sync(g->stream[0]));
-	nv_leave(nb);
+	int fail = batch_advise_issue(&b, v, n);
+	int sync = nv_cu_fail(b.nb, "cuStreamSynchronize", b.nb->cu.stream_sync(b.g->stream[0]));
+	nv_leave(b.nb);
 	for (size_t i = 0; i < n; i++)
-		results[i] = !issued[i] ? (fail ? fail : -EIO) : sync;
-	free(loc);
-	free(issued);
+		results[i] = !b.issued[i] ? (fail ? fail : -EIO) : sync;
+	batch_close(&b);
 	return 0;
+}
+
+/*
+ * Queued requests as one driver batch: the prefetches as nv_migrate_batch
+ * issues them (one cuMemPrefetchBatchAsync on the GPU's first stream), then
+ * one event behind them that every request's token waits on, so each request
+ * still completes on its own (a host function each, see nv_migrate_notify).
+ */
+int nv_migrate_batch_start(const struct coh_batch_item *v, size_t n, void **tokens)
+{
+	struct nv_batch b;
+	struct nv_evshare *sh = calloc(1, sizeof(*sh));
+	int e = batch_open(v, n, &b);
+	if (!e && !sh)
+		e = -ENOMEM;
+	for (size_t i = 0; i < n && !e; i++)
+		if (!(tokens[i] = calloc(1, sizeof(struct nv_token))))
+			e = -ENOMEM;
+	if (!e)
+		e = nv_enter(b.nb, b.g);
+	if (!e) {
+		CUresult r = CUDA_SUCCESS;
+		e = batch_advise_issue(&b, v, n);
+		if (!e && (r = b.nb->cu.event_create(&sh->ev, CU_EVENT_DISABLE_TIMING)) == CUDA_SUCCESS &&
+		    (r = b.nb->cu.event_record(sh->ev, b.g->stream[0])) != CUDA_SUCCESS)
+			b.nb->cu.event_destroy(sh->ev);
+		if (!e)
+			e = nv_cu_fail(b.nb, "cuEventRecord", r);
+		if (e)
+			b.nb->cu.stream_sync(b.g->stream[0]);   /* what was issued finishes: the data stays valid */
+		nv_leave(b.nb);
+	}
+	if (!e) {
+		atomic_init(&sh->refs, (int)n);
+		for (size_t i = 0; i < n; i++) {
+			struct nv_token *tk = tokens[i];
+			*tk = (struct nv_token){ .nb = b.nb, .g = b.g, .nev = 1, .share = sh };
+			tk->ev[0] = sh->ev;
+		}
+		sh = NULL;
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			free(tokens[i]);
+			tokens[i] = NULL;
+		}
+	}
+	free(sh);
+	batch_close(&b);
+	return e;
 }
 
 int nv_advise(const struct coh_alloc_rec *rec, void *addr, size_t len, int advice, coh_target *t)

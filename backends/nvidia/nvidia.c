@@ -37,6 +37,7 @@ const struct coh_backend_ops coh_nvidia_backend = {
 	.migrate_done = nv_migrate_done,
 	.migrate_notify = nv_migrate_notify,
 	.migrate_batch = nv_migrate_batch,
+	.migrate_batch_start = nv_migrate_batch_start,
 	.device_access = nv_device_access,
 	.owned_mappings = nv_owned,
 	.tunables = nv_tunables,

@@ -145,6 +145,7 @@ int nv_migrate_poll(void *token, int timeout_ms);
 void nv_migrate_done(void *token);
 int nv_migrate_notify(void *token, void (*fn)(void *arg), void *arg);
 int nv_migrate_batch(const struct coh_batch_item *v, size_t n, int *results);
+int nv_migrate_batch_start(const struct coh_batch_item *v, size_t n, void **tokens);
 int nv_advise(const struct coh_alloc_rec *rec, void *addr, size_t len, int advice, coh_target *t);
 
 /* query.c */

@@ -695,7 +695,7 @@ START_TEST(queue_and_batch_native)
 	coh_queue *q;
 	ck_assert_int_eq(coh_queue_create(ctx, NULL, &q), 0);
 	int threads = t_thread_count();
-	long hostfn = d_calls("cuLaunchHostFunc");
+	long hostfn = d_calls("cuLaunchHostFunc"), qbatches = d_batches();
 	/* 16 ranges of 4 pages: even ones to gpu1, odd ones to the host */
 	struct coh_migrate_req r[16];
 	for (int i = 0; i < 16; i++)
@@ -705,9 +705,23 @@ START_TEST(queue_and_batch_native)
 	int err = 0;
 	ck_assert_int_eq(reap_all(q, 16, &err), 16);
 	ck_assert_int_ge(d_calls("cuLaunchHostFunc") - hostfn, 16);   /* the driver signalled each */
+	ck_assert_int_eq(d_batches() - qbatches, 1);                        /* in one driver batch */
 	ck_assert_int_eq(t_thread_count(), threads);                        /* no helper thread */
 	for (int i = 0; i < 16; i++)
 		ck_assert(all_state(p + (size_t)i * 4 * ps, 4 * ps, i % 2 ? -1 : 1));
+	ck_assert(same(p, len, 5));
+	/* the batch's event cannot be recorded: each request starts on its own */
+	for (int i = 0; i < 16; i++)
+		r[i].dst = i % 2 ? g1 : h;
+	d_fail("cuEventRecord", 1, 999);
+	long prefetched = d_calls("cuMemPrefetchAsync_v2");
+	ck_assert_int_eq(coh_queue_migrate(q, r, 16, sizeof(r[0])), 16);
+	ck_assert_int_eq(reap_all(q, 16, &err), 16);
+	ck_assert_int_eq(err, 0);
+	ck_assert_int_eq(d_batches() - qbatches, 2);
+	ck_assert_int_ge(d_calls("cuMemPrefetchAsync_v2") - prefetched, 16);   /* then one by one */
+	for (int i = 0; i < 16; i++)
+		ck_assert(all_state(p + (size_t)i * 4 * ps, 4 * ps, i % 2 ? 1 : -1));
 	ck_assert(same(p, len, 5));
 	/* no cuLaunchHostFunc (an older driver answers not supported): a worker waits */
 	d_fail("cuLaunchHostFunc", 1, 801)   /* CUDA_ERROR_NOT_SUPPORTED */;
