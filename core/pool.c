@@ -169,6 +169,7 @@ struct tcache {
 	struct tthread *owner;      /* NULL: the thread is gone (fork child) */
 	struct tcache *pnext, *pprev;   /* the pool's caches */
 	struct tcache *tnext;       /* the thread's caches */
+	_Atomic bool flush_req;     /* coh_pool_trim asks the owner to give its blocks back */
 	struct {
 		/* written by the owner only; atomic so that coh_pool_stats can read it */
 		_Atomic unsigned n;
@@ -584,11 +585,25 @@ static struct tcache *cache_slow(struct coh_pool *p)
 	return tc;
 }
 
+/* What another thread's coh_pool_trim asked for: the owner's blocks back to
+ * their chunks (one relaxed load on the fast path when nobody asked). */
+static void cache_flush_requested(struct coh_pool *p, struct tcache *tc)
+{
+	atomic_store_explicit(&tc->flush_req, false, memory_order_relaxed);
+	pthread_mutex_lock(&p->lock);
+	cache_flush(p, tc, true);
+	pthread_mutex_unlock(&p->lock);
+}
+
 static inline struct tcache *cache_of(struct coh_pool *p)
 {
 	struct tslot *s = &tls_slot[p->id % NSLOT];
-	if (__builtin_expect(s->id == p->id, 1))
-		return s->tc;
+	if (__builtin_expect(s->id == p->id, 1)) {
+		struct tcache *tc = s->tc;
+		if (__builtin_expect(tc && atomic_load_explicit(&tc->flush_req, memory_order_relaxed), 0))
+			cache_flush_requested(p, tc);
+		return tc;
+	}
 	if (p->flags & COH_POOL_NO_TCACHE)
 		return NULL;
 	return cache_slow(p);
@@ -855,6 +870,8 @@ int coh_pool_trim(coh_pool *p)
 	for (struct tcache *tc = p->caches; tc; tc = tc->pnext)
 		if (!tc->owner || (tls_thread && tc->owner == tls_thread))
 			cache_flush(p, tc, false);
+		else
+			atomic_store_explicit(&tc->flush_req, true, memory_order_relaxed);
 	int n = 0, err = 0;
 	struct chunk *next;
 	for (struct chunk *c = p->chunks; c; c = next) {

@@ -681,7 +681,9 @@ COH_API int coh_pool_alloc(coh_pool *pool, size_t size, size_t align, void **out
  * -EINVAL for an address inside a block; nothing is changed then. */
 COH_API int coh_pool_free(coh_pool *pool, void *ptr);
 /* Returns the calling thread's cached blocks and every empty chunk to the
- * targets; the number of chunks returned, or -errno. */
+ * targets, and asks every other thread's cache to give its blocks back at
+ * that thread's next call on the pool; the number of chunks returned, or
+ * -errno. */
 COH_API int coh_pool_trim(coh_pool *pool);
 COH_API int coh_pool_stats(coh_pool *pool, struct coh_pool_stats *out);
 /* coh_migrate() of every chunk and large allocation of the pool to dst;

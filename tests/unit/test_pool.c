@@ -325,6 +325,51 @@ START_TEST(fragmented_refills)
 }
 END_TEST
 
+/* coh_pool_trim on one thread: another live thread's cache gives its
+ * blocks back at its next call on the pool. */
+static coh_pool *trim_pool;
+static pthread_barrier_t trim_bar;
+static void *trim_worker(void *arg)
+{
+	(void)arg;
+	void *b[40];
+	for (int i = 0; i < 40; i++)
+		ck_assert_int_eq(coh_pool_alloc(trim_pool, 1024, 0, &b[i]), 0);
+	for (int i = 0; i < 40; i++)
+		ck_assert_int_eq(coh_pool_free(trim_pool, b[i]), 0);   /* into this thread's cache */
+	pthread_barrier_wait(&trim_bar);   /* main: stats, trim */
+	pthread_barrier_wait(&trim_bar);
+	void *x;
+	ck_assert_int_eq(coh_pool_alloc(trim_pool, 64, 0, &x), 0);   /* any call hands the cache back */
+	ck_assert_int_eq(coh_pool_free(trim_pool, x), 0);
+	pthread_barrier_wait(&trim_bar);   /* main: stats */
+	pthread_barrier_wait(&trim_bar);
+	return NULL;
+}
+
+START_TEST(trim_other_threads)
+{
+	trim_pool = pool_new(COH_FORK_COPY, 0);
+	pthread_barrier_init(&trim_bar, NULL, 2);
+	pthread_t th;
+	ck_assert_int_eq(pthread_create(&th, NULL, trim_worker, NULL), 0);
+	pthread_barrier_wait(&trim_bar);
+	ck_assert_uint_ge(stats_of(trim_pool).cached_bytes, 40 * 1024);
+	ck_assert_int_ge(coh_pool_trim(trim_pool), 0);
+	ck_assert_uint_ge(stats_of(trim_pool).cached_bytes, 40 * 1024);   /* still the owner's */
+	pthread_barrier_wait(&trim_bar);
+	pthread_barrier_wait(&trim_bar);
+	struct coh_pool_stats st = stats_of(trim_pool);
+	ck_assert_uint_le(st.cached_bytes, 64 * 64);   /* the 1 KiB blocks went back: one refill of 64 B left */
+	ck_assert_uint_eq(st.live_blocks, 0);
+	ck_assert_int_ge(coh_pool_trim(trim_pool), 1);   /* and their chunk empties */
+	pthread_barrier_wait(&trim_bar);
+	pthread_join(th, NULL);
+	pthread_barrier_destroy(&trim_bar);
+	ck_assert_int_eq(coh_pool_destroy(trim_pool), 0);
+}
+END_TEST
+
 /* ---- threads ---- */
 #define NTHREADS 8
 #define PER 2000
@@ -526,6 +571,7 @@ int main(void)
 	tcase_add_test(tc, bad_input);
 	tcase_add_loop_test(tc, trim, 0, 2);
 	tcase_add_loop_test(tc, fragmented_refills, 0, 3);
+	tcase_add_test(tc, trim_other_threads);
 	tcase_add_test(tc, threads);
 	tcase_add_loop_test(tc, fork_child, 0, 4);
 	tcase_add_test(tc, fallback);
