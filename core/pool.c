@@ -567,6 +567,7 @@ static struct tcache *cache_slow(struct coh_pool *p)
 		}
 		tc->pool = p;
 		tc->owner = tls_thread;
+		atomic_init(&tc->flush_req, false);
 		for (unsigned k = 0; k < NCLASS; k++)
 			BIN_SET(tc, k, 0);
 		tc->tnext = tls_thread->caches;
