@@ -388,6 +388,13 @@ ssize_t coh_sys_read(int fd, void *buf, size_t len);   /* no retry: EINTR comes 
 ssize_t coh_sys_readlinkat(int dirfd, const char *path, char *buf, size_t len);
 int coh_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, void **out);
 int coh_sys_munmap(void *addr, size_t len);
+/* memfd_create (the descriptor), ftruncate, fcntl (its result) and fstat:
+ * one fault-injection kind, "fd". */
+struct stat;
+int coh_sys_memfd_create(const char *name, unsigned flags);
+int coh_sys_ftruncate(int fd, off_t len);
+int coh_sys_fcntl(int fd, int cmd, int arg);
+int coh_sys_fstat(int fd, struct stat *st);
 /* Gives back a whole mapping the caller made itself, as a temporary view
  * or a stack: no VMA is split, so it cannot fail for want of map count,
  * and it is not a fault-injection point (cleanup that has no caller to

@@ -226,7 +226,10 @@ int coh_log_level_parse(const char *s);
  * load and a predicted-false branch per call. */
 enum coh_fault_call {
 	COH_FC_MMAP, COH_FC_MUNMAP, COH_FC_MREMAP, COH_FC_MADVISE, COH_FC_MBIND, COH_FC_MOVE_PAGES,
-	COH_FC_IOCTL, COH_FC_PREAD, COH_FC_OPEN, COH_FC_READ, COH_FC_READLINK, COH_FC_NKINDS
+	COH_FC_IOCTL, COH_FC_PREAD, COH_FC_OPEN, COH_FC_READ, COH_FC_READLINK,
+	COH_FC_FD,      /* memfd_create, ftruncate, fcntl, fstat */
+	COH_FC_SOCK,    /* sendmsg, recvmsg */
+	COH_FC_NKINDS
 };
 #define COH_FC_ALL ((1u << COH_FC_NKINDS) - 1)
 #ifdef COH_FAULT_INJECTION
@@ -244,6 +247,10 @@ void coh_fault_disarm(void);
 long coh_fault_calls(void);         /* counted since the last arm */
 int coh_fault_fired(void);          /* the kind that failed, or -1 */
 const char *coh_fault_call_name(int c);
+/* sendmsg and recvmsg, retried on EINTR: the byte count or -errno (kind "sock"). */
+struct msghdr;
+ssize_t coh_sys_sendmsg(int sock, const struct msghdr *m, int flags);
+ssize_t coh_sys_recvmsg(int sock, struct msghdr *m, int flags);
 /* COH_FAULT="nth=N,errno=ENOMEM[,call=mmap]" arms at the first context (by hand, cohctl). */
 void coh_fault_env(void);
 

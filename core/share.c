@@ -104,11 +104,9 @@ int coh_handle_send(int sock, const struct coh_handle *h)
 	c->cmsg_type = SCM_RIGHTS;
 	c->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(c), &h->fd, sizeof(int));
-	ssize_t n;
-	while ((n = sendmsg(sock, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-		;
+	ssize_t n = coh_sys_sendmsg(sock, &m, MSG_NOSIGNAL);
 	if (n < 0)
-		return -errno;
+		return (int)n;
 	return n == (ssize_t)sizeof(wire) ? 0 : -EIO;
 }
 
@@ -141,11 +139,9 @@ int coh_handle_recv(int sock, struct coh_handle *h)
 	memset(&u, 0, sizeof(u));
 	struct iovec iov = { .iov_base = &wire, .iov_len = sizeof(wire) };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	ssize_t n;
-	while ((n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
-		;
+	ssize_t n = coh_sys_recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
 	if (n < 0)
-		return -errno;
+		return (int)n;
 	if (n == 0)
 		return -ECONNRESET;
 	int fd = -1, nfd = 0;

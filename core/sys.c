@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -69,7 +71,7 @@ int coh_fault_fired(void)
 
 static const char *const fault_names[COH_FC_NKINDS] = {
 	"mmap", "munmap", "mremap", "madvise", "mbind", "move_pages",
-	"ioctl", "pread", "open", "read", "readlink",
+	"ioctl", "pread", "open", "read", "readlink", "fd", "sock",
 };
 
 const char *coh_fault_call_name(int c)
@@ -144,6 +146,50 @@ int coh_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off,
 		return -errno;
 	*out = p;
 	return 0;
+}
+
+int coh_sys_memfd_create(const char *name, unsigned flags)
+{
+	FAULT_RETURN(COH_FC_FD);
+	int fd = memfd_create(name, flags);
+	return fd < 0 ? -errno : fd;
+}
+
+int coh_sys_ftruncate(int fd, off_t len)
+{
+	FAULT_RETURN(COH_FC_FD);
+	return ftruncate(fd, len) ? -errno : 0;
+}
+
+int coh_sys_fcntl(int fd, int cmd, int arg)
+{
+	FAULT_RETURN(COH_FC_FD);
+	int r = fcntl(fd, cmd, arg);
+	return r < 0 ? -errno : r;
+}
+
+int coh_sys_fstat(int fd, struct stat *st)
+{
+	FAULT_RETURN(COH_FC_FD);
+	return fstat(fd, st) ? -errno : 0;
+}
+
+ssize_t coh_sys_sendmsg(int sock, const struct msghdr *m, int flags)
+{
+	FAULT_RETURN(COH_FC_SOCK);
+	ssize_t n;
+	while ((n = sendmsg(sock, m, flags)) < 0 && errno == EINTR)
+		;
+	return n < 0 ? -errno : n;
+}
+
+ssize_t coh_sys_recvmsg(int sock, struct msghdr *m, int flags)
+{
+	FAULT_RETURN(COH_FC_SOCK);
+	ssize_t n;
+	while ((n = recvmsg(sock, m, flags)) < 0 && errno == EINTR)
+		;
+	return n < 0 ? -errno : n;
 }
 
 int coh_sys_munmap(void *addr, size_t len)

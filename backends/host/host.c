@@ -377,13 +377,10 @@ static int memfd_map(size_t size, size_t align, void **out, void **priv)
 	struct host_share *hs = malloc(sizeof(*hs));
 	if (!hs)
 		return -ENOMEM;
-	int e = 0;
-	hs->fd = memfd_create("libcoherent", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (hs->fd < 0)
-		e = -errno;
-	else if (ftruncate(hs->fd, (off_t)size) ||
-		 fcntl(hs->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL))
-		e = -errno;
+	hs->fd = coh_sys_memfd_create("libcoherent", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	int e = hs->fd < 0 ? hs->fd : coh_sys_ftruncate(hs->fd, (off_t)size);
+	if (!e)
+		e = coh_sys_fcntl(hs->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
 	void *res = NULL, *p = NULL;
 	if (!e)
 		e = coh_sys_mmap_aligned(size, align, PROT_NONE, MAP_PRIVATE | MAP_NORESERVE, &res);
@@ -469,11 +466,12 @@ static int host_share_export(const struct coh_alloc_rec *rec, struct coh_handle 
 	if (!hs)
 		return -EINVAL;   /* private memory: only COH_ALLOC_SHAREABLE memory has a memfd */
 	struct stat st;
-	if (fstat(hs->fd, &st))
-		return -errno;
-	int fd = fcntl(hs->fd, F_DUPFD_CLOEXEC, 0);
+	int e = coh_sys_fstat(hs->fd, &st);
+	if (e)
+		return e;
+	int fd = coh_sys_fcntl(hs->fd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	h->kind = COH_HANDLE_MEMFD;
 	h->length = rec->length;
 	h->offset = 0;
@@ -493,23 +491,29 @@ static int host_share_import(coh_target *t, const struct coh_handle *h, void **o
 	if (h->offset || h->length != h->object_size || h->length % ps || h->dev || h->chunk || h->serial)
 		return -EINVAL;
 	struct stat st;
-	if (fstat(h->fd, &st))
-		return -errno;
+	int e = coh_sys_fstat(h->fd, &st);
+	if (e)
+		return e;
 	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != h->object_size)
 		return -EINVAL;   /* not the memfd it claims to be, or another size */
-	int seals = fcntl(h->fd, F_GET_SEALS);
-	if (seals < 0 || !(seals & F_SEAL_SHRINK))
+	int seals = coh_sys_fcntl(h->fd, F_GET_SEALS, 0);
+	if (seals == -EINVAL)
+		return -EINVAL;   /* not a memfd: it has no seals */
+	if (seals < 0)
+		return seals;
+	if (!(seals & F_SEAL_SHRINK))
 		return -EINVAL;
 	struct host_share *hs = malloc(sizeof(*hs));
 	if (!hs)
 		return -ENOMEM;
-	hs->fd = fcntl(h->fd, F_DUPFD_CLOEXEC, 0);
+	hs->fd = coh_sys_fcntl(h->fd, F_DUPFD_CLOEXEC, 0);
 	if (hs->fd < 0) {
+		e = hs->fd;
 		free(hs);
-		return -errno;
+		return e;
 	}
 	void *p;
-	int e = coh_sys_mmap(NULL, (size_t)h->length, PROT_READ | PROT_WRITE, MAP_SHARED, hs->fd, 0, &p);
+	e = coh_sys_mmap(NULL, (size_t)h->length, PROT_READ | PROT_WRITE, MAP_SHARED, hs->fd, 0, &p);
 	if (e) {
 		share_drop(hs);
 		return e;

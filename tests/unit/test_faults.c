@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -265,6 +266,9 @@ struct fx {
 	coh_target *t, *h;
 	void *p;             /* the allocation or adopted range */
 	coh_pool *pool;      /* pool ops: the pool setup made */
+	void *q;             /* sharing: the import of p */
+	struct coh_handle hd; /* sharing: p's handle (setup's, or the one received) */
+	int sv[2];           /* sharing: a socket pair */
 	unsigned seed;
 	int count0;          /* coh_alloc_count after setup */
 	bool adopted;        /* p is the test's own mapping */
@@ -355,6 +359,74 @@ static void check_alloc(struct fx *f, int rc)
 	fill(f->p, LEN, f->seed);
 	ck_assert(intact(f->p, LEN, f->seed));
 	free_p(f);
+}
+
+/* sharing: a shareable allocation (a sealed memfd), its export and import,
+ * and a handle across a socket; a failure leaves no descriptor, mapping or
+ * record behind and the exporter's memory as it was */
+static int run_alloc_shareable(struct fx *f)
+{
+	f->p = NULL;
+	return coh_alloc(f->t, LEN, &COH_ALLOC_PROPS(.flags = COH_ALLOC_SHAREABLE, .fork_policy = COH_FORK_SHARE), &f->p);
+}
+static void setup_shareable(struct fx *f)
+{
+	f->q = NULL;
+	int e = coh_alloc(f->t, LEN, &COH_ALLOC_PROPS(.flags = COH_ALLOC_SHAREABLE, .fork_policy = COH_FORK_SHARE), &f->p);
+	ck_assert_msg(e == 0, "setup alloc: %d", e);
+	fill(f->p, LEN, f->seed);
+}
+static int run_export_import(struct fx *f)
+{
+	struct coh_handle h;
+	int e = coh_export(f->ctx, f->p, &h);
+	if (e)
+		return e;
+	e = coh_import(f->ctx, &h, &f->q);
+	coh_handle_close(&h);
+	return e;
+}
+/* the import (when rc is 0) sees p's bytes and writes through to them */
+static void check_import(struct fx *f, int rc)
+{
+	if (rc) {
+		ck_assert_int_eq(coh_alloc_count(f->ctx), f->count0);
+	} else {
+		ck_assert_int_eq(coh_alloc_count(f->ctx), f->count0 + 1);
+		ck_assert(intact(f->q, LEN, f->seed));
+		fill(f->q, LEN, f->seed + 1);
+		ck_assert(intact(f->p, LEN, f->seed + 1));
+		fill(f->p, LEN, f->seed);
+		ck_assert_int_eq(coh_free(f->ctx, f->q), 0);
+	}
+	f->q = NULL;
+	ck_assert(intact(f->p, LEN, f->seed));
+	free_p(f);
+}
+static void setup_handle(struct fx *f)
+{
+	setup_shareable(f);
+	ck_assert_int_eq(coh_export(f->ctx, f->p, &f->hd), 0);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, f->sv), 0);
+}
+static int run_send_recv(struct fx *f)
+{
+	int e = coh_handle_send(f->sv[0], &f->hd);
+	coh_handle_close(&f->hd);
+	return e ? e : coh_handle_recv(f->sv[1], &f->hd);
+}
+static void check_send_recv(struct fx *f, int rc)
+{
+	if (!rc) {
+		ck_assert_int_ge(f->hd.fd, 0);
+		ck_assert_int_eq(coh_import(f->ctx, &f->hd, &f->q), 0);
+		ck_assert_int_eq(coh_handle_close(&f->hd), 0);
+	} else {
+		ck_assert_int_eq(f->hd.fd, -1);   /* nothing received is left open */
+	}
+	close(f->sv[0]);
+	close(f->sv[1]);
+	check_import(f, rc);
 }
 
 /* pool: the first block takes a chunk (an aligned coh_alloc); a failure
@@ -599,6 +671,9 @@ static const struct op ops[] = {
 	{ "fork policy set", COH_CAP_FORK_EXCLUDE, setup_alloc, run_policy, check_policy },
 	{ "fork (COPY)", COH_CAP_FORK_COPY, setup_copy, run_fork, check_forked },
 	{ "pool alloc (new chunk)", COH_CAP_ALLOC, setup_pool, run_pool_alloc, check_pool_alloc },
+	{ "alloc (shareable)", COH_CAP_SHARE, setup_none, run_alloc_shareable, check_alloc },
+	{ "export + import", COH_CAP_SHARE, setup_shareable, run_export_import, check_import },
+	{ "handle send + recv", COH_CAP_SHARE, setup_handle, run_send_recv, check_send_recv },
 };
 #define NOPS (sizeof(ops) / sizeof(ops[0]))
 
