@@ -6,7 +6,7 @@
  *   cohctl [--fsroot DIR] check [--json]
  *   cohctl query PID ADDR LEN [--json]
  *   cohctl query PID ADDR LEN --watch [--interval MS] [--count N] [--json]
- *   cohctl bench [--quick] [alloc|lookup|query|fork|pool|cxl|nvidia]
+ *   cohctl bench [--quick] [alloc|lookup|query|fork|pool|cxl|nvidia|queue] [--plot FILE.svg]
  *   cohctl version
  */
 #include <dirent.h>
@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -41,7 +42,9 @@ static void usage(FILE *f)
 		   "  query PID ADDR LEN --watch [--interval MS] [--count N] [--json]\n"
 		   "                            the same refreshed (every 1000 ms): pages per target and a page map,\n"
 		   "                            until Ctrl-C, N refreshes or the process exits\n"
-		   "  bench [--quick] [SUITE]   run the benchmark suites (alloc, lookup, query, fork, pool, cxl, nvidia, queue)\n"
+		   "  bench [--quick] [SUITE] [--plot FILE.svg]\n"
+		   "                            run the benchmark suites (alloc, lookup, query, fork, pool, cxl, nvidia,\n"
+		   "                            queue); --plot also draws the rows as an SVG bar chart\n"
 		   "  version\n");
 }
 
@@ -1025,26 +1028,74 @@ static void bench_progress(const char *msg)
 	fprintf(stderr, "cohctl bench: %s\n", msg);
 }
 
+/* --plot writes SVG alone, to a file named so. */
+static bool plot_name_ok(const char *path)
+{
+	size_t l = strlen(path);
+	if (l >= 5 && !strcasecmp(path + l - 4, ".svg"))
+		return true;
+	fprintf(stderr, "cohctl bench: --plot writes SVG only: name the file FILE.svg, not '%s'%s\n", path,
+		l >= 4 && !strcasecmp(path + l - 4, ".png") ? " (rsvg-convert or a browser turn the SVG into a PNG)" : "");
+	return false;
+}
+
+/* Where --plot writes, opened before the run so that a path that cannot
+ * be written fails at once: NULL after a message otherwise. */
+static FILE *plot_open(const char *path)
+{
+	FILE *f = fopen(path, "we");
+	if (!f)
+		fprintf(stderr, "cohctl bench: %s: %s\n", path, strerror(errno));
+	return f;
+}
+
 static int cmd_bench(int argc, char **argv)
 {
 	struct bench_opts o = { .progress = bench_progress };
-	const char *suite = NULL;
+	const char *suite = NULL, *plot = NULL;
 	bool md = false;
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--quick"))
+		if (!strcmp(argv[i], "--quick")) {
 			o.quick = true;
-		else if (!strcmp(argv[i], "--markdown"))
+		} else if (!strcmp(argv[i], "--markdown")) {
 			md = true;
-		else
+		} else if (!strcmp(argv[i], "--plot")) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "cohctl bench: --plot needs a file name (FILE.svg)\n");
+				return 2;
+			}
+			plot = argv[++i];
+		} else {
 			suite = argv[i];
+		}
 	}
+	if (plot && !plot_name_ok(plot))
+		return 2;
+	FILE *pf = plot ? plot_open(plot) : NULL;
+	if (plot && !pf)
+		return 1;
 	struct bench_result r[64];
 	int n = bench_run(suite, &o, r, 64);
 	if (n < 0) {
 		fprintf(stderr, "cohctl bench: %s\n", n == -ENOENT ? "no such suite" : coh_strerror(n));
+		if (pf) {
+			fclose(pf);
+			unlink(plot);
+		}
 		return 1;
 	}
 	bench_print(r, n, md);
+	if (!pf)
+		return 0;
+	char title[160];
+	snprintf(title, sizeof(title), "libcoherent %s benchmarks: %s%s", coh_version_string(),
+		 suite ? suite : "all suites", o.quick ? " (--quick)" : "");
+	int e = bench_plot_svg(pf, title, r, n);
+	if (fclose(pf) || e) {
+		fprintf(stderr, "cohctl bench: writing %s failed\n", plot);
+		return 1;
+	}
+	fprintf(stderr, "cohctl bench: %d rows plotted to %s\n", n, plot);
 	return 0;
 }
 
