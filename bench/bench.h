@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "coherent.h"
 
@@ -45,6 +46,11 @@ int bench_queue(const struct bench_opts *o, struct bench_result *out, int max);
 /* Runs the named suite ("alloc", "lookup", "query", "fork", "pool", "cxl", "nvidia", "queue") or all (NULL). */
 int bench_run(const char *suite, const struct bench_opts *o, struct bench_result *out, int max);
 void bench_print(const struct bench_result *r, int n, bool markdown);
+/* The rows as an SVG bar chart, grouped by suite: per row libcoherent's
+ * value against the peer's, scaled to the larger, with the ratio and the
+ * goal met or not; titled, with the machine and the date.  0, or -1 when
+ * writing to f failed. */
+int bench_plot_svg(FILE *f, const char *title, const struct bench_result *r, int n);
 
 /* A context of the host backend alone and its target host:node0 (NULL
  * when there is none): 0, or coh_context_create's error. */

@@ -5,7 +5,8 @@
  *   cohctl [--fsroot DIR] [--backends LIST] [--tunables LIST] [-v] devices [--json]
  *   cohctl [--fsroot DIR] check [--json]
  *   cohctl query PID ADDR LEN [--json]
- *   cohctl bench [--quick] [alloc|lookup|query|fork|pool|cxl|nvidia]
+ *   cohctl query PID ADDR LEN --watch [--interval MS] [--count N] [--json]
+ *   cohctl bench [--quick] [alloc|lookup|query|fork|pool|cxl|nvidia|queue] [--plot FILE.svg]
  *   cohctl version
  */
 #include <dirent.h>
@@ -17,7 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -34,7 +39,12 @@ static void usage(FILE *f)
 		   "  devices [--json]          memory targets and their capabilities\n"
 		   "  check [--json]            can this kernel/driver serve each backend, what is missing\n"
 		   "  query PID ADDR LEN [--json]  residency of a range of a process (PID 0: cohctl)\n"
-		   "  bench [--quick] [SUITE]   run the benchmark suites (alloc, lookup, query, fork, pool, cxl, nvidia, queue)\n"
+		   "  query PID ADDR LEN --watch [--interval MS] [--count N] [--json]\n"
+		   "                            the same refreshed (every 1000 ms): pages per target and a page map,\n"
+		   "                            until Ctrl-C, N refreshes or the process exits\n"
+		   "  bench [--quick] [SUITE] [--plot FILE.svg]\n"
+		   "                            run the benchmark suites (alloc, lookup, query, fork, pool, cxl, nvidia,\n"
+		   "                            queue); --plot also draws the rows as an SVG bar chart\n"
 		   "  version\n");
 }
 
@@ -595,36 +605,58 @@ static int cmd_check(int argc, char **argv)
 
 /* ---------------- query ---------------- */
 
-static int cmd_query(int argc, char **argv)
+/* A whole decimal (base 10) or C-style (base 0) unsigned number, no sign,
+ * no blank, no junk after it; *suffix, when given, takes one trailing
+ * letter instead. */
+static bool parse_u64(const char *s, int base, unsigned long long *v, char *suffix)
 {
-	if (argc < 4) {
-		usage(stderr);
-		return 2;
-	}
-	bool json = argc > 4 && !strcmp(argv[4], "--json");
+	if (!*s || !((*s >= '0' && *s <= '9')))
+		return false;
 	char *end;
-	long pid = strtol(argv[1], &end, 10);
-	if (*end || pid < 0) {
+	errno = 0;
+	*v = strtoull(s, &end, base);
+	if (errno || end == s)
+		return false;
+	if (suffix) {
+		*suffix = *end;
+		return !*end || !end[1];
+	}
+	return !*end;
+}
+
+/* The range to look at: PID ADDR LEN, LEN with an optional k, m or g. */
+static bool parse_range(char **argv, long *pid, uintptr_t *addr, uintptr_t *len)
+{
+	unsigned long long p, a, l;
+	char sfx;
+	if (!parse_u64(argv[1], 10, &p, NULL) || p > 0x7fffffff) {
 		fprintf(stderr, "cohctl: bad PID '%s'\n", argv[1]);
-		return 2;
+		return false;
 	}
-	unsigned long long addr = strtoull(argv[2], &end, 0);
-	if (*end) {
+	if (!parse_u64(argv[2], 0, &a, NULL) || a > UINTPTR_MAX) {
 		fprintf(stderr, "cohctl: bad address '%s'\n", argv[2]);
-		return 2;
+		return false;
 	}
-	unsigned long long len = strtoull(argv[3], &end, 0);
-	if (*end && (end[1] || !strchr("kKmMgG", *end))) {
-		fprintf(stderr, "cohctl: bad length '%s'\n", argv[3]);
-		return 2;
+	int shift = -1;
+	if (parse_u64(argv[3], 0, &l, &sfx))
+		shift = !sfx ? 0 : strchr("kK", sfx) ? 10 : strchr("mM", sfx) ? 20 : strchr("gG", sfx) ? 30 : -1;
+	if (shift < 0 || l > (UINTPTR_MAX >> shift) || (l << shift) > UINTPTR_MAX - a) {
+		fprintf(stderr, "cohctl: bad length '%s' (bytes, k, m or g; the range must not wrap)\n", argv[3]);
+		return false;
 	}
-	if (*end)
-		len <<= (*end == 'k' || *end == 'K') ? 10 : (*end == 'm' || *end == 'M') ? 20 : 30;
+	*pid = (long)p;
+	*addr = (uintptr_t)a;
+	*len = (uintptr_t)(l << shift);
+	return true;
+}
+
+static int query_once(long pid, uintptr_t addr, uintptr_t len, bool json)
+{
 	coh_context *ctx;
 	if (open_ctx(&ctx))
 		return 1;
 	struct coh_extent ext[256];
-	uintptr_t cur = (uintptr_t)addr, stop = (uintptr_t)(addr + len);
+	uintptr_t cur = addr, stop = addr + len;
 	int rc = 0, first = 1;
 	if (json)
 		printf("{\"pid\": %ld, \"extents\": [", pid);
@@ -662,6 +694,333 @@ static int cmd_query(int argc, char **argv)
 	return rc;
 }
 
+/* --watch: the range tallied per target at every refresh.  Categories:
+ * the three below, then one per target (coh_target_index() + W_TARGET0),
+ * so a target keeps its map letter for the whole watch. */
+enum { W_NOT_PRESENT, W_UNKNOWN, W_UNMAPPED, W_TARGET0 };
+#define W_MAX_COLS 1024
+
+struct watch {
+	coh_context *ctx;
+	long pid;
+	unsigned long long start_time;   /* of the process, to see it exit (or its PID reused) */
+	uintptr_t base;                  /* the range widened to whole pages */
+	uint64_t npages, page;
+	int ncat;
+	uint64_t *pages;                 /* [ncat] */
+	uint64_t *cols;                  /* [W_MAX_COLS][ncat] */
+	int ncols;
+	bool json, tty;
+	unsigned long long count, interval_ms;
+};
+
+/* Start time of the process (clock ticks after boot), 0 once it is gone or a zombie. */
+static unsigned long long proc_start_time(long pid)
+{
+	const char *root = opt_fsroot ? opt_fsroot : getenv("COH_FSROOT");
+	char path[4200], buf[1024];
+	snprintf(path, sizeof(path), "%s/proc/%ld/stat", root ? root : "", pid ? pid : (long)getpid());
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')'), state;
+	unsigned long long t;
+	/* fields 3 (state) to 22 (starttime) of proc(5) */
+	if (!p || sscanf(p + 1, " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+			 &state, &t) != 2)
+		return 0;
+	return state == 'Z' || state == 'X' ? 0 : t ? t : 1;
+}
+
+static char watch_mark(int cat)
+{
+	static const char fixed[] = ".?-";
+	if (cat < W_TARGET0)
+		return fixed[cat];
+	return cat - W_TARGET0 < 26 ? (char)('A' + cat - W_TARGET0) : '#';
+}
+
+static const char *watch_cat_name(const struct watch *w, int cat)
+{
+	static const char *const fixed[] = { "not present", "unknown", "unmapped" };
+	return cat < W_TARGET0 ? fixed[cat] : coh_target_name(coh_target_get(w->ctx, (unsigned)(cat - W_TARGET0)));
+}
+
+static int watch_category(const struct coh_extent *x)
+{
+	if (x->target && coh_target_index(x->target) >= 0)
+		return W_TARGET0 + coh_target_index(x->target);
+	if (x->kind == COH_MEM_UNMAPPED)
+		return W_UNMAPPED;
+	if (x->kind == COH_MEM_NOT_POPULATED || x->kind == COH_MEM_SWAPPED)
+		return W_NOT_PRESENT;
+	return W_UNKNOWN;
+}
+
+/* First page of column c: columns split the pages as evenly as whole pages allow. */
+static uint64_t watch_col_first(const struct watch *w, int c)
+{
+	return (uint64_t)((unsigned __int128)w->npages * (unsigned)c / (unsigned)w->ncols);
+}
+
+/* Counts pages [p0, p1) of category cat, in total and per map column. */
+static void watch_add(struct watch *w, uint64_t p0, uint64_t p1, int cat)
+{
+	w->pages[cat] += p1 - p0;
+	int c = (int)((unsigned __int128)p0 * (unsigned)w->ncols / w->npages);
+	while (c + 1 < w->ncols && watch_col_first(w, c + 1) <= p0)
+		c++;
+	for (; c < w->ncols && watch_col_first(w, c) < p1; c++) {
+		uint64_t lo = watch_col_first(w, c), hi = watch_col_first(w, c + 1);
+		lo = lo > p0 ? lo : p0;
+		hi = hi < p1 ? hi : p1;
+		w->cols[(size_t)c * (size_t)w->ncat + (size_t)cat] += hi - lo;
+	}
+}
+
+/* One snapshot of the range into w->pages and w->cols: 0 or -errno. */
+static int watch_sample(struct watch *w)
+{
+	int width = 64;
+	struct winsize ws;
+	if (w->tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		width = ws.ws_col - 10;
+	width = width < 16 ? 16 : width > W_MAX_COLS ? W_MAX_COLS : width;
+	w->ncols = w->npages < (uint64_t)width ? (int)w->npages : width;
+	memset(w->pages, 0, sizeof(*w->pages) * (size_t)w->ncat);
+	memset(w->cols, 0, sizeof(*w->cols) * (size_t)w->ncat * W_MAX_COLS);
+	struct coh_extent ext[256];
+	uintptr_t end = w->base + w->npages * w->page, cur = w->base;
+	while (cur < end) {
+		int n = coh_query_pid(w->ctx, (pid_t)w->pid, (void *)cur, end - cur, ext, 256, sizeof(ext[0]));
+		if (n < 0)
+			return n;
+		if (n == 0)
+			break;
+		for (int i = 0; i < n; i++) {
+			uintptr_t s = ext[i].start < cur ? cur : ext[i].start;
+			uintptr_t e = ext[i].start + ext[i].length > end ? end : ext[i].start + ext[i].length;
+			if (e > s)
+				watch_add(w, (s - w->base) / w->page, (e - w->base + w->page - 1) / w->page,
+					  watch_category(&ext[i]));
+		}
+		cur = ext[n - 1].start + ext[n - 1].length;
+	}
+	if (cur < end)   /* not described: say so rather than lose the pages */
+		watch_add(w, (cur - w->base) / w->page, w->npages, W_UNKNOWN);
+	return 0;
+}
+
+/* The map line: per column the category holding most of its pages. */
+static void watch_map(const struct watch *w, char *out)
+{
+	for (int c = 0; c < w->ncols; c++) {
+		const uint64_t *k = &w->cols[(size_t)c * (size_t)w->ncat];
+		int best = 0;
+		for (int cat = 1; cat < w->ncat; cat++)
+			if (k[cat] > k[best])
+				best = cat;
+		out[c] = watch_mark(best);
+	}
+	out[w->ncols] = '\0';
+}
+
+static void watch_time(char *buf, size_t len)
+{
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	localtime_r(&ts.tv_sec, &tm);
+	char day[32], zone[8];
+	strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+	strftime(zone, sizeof(zone), "%z", &tm);
+	snprintf(buf, len, "%s.%03ld%s", day, ts.tv_nsec / 1000000, zone);
+}
+
+static void watch_print(const struct watch *w, unsigned long long refresh)
+{
+	char when[64], map[W_MAX_COLS + 1], of[32] = "";
+	watch_time(when, sizeof(when));
+	watch_map(w, map);
+	double per_col = (double)w->npages / w->ncols;
+	if (w->json) {
+		printf("{\"time\": \"%s\", \"pid\": %ld, \"refresh\": %llu, \"start\": \"0x%" PRIxPTR "\", "
+		       "\"length\": %" PRIu64 ", \"page_size\": %" PRIu64 ", \"pages\": %" PRIu64 ", \"targets\": [",
+		       when, w->pid, refresh, w->base, w->npages * w->page, w->page, w->npages);
+		int k = 0;
+		for (int cat = W_TARGET0; cat < w->ncat; cat++) {
+			if (!w->pages[cat])
+				continue;
+			printf("%s{\"name\": ", k++ ? ", " : "");
+			json_str(watch_cat_name(w, cat));
+			printf(", \"mark\": \"%c\", \"pages\": %" PRIu64 ", \"bytes\": %" PRIu64 "}", watch_mark(cat),
+			       w->pages[cat], w->pages[cat] * w->page);
+		}
+		printf("]");
+		static const char *const keys[] = { "not_present", "unknown", "unmapped" };
+		for (int cat = 0; cat < W_TARGET0; cat++)
+			printf(", \"%s\": {\"pages\": %" PRIu64 ", \"bytes\": %" PRIu64 "}", keys[cat], w->pages[cat],
+			       w->pages[cat] * w->page);
+		printf(", \"map\": \"%s\", \"pages_per_column\": %.6g}\n", map, per_col);
+		fflush(stdout);
+		return;
+	}
+	if (w->tty)
+		printf("\033[H\033[2J");   /* home and clear: redraw in place */
+	if (w->count)
+		snprintf(of, sizeof(of), "/%llu", w->count);
+	printf("--- %s  pid %ld  refresh %llu%s\n", when, w->pid, refresh, of);
+	printf("range 0x%016" PRIxPTR "-0x%016" PRIxPTR "  %" PRIu64 " bytes, %" PRIu64 " pages of %" PRIu64 " bytes\n",
+	       w->base, w->base + w->npages * w->page, w->npages * w->page, w->npages, w->page);
+	for (int cat = W_TARGET0; cat < w->ncat + W_TARGET0; cat++) {
+		int c = cat < w->ncat ? cat : cat - w->ncat;   /* targets first, then the rest */
+		if (c >= W_TARGET0 && !w->pages[c])
+			continue;
+		printf("  %c %-20s %12" PRIu64 " pages %16" PRIu64 " bytes\n", watch_mark(c), watch_cat_name(w, c),
+		       w->pages[c], w->pages[c] * w->page);
+	}
+	printf("    %-20s %12" PRIu64 " pages %16" PRIu64 " bytes\n", "total", w->npages, w->npages * w->page);
+	printf("  map |%s|  %.3g page%s per column\n", map, per_col, per_col == 1 ? "" : "s");
+	fflush(stdout);
+}
+
+/* The process is gone: the last line of the watch. */
+static void watch_exited(const struct watch *w, unsigned long long refreshes)
+{
+	char when[64];
+	watch_time(when, sizeof(when));
+	if (w->json)
+		printf("{\"time\": \"%s\", \"pid\": %ld, \"exited\": true, \"refreshes\": %llu}\n", when, w->pid, refreshes);
+	else
+		printf("--- %s  pid %ld exited after %llu refreshes\n", when, w->pid, refreshes);
+	fflush(stdout);
+}
+
+static int watch_run(struct watch *w)
+{
+	w->start_time = proc_start_time(w->pid);
+	if (!w->start_time) {
+		fprintf(stderr, "cohctl: no process %ld\n", w->pid);
+		return 1;
+	}
+	/* SIGINT and SIGTERM end the watch between two refreshes: held
+	 * pending meanwhile, taken by sigtimedwait() as the wait.  One the
+	 * shell had ignored (a background job's SIGINT) stays ignored. */
+	sigset_t stop_set, old;
+	sigemptyset(&stop_set);
+	for (int s = 0; s < 2; s++) {
+		int sig = s ? SIGTERM : SIGINT;
+		struct sigaction sa;
+		if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_IGN)
+			sigaddset(&stop_set, sig);
+	}
+	sigprocmask(SIG_BLOCK, &stop_set, &old);
+	int rc = 0;
+	for (unsigned long long refresh = 1;; refresh++) {
+		int e = watch_sample(w);
+		unsigned long long now = proc_start_time(w->pid);
+		if (now != w->start_time) {
+			if (refresh == 1) {
+				fprintf(stderr, "cohctl: no process %ld\n", w->pid);
+				rc = 1;
+			} else {
+				watch_exited(w, refresh - 1);
+			}
+			break;
+		}
+		if (e) {
+			fprintf(stderr, "cohctl: query of process %ld: %s\n", w->pid, coh_strerror(e));
+			rc = 1;
+			break;
+		}
+		if (refresh == 1 && w->pages[W_UNMAPPED] == w->npages) {
+			fprintf(stderr, "cohctl: 0x%" PRIxPTR "-0x%" PRIxPTR " is not mapped in process %ld\n", w->base,
+				w->base + w->npages * w->page, w->pid);
+			rc = 1;
+			break;
+		}
+		watch_print(w, refresh);
+		if (w->count && refresh >= w->count)
+			break;
+		struct timespec ts = { .tv_sec = (time_t)(w->interval_ms / 1000),
+				       .tv_nsec = (long)(w->interval_ms % 1000) * 1000000 };
+		if (sigtimedwait(&stop_set, NULL, &ts) > 0)
+			break;
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
+static int cmd_query(int argc, char **argv)
+{
+	if (argc < 4) {
+		usage(stderr);
+		return 2;
+	}
+	bool json = false, watch = false, timing = false;
+	unsigned long long interval = 1000, count = 0;
+	for (int i = 4; i < argc; i++) {
+		bool is_interval = !strcmp(argv[i], "--interval"), is_count = !strcmp(argv[i], "--count");
+		if (!strcmp(argv[i], "--json")) {
+			json = true;
+		} else if (!strcmp(argv[i], "--watch")) {
+			watch = true;
+		} else if (is_interval || is_count) {
+			unsigned long long v;
+			if (i + 1 >= argc || !parse_u64(argv[i + 1], 10, &v, NULL) || v < 1 ||
+			    v > (is_interval ? 3600000ull : 1000000000ull)) {
+				fprintf(stderr, "cohctl: bad %s '%s' (%s)\n", argv[i], i + 1 < argc ? argv[i + 1] : "",
+					is_interval ? "milliseconds, 1 to 3600000" : "refreshes, 1 to 1000000000");
+				return 2;
+			}
+			*(is_interval ? &interval : &count) = v;
+			timing = true;
+			i++;
+		} else {
+			fprintf(stderr, "cohctl: query: unknown option '%s'\n", argv[i]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (timing && !watch) {
+		fprintf(stderr, "cohctl: query: --interval and --count go with --watch\n");
+		return 2;
+	}
+	long pid;
+	uintptr_t addr, len;
+	if (!parse_range(argv, &pid, &addr, &len))
+		return 2;
+	if (!watch)
+		return query_once(pid, addr, len, json);
+	if (!len) {
+		fprintf(stderr, "cohctl: query --watch: the length must not be 0\n");
+		return 2;
+	}
+	struct watch w = { .pid = pid, .json = json, .tty = isatty(STDOUT_FILENO), .count = count,
+			   .interval_ms = interval, .page = (uint64_t)sysconf(_SC_PAGESIZE) };
+	w.base = addr & ~(uintptr_t)(w.page - 1);
+	w.npages = (addr + len - w.base + w.page - 1) / w.page;
+	if (open_ctx(&w.ctx))
+		return 1;
+	w.ncat = W_TARGET0 + coh_target_count(w.ctx);
+	w.pages = calloc((size_t)w.ncat, sizeof(*w.pages));
+	w.cols = calloc((size_t)w.ncat * W_MAX_COLS, sizeof(*w.cols));
+	int rc = 1;
+	if (w.pages && w.cols)
+		rc = watch_run(&w);
+	else
+		fprintf(stderr, "cohctl: out of memory\n");
+	free(w.pages);
+	free(w.cols);
+	coh_context_unref(w.ctx);
+	return rc;
+}
+
 /* ---------------- bench ---------------- */
 
 static void bench_progress(const char *msg)
@@ -669,26 +1028,74 @@ static void bench_progress(const char *msg)
 	fprintf(stderr, "cohctl bench: %s\n", msg);
 }
 
+/* --plot writes SVG alone, to a file named so. */
+static bool plot_name_ok(const char *path)
+{
+	size_t l = strlen(path);
+	if (l >= 5 && !strcasecmp(path + l - 4, ".svg"))
+		return true;
+	fprintf(stderr, "cohctl bench: --plot writes SVG only: name the file FILE.svg, not '%s'%s\n", path,
+		l >= 4 && !strcasecmp(path + l - 4, ".png") ? " (rsvg-convert or a browser turn the SVG into a PNG)" : "");
+	return false;
+}
+
+/* Where --plot writes, opened before the run so that a path that cannot
+ * be written fails at once: NULL after a message otherwise. */
+static FILE *plot_open(const char *path)
+{
+	FILE *f = fopen(path, "we");
+	if (!f)
+		fprintf(stderr, "cohctl bench: %s: %s\n", path, strerror(errno));
+	return f;
+}
+
 static int cmd_bench(int argc, char **argv)
 {
 	struct bench_opts o = { .progress = bench_progress };
-	const char *suite = NULL;
+	const char *suite = NULL, *plot = NULL;
 	bool md = false;
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--quick"))
+		if (!strcmp(argv[i], "--quick")) {
 			o.quick = true;
-		else if (!strcmp(argv[i], "--markdown"))
+		} else if (!strcmp(argv[i], "--markdown")) {
 			md = true;
-		else
+		} else if (!strcmp(argv[i], "--plot")) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "cohctl bench: --plot needs a file name (FILE.svg)\n");
+				return 2;
+			}
+			plot = argv[++i];
+		} else {
 			suite = argv[i];
+		}
 	}
+	if (plot && !plot_name_ok(plot))
+		return 2;
+	FILE *pf = plot ? plot_open(plot) : NULL;
+	if (plot && !pf)
+		return 1;
 	struct bench_result r[64];
 	int n = bench_run(suite, &o, r, 64);
 	if (n < 0) {
 		fprintf(stderr, "cohctl bench: %s\n", n == -ENOENT ? "no such suite" : coh_strerror(n));
+		if (pf) {
+			fclose(pf);
+			unlink(plot);
+		}
 		return 1;
 	}
 	bench_print(r, n, md);
+	if (!pf)
+		return 0;
+	char title[160];
+	snprintf(title, sizeof(title), "libcoherent %s benchmarks: %s%s", coh_version_string(),
+		 suite ? suite : "all suites", o.quick ? " (--quick)" : "");
+	int e = bench_plot_svg(pf, title, r, n);
+	if (fclose(pf) || e) {
+		fprintf(stderr, "cohctl bench: writing %s failed\n", plot);
+		return 1;
+	}
+	fprintf(stderr, "cohctl bench: %d rows plotted to %s\n", n, plot);
 	return 0;
 }
 
