@@ -10,7 +10,7 @@
 #     of docs/man;
 #  3. the real page lists the name in NAME and its SYNOPSIS carries the
 #     prototype of include/coherent.h (compared without white space);
-#  4. when groff is installed, every real page formats without a warning
+#  4. when groff is installed, every real page (cohctl.1 too) formats without a warning
 #     (groff -man -Tutf8 -ww -z).
 # Prints every problem found and exits 1 if there was one.
 set -u
@@ -121,7 +121,7 @@ for page in "$man"/*.3; do
 done
 
 if command -v groff >/dev/null 2>&1; then
-	for page in "$man"/*.3 "$man"/*.7; do
+	for page in "$man"/*.1 "$man"/*.3 "$man"/*.7; do
 		[ -f "$page" ] || continue
 		[ "$(resolve "$page")" = "$page" ] || continue   # redirects were checked above
 		out=$(LC_ALL=C groff -man -Tutf8 -ww -z "$page" 2>&1)
