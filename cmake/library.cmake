@@ -36,11 +36,13 @@ else()
 endif()
 
 # ---- install: library, headers, pkg-config, CMake package ----
+# Components, one Debian package each (cmake/packaging.cmake): runtime is the
+# .so.1 and its soname link, dev everything a consumer builds with.
 install(TARGETS coherent EXPORT libcoherentTargets
-  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT runtime NAMELINK_COMPONENT dev
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(FILES ${PROJECT_SOURCE_DIR}/include/coherent.h ${PROJECT_BINARY_DIR}/include/coherent_version.h
-  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev)
 
 string(REPLACE ";" " " COH_PC_LIBS_PRIVATE "${COH_PC_LIBS_PRIVATE}")
 string(REPLACE ";" " " COH_PC_REQUIRES_PRIVATE "${COH_PC_REQUIRES_PRIVATE}")
@@ -48,15 +50,15 @@ string(REPLACE ";" " " COH_PC_REQUIRES_PRIVATE "${COH_PC_REQUIRES_PRIVATE}")
 file(RELATIVE_PATH COH_PC_UP "${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "${CMAKE_INSTALL_PREFIX}")
 string(REGEX REPLACE "/$" "" COH_PC_UP "${COH_PC_UP}")
 configure_file(${PROJECT_SOURCE_DIR}/cmake/libcoherent.pc.in ${PROJECT_BINARY_DIR}/libcoherent.pc @ONLY)
-install(FILES ${PROJECT_BINARY_DIR}/libcoherent.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+install(FILES ${PROJECT_BINARY_DIR}/libcoherent.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT dev)
 
 include(CMakePackageConfigHelpers)
 install(EXPORT libcoherentTargets NAMESPACE libcoherent::
-  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/libcoherent)
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/libcoherent COMPONENT dev)
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/libcoherentConfig.cmake.in
   ${PROJECT_BINARY_DIR}/libcoherentConfig.cmake
   INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/libcoherent)
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/libcoherentConfigVersion.cmake
   VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/libcoherentConfig.cmake ${PROJECT_BINARY_DIR}/libcoherentConfigVersion.cmake
-  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/libcoherent)
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/libcoherent COMPONENT dev)

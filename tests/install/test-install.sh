@@ -14,7 +14,7 @@ cmake --install "$build" --prefix "$prefix" >/dev/null
 libdir=$(dirname "$(find "$prefix" -name 'libcoherent.so' | head -n1)")
 [[ -f $prefix/include/coherent.h && -f $prefix/include/coherent_version.h ]] || { echo "headers not installed"; exit 1; }
 [[ -x $prefix/bin/cohctl ]] || { echo "cohctl not installed"; exit 1; }
-[[ -f $prefix/share/man/man3/coh_alloc.3 ]] || { echo "man pages not installed"; exit 1; }
+[[ -f $prefix/share/man/man3/coh_alloc.3 && -f $prefix/share/man/man1/cohctl.1 ]] || { echo "man pages not installed"; exit 1; }
 
 # 1. pkg-config, from a folder outside the tree
 out=$prefix/consumer
