@@ -4,6 +4,7 @@
 set -euo pipefail
 pkgs=(cmake make gcc clang pkg-config libnuma-dev check libpci-dev pci.ids zlib1g-dev groff-base man-db libdrm-dev linux-libc-dev valgrind
       ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd clinfo   # OpenCL: tests and one example only
+      openmpi-bin libopenmpi-dev   # MPI: the mpi_window example and its tests only (optional)
       libjemalloc-dev libmemkind-dev   # the pool benchmark's peers (coh-bench only; optional)
       dpkg-dev lintian)   # scripts/package.sh: dpkg-shlibdeps, dpkg-buildflags, lintian
 missing=()
