@@ -385,29 +385,6 @@ static int hmm_fork_plan(const struct coh_alloc_rec *rec, int at_fork, struct co
 	return 0;
 }
 
-static int hmm_fork_copy(const struct coh_alloc_rec *rec, void *copy)
-{
-	coh_target *dev = last_device(rec);
-	const struct hmm_target *ht = coh_target_priv(dev);
-	if (!is_private(ht->minor)) {
-		/* the CPU reads device-coherent memory in place */
-		coh_fork_snapshot(copy, (void *)rec->start, rec->length);
-		return 0;
-	}
-	/* The CPU cannot read device-private memory without faulting it back,
-	 * and the driver's READ of device-private pages is not safe in 6.1
-	 * (it maps the device page).  So: out to system memory and straight
-	 * back in; MIGRATE_TO_DEV hands the data it moved to `ptr`. */
-	size_t ps = coh_ctx_page_size(coh_target_context(dev)), np = rec->length / ps;
-	int e = dmirror_range(ht->fd, HMM_DMIRROR_MIGRATE_TO_SYS, rec->start, rec->length, ps, NULL);
-	for (size_t done = 0; done < np && !e; done += HMM_BATCH) {
-		size_t c = np - done < HMM_BATCH ? np - done : HMM_BATCH;
-		e = dmirror(ht->fd, HMM_DMIRROR_MIGRATE_TO_DEV, rec->start + done * ps, c, (char *)copy + done * ps,
-			    NULL);
-	}
-	return e;
-}
-
 /* Runs of this device's own private pages in [a, a+len), moved out to
  * system memory (back = false) or in again (back = true, the same runs). */
 static int own_private_runs(int fd, uintptr_t a, size_t len, size_t ps, unsigned char *snap, bool back)
@@ -426,6 +403,37 @@ static int own_private_runs(int fd, uintptr_t a, size_t len, size_t ps, unsigned
 				  (j - i) * ps, ps, NULL);
 		i = j;
 	}
+	return e;
+}
+
+/* The CPU cannot read device-private memory without faulting it back, and
+ * the driver's READ of device-private pages is not safe in 6.1 (it maps the
+ * device page).  So the device's own private runs go out to system memory,
+ * the CPU copies the range, and the same runs go back in.  Pages already in
+ * system memory are read in place and stay there: a long-term pin (an RDMA
+ * registration) keeps them there, and migrating the whole range back in
+ * would fail on them (-ENOENT) and leave the range unstaged. */
+static int hmm_fork_copy(const struct coh_alloc_rec *rec, void *copy)
+{
+	coh_target *dev = last_device(rec);
+	const struct hmm_target *ht = coh_target_priv(dev);
+	if (!is_private(ht->minor)) {
+		/* the CPU reads device-coherent memory in place */
+		coh_fork_snapshot(copy, (void *)rec->start, rec->length);
+		return 0;
+	}
+	size_t ps = coh_ctx_page_size(coh_target_context(dev)), np = rec->length / ps;
+	unsigned char *snap = malloc(np);
+	if (!snap)
+		return -ENOMEM;
+	int e = snapshot(ht->fd, rec->start, rec->length, ps, snap);
+	if (!e)
+		e = own_private_runs(ht->fd, rec->start, rec->length, ps, snap, false);
+	if (!e) {
+		coh_fork_snapshot(copy, (void *)rec->start, rec->length);
+		e = own_private_runs(ht->fd, rec->start, rec->length, ps, snap, true);
+	}
+	free(snap);
 	return e;
 }
 

@@ -29,7 +29,10 @@ echo "vm: building the test programs statically in $static" >&2
 cmake -S "$here/../.." -B "$static" -DCOH_STATIC_PROGRAMS=ON -DCOH_WITH_LIBPCI=OFF -DCOH_BUILD_EXAMPLES=OFF \
       -DCOH_BACKEND_HOST=ON -DCOH_BACKEND_HMMTEST=ON -DCOH_BACKEND_CXL=ON -DCOH_BACKEND_NVIDIA=OFF -DCOH_BACKEND_AMD=OFF \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$static" -j"$(nproc)" --target cohctl coh-conformance test_host test_pin test_badinput \
+# test_rdma_pin exists where libibverbs-dev is installed (tests/rdma/CMakeLists.txt)
+rdma_prog=
+pkg-config --exists libibverbs 2>/dev/null && rdma_prog=test_rdma_pin
+cmake --build "$static" -j"$(nproc)" --target $rdma_prog cohctl coh-conformance test_host test_pin test_badinput \
       test_amap test_core test_devdax test_cxl_alloc test_cxl_shared test_share test_hmm_residency test_seed_fork test_faults test_query_nodes coh-bench >"$work/static-build.log" 2>&1 || {
   tail -30 "$work/static-build.log" >&2
   exit 1
@@ -52,6 +55,35 @@ for p in "${progs[@]}"; do
   fi
   cp "$static/$p" "$root/bin/"
 done
+# A dynamically linked program: it goes to /bin, each library it loads to the
+# path the host's loader found it at (the guest's loader searches the same
+# default folders).
+copy_with_libs() {
+  local f=$1 dest=$2 lib
+  mkdir -p "$root$(dirname "$dest")"
+  cp -L "$f" "$root$dest"
+  for lib in $(ldd "$f" | grep -oE '/[^ ]+'); do
+    [[ -e $root$lib ]] && continue
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
+}
+# RDMA: soft-RoCE (rxe) through rdma-core.  libibverbs finds its providers by
+# the driver files in /etc/libibverbs.d and dlopens them from its own folder,
+# so the rxe provider and its driver file go in next to the library.
+if [[ -n $rdma_prog ]]; then
+  copy_with_libs "$static/tests/rdma/test_rdma_pin" /bin/test_rdma_pin
+  provider=$(ls "$(pkg-config --variable=libdir libibverbs)"/libibverbs/librxe-*.so 2>/dev/null | head -1)
+  if [[ -n $provider && -f /etc/libibverbs.d/rxe.driver ]]; then
+    copy_with_libs "$provider" "$provider"
+    mkdir -p "$root/etc/libibverbs.d" && cp /etc/libibverbs.d/rxe.driver "$root/etc/libibverbs.d/"
+  else
+    echo "vm: the rxe provider of libibverbs (ibverbs-providers) is missing: test_rdma_pin will skip" >&2
+  fi
+  rdma_tool=$(command -v rdma || true)
+  [[ -n $rdma_tool ]] && copy_with_libs "$rdma_tool" /bin/rdma
+  install -m 0755 "$here/rdma-setup.sh" "$root/bin/rdma-setup.sh"
+fi
 # the kernel's own test_hmm selftest, from the same source, checks the VM itself
 src=$(cat "$(dirname "$kernel")/source" 2>/dev/null || true)
 if [[ -n $src && -f $src/tools/testing/selftests/vm/hmm-tests.c ]]; then
@@ -90,10 +122,14 @@ bench-cxl coh-bench cxl
 test_query_nodes test_query_nodes
 test_query_nodes_multinode test_query_nodes multinode
 bench-query coh-bench --quick query
+rdma-setup if [ -x /bin/rdma-setup.sh ]; then rdma-setup.sh; else echo "no libibverbs on the host"; exit 77; fi
+test_rdma_pin if [ -x /bin/test_rdma_pin ]; then test_rdma_pin rxe0; else echo "no libibverbs on the host"; exit 77; fi
+test_rdma_fork if [ -x /bin/test_rdma_pin ]; then test_rdma_pin --fork rxe0; else echo "no libibverbs on the host"; exit 77; fi
+test_rdma_fork_safe if [ -x /bin/test_rdma_pin ]; then RDMAV_FORK_SAFE=1 test_rdma_pin --fork rxe0; else echo "no libibverbs on the host"; exit 77; fi
 LIST
-# COH_VM_ONLY=REGEX keeps the tests whose names match (and the devdax setup)
+# COH_VM_ONLY=REGEX keeps the tests whose names match (and the devdax and RDMA setups)
 if [[ -n ${COH_VM_ONLY:-} ]]; then
-  grep -E "^(devdax-setup|${COH_VM_ONLY}) " "$root/tests.list" >"$work/tests.list" && mv "$work/tests.list" "$root/tests.list"
+  grep -E "^(devdax-setup|rdma-setup|${COH_VM_ONLY}) " "$root/tests.list" >"$work/tests.list" && mv "$work/tests.list" "$root/tests.list"
 fi
 (cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1) >"$work/initramfs.cpio.gz"
 
@@ -111,6 +147,7 @@ qemu-system-x86_64 -accel tcg -nographic -no-reboot -m 4G -smp 2 \
   -object memory-backend-ram,id=m0,size=2G -object memory-backend-ram,id=m1,size=1G \
   -object memory-backend-ram,id=m2,size=1G \
   -numa node,nodeid=0,cpus=0-1,memdev=m0 -numa node,nodeid=1,memdev=m1 -numa node,nodeid=2,memdev=m2 \
+  -netdev user,id=n0 -device virtio-net-pci,netdev=n0 \
   -kernel "$kernel" -initrd "$work/initramfs.cpio.gz" -append "$cmdline" \
   </dev/null >"$log" 2>&1 &
 qpid=$!
