@@ -1,31 +1,65 @@
 #!/usr/bin/env bash
-# Builds (or reuses) the test VM's kernel from Debian's linux-source-6.1 and
-# kernel/configs/test-vm.config; prints the bzImage path on stdout.
+# Builds (or reuses) the test VM's kernel from Debian's linux-source-$COH_VM_KERNEL
+# (6.1 by default; 6.12 is the other one tested) and kernel/configs/test-vm.config;
+# prints the bzImage path on stdout.
+# COH_VM_PATCHES=1 applies kernel/patches/$COH_VM_KERNEL/series first (a
+# hard-linked copy of the source tree: GNU patch replaces the files it changes,
+# so the unpatched tree is never touched); a version without a series fails.
 # Cache: $COH_VM_CACHE (default ~/.cache/libcoherent-vm), keyed by the source
-# package version and a hash of the fragment.
+# package version and a hash of the fragment (and of the patches applied).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 frag=${COH_VM_FRAGMENT:-$top/kernel/configs/test-vm.config}
 cache=${COH_VM_CACHE:-${HOME:-/root}/.cache/libcoherent-vm}
-tarball=/usr/src/linux-source-6.1.tar.xz
-[[ -f $tarball ]] || { echo "build-kernel: $tarball missing (apt-get install linux-source-6.1)" >&2; exit 1; }
-ver=$(dpkg-query -W -f='${Version}' linux-source-6.1)
-key=$( (echo "$ver"; cat "$frag") | sha256sum | cut -c1-16)
+kv=${COH_VM_KERNEL:-6.1}
+[[ $kv =~ ^[0-9]+\.[0-9]+$ ]] || { echo "build-kernel: COH_VM_KERNEL=$kv: expected a version such as 6.1 or 6.12" >&2; exit 1; }
+pkg=linux-source-$kv
+tarball=/usr/src/$pkg.tar.xz
+[[ -f $tarball ]] || { echo "build-kernel: $tarball missing (apt-get install $pkg)" >&2; exit 1; }
+ver=$(dpkg-query -W -f='${Version}' "$pkg")
+pdir=$top/kernel/patches/$kv
+patches=()
+if [[ ${COH_VM_PATCHES:-0} == 1 ]]; then
+  [[ -f $pdir/series ]] || { echo "build-kernel: COH_VM_PATCHES=1, but there are no patches for linux $kv ($pdir/series missing)" >&2; exit 1; }
+  while read -r p; do
+    [[ -z $p || $p == \#* ]] || patches+=("$pdir/$p")
+  done <"$pdir/series"
+fi
+# (no patches: the key is that of version and fragment alone, as before patches existed)
+key=$( (echo "$ver"; cat "$frag"; if ((${#patches[@]})); then cat "${patches[@]}"; fi) | sha256sum | cut -c1-16)
 out=$cache/kernel-$key
 src=$cache/linux-source-$ver
+base=$src
+if ((${#patches[@]})); then
+  src=$cache/linux-source-$ver-patched-$key
+fi
 if [[ -f $out/bzImage ]]; then
   [[ -f $src/Makefile ]] && echo "$src" >"$out/source"
-  echo "build-kernel: cached $out/bzImage (linux-source $ver)" >&2
+  echo "build-kernel: cached $out/bzImage ($pkg $ver)" >&2
   echo "$out/bzImage"
   exit 0
 fi
 mkdir -p "$cache"
-if [[ ! -f $src/Makefile ]]; then
+if [[ ! -f $base/Makefile ]]; then
   echo "build-kernel: extracting $tarball" >&2
-  rm -rf "$src.tmp" && mkdir -p "$src.tmp"
-  tar -C "$src.tmp" -xf "$tarball"
-  mv "$src.tmp"/linux-source-6.1 "$src" && rmdir "$src.tmp"
+  rm -rf "$base.tmp" && mkdir -p "$base.tmp"
+  tar -C "$base.tmp" -xf "$tarball"
+  mv "$base.tmp/$pkg" "$base" && rmdir "$base.tmp"
+fi
+if [[ $src != "$base" && ! -f $src/.coh-patched ]]; then
+  echo "build-kernel: applying ${#patches[@]} patch(es) of $pdir/series" >&2
+  rm -rf "$src.tmp"
+  cp -al "$base" "$src.tmp"
+  for p in "${patches[@]}"; do
+    patch -s -p1 -d "$src.tmp" --no-backup-if-mismatch <"$p" || {
+      echo "build-kernel: $p does not apply to $pkg $ver" >&2
+      rm -rf "$src.tmp"
+      exit 1
+    }
+  done
+  touch "$src.tmp/.coh-patched"
+  mv "$src.tmp" "$src"
 fi
 obj=$out.obj
 rm -rf "$obj" && mkdir -p "$obj"
@@ -46,7 +80,7 @@ if ((${#missing[@]})); then
   echo "build-kernel: options dropped by Kconfig (unmet dependencies): ${missing[*]}" >&2
   exit 1
 fi
-echo "build-kernel: building bzImage (linux-source $ver, $(nproc) jobs)" >&2
+echo "build-kernel: building bzImage ($pkg $ver, $(nproc) jobs)" >&2
 start=$(date +%s)
 make -s -C "$src" ARCH=x86_64 O="$obj" -j"$(nproc)" bzImage >"$obj/build.log" 2>&1 || {
   tail -30 "$obj/build.log" >&2
