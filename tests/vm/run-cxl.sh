@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# QEMU's own CXL type-3 device (-M q35,cxl=on) under a 6.1 kernel built with
+# QEMU's own CXL type-3 device (-M q35,cxl=on) under the test kernel built with
 # the CXL drivers (kernel/configs/test-vm-cxl.config): does libcoherent's cxl
 # backend see the memory device and its decoders, and can a region be made
 # through sysfs alone?
 #   tests/vm/run-cxl.sh [BUILD_DIR]     (after tests/vm/run.sh BUILD_DIR: reuses its static cohctl)
+#   COH_VM_KERNEL=6.12 selects the kernel as for run.sh (default 6.1)
 # QEMU 7.2 (Debian 12) offers only a persistent-memory type-3 device
 # (memdev=, lsa=), and Linux 6.1 makes only pmem regions, whose dax device
 # would need ndctl's namespace tools; so the check is discovery of the memdev

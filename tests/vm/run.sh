@@ -5,6 +5,7 @@
 # and reports one line per target and a total.
 #   tests/vm/run.sh BUILD_DIR      (the static test programs are built in BUILD_DIR/vm-static)
 #   COH_VM_ONLY=REGEX runs only the tests whose names match; COH_VM_KEEP_LOG=FILE keeps the console
+#   COH_VM_KERNEL=6.12 boots a kernel from linux-source-6.12 instead of 6.1 (tests/vm/build-kernel.sh)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:?usage: run.sh BUILD_DIR}" && pwd)
@@ -85,10 +86,17 @@ if [[ -n $rdma_prog ]]; then
   install -m 0755 "$here/rdma-setup.sh" "$root/bin/rdma-setup.sh"
 fi
 # the kernel's own test_hmm selftest, from the same source, checks the VM itself
+# (tools/testing/selftests/vm up to 6.2, selftests/mm from 6.3 on)
 src=$(cat "$(dirname "$kernel")/source" 2>/dev/null || true)
-if [[ -n $src && -f $src/tools/testing/selftests/vm/hmm-tests.c ]]; then
-  cc -O2 -static -I"$src" -I"$src/tools/include/uapi" -o "$root/bin/hmm-tests" \
-     "$src/tools/testing/selftests/vm/hmm-tests.c" -lpthread
+hmm_tests=
+for d in mm vm; do
+  if [[ -n $src && -f $src/tools/testing/selftests/$d/hmm-tests.c ]]; then
+    hmm_tests=$src/tools/testing/selftests/$d/hmm-tests.c
+    break
+  fi
+done
+if [[ -n $hmm_tests ]]; then
+  cc -O2 -static -I"$src" -I"$src/tools/include/uapi" -o "$root/bin/hmm-tests" "$hmm_tests" -lpthread
 else
   echo "vm: kernel source not found: the hmm-tests selftest is left out" >&2
 fi
@@ -105,6 +113,8 @@ hmm-tests [ -x /bin/hmm-tests ] && hmm-tests
 conformance coh-conformance
 test_hmm_residency test_hmm_residency
 test_seed_fork test_seed_fork
+nopfn-conformance-hmmtest COH_QUERY_PFN=0 COH_BACKENDS=hmmtest coh-conformance
+nopfn-test_hmm_residency COH_QUERY_PFN=0 test_hmm_residency
 test_host CK_DEFAULT_TIMEOUT=300 test_host
 test_pin CK_DEFAULT_TIMEOUT=300 test_pin
 test_badinput test_badinput
