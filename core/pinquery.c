@@ -356,7 +356,7 @@ struct coh_pin_verdict coh_pin_judge(const coh_context *ctx, const struct coh_vm
 	case COH_MEM_DEVICE_DAX:
 		return V(COH_PIN_IN_PLACE, vma->write ? COH_PIN_IN_PLACE : COH_PIN_NEVER,
 			 "device-dax: pinnable, never moves (io_uring fixed buffers refuse file-backed "
-			 "memory on Linux 6.1)");
+			 "memory on Linux 6.1; 6.12 leaves the check to GUP and takes it)");
 	case COH_MEM_SWAPPED:
 		return V(COH_PIN_AFTER_MIGRATE, COH_PIN_AFTER_MIGRATE, "swapped out: a pin swaps it in to system memory");
 	case COH_MEM_UNKNOWN:

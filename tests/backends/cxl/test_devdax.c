@@ -78,7 +78,7 @@ int main(void)
 			CHECK(!memcmp(before, after, sizeof(before)), "device-dax frames moved under a pin");
 		}
 	}
-	/* io_uring fixed buffers add their own rule: no file-backed memory (6.1) */
+	/* io_uring fixed buffers add their own rule on 6.1: no file-backed memory (6.12 takes it) */
 	if (longpin_available()) {
 		struct longpin lp;
 		e = longpin_take(&lp, p, len);
