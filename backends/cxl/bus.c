@@ -73,6 +73,8 @@ void cxl_bus_read(coh_context *ctx, struct cxl_bus *bus)
 				snprintf(r->mode, sizeof(r->mode), "%.7s", buf);
 			r->ways = coh_fs_readf(ctx, buf, sizeof(buf), "/sys/bus/cxl/devices/%s/interleave_ways", nm) > 0
 					  ? atoi(buf) : 0;
+			r->committed = coh_fs_readf(ctx, buf, sizeof(buf), "/sys/bus/cxl/devices/%s/commit", nm) > 0
+					       ? atoi(buf) != 0 : -1;
 			for (int k = 0; k < 16; k++) {
 				char dec[48], mem[16];
 				if (coh_fs_readf(ctx, dec, sizeof(dec), "/sys/bus/cxl/devices/%s/target%d", nm, k) <= 0)
@@ -144,8 +146,10 @@ void cxl_bus_notes(coh_context *ctx, const struct cxl_bus *bus)
 			coh_backend_note(ctx, "%s: CXL region, not configured (no size or address yet)", r->name);
 			continue;
 		}
-		coh_backend_note(ctx, "%s: CXL region, %s%s%.1f GiB at %#llx, %d-way over %s", r->name, r->mode,
+		coh_backend_note(ctx, "%s: CXL region, %s%s%.1f GiB at %#llx, %d-way over %s%s", r->name, r->mode,
 				 r->mode[0] ? ", " : "", (double)r->size / (1 << 30), (unsigned long long)r->hpa, r->ways,
-				 r->mems[0] ? r->mems : "?");
+				 r->mems[0] ? r->mems : "?",
+				 r->committed == 1 ? ", committed"
+				 : r->committed == 0 ? ", not committed (its decoders are not programmed yet)" : "");
 	}
 }

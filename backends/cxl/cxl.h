@@ -152,6 +152,7 @@ struct cxl_region {
 	char mode[8];         /* "ram", "pmem" (6.3+; empty when the kernel does not say) */
 	uint64_t size, hpa;
 	int ways;
+	int committed;        /* its decoders programmed (commit reads 1); 0 not yet, -1 unknown */
 	char mems[64];        /* "mem0,mem1" */
 };
 

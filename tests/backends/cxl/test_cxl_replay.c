@@ -123,7 +123,7 @@ START_TEST(expander_system_ram)
 	ck_assert_str_ne(coh_target_vendor(coh_target_by_node(ctx, 0)), "CXL");
 	note_has(ctx, "mem0: CXL memory device 0000:0d:00.0");
 	note_has(ctx, "ram 16.0 GiB, pmem 0.0 GiB, serial 0x1234, near node 0");
-	note_has(ctx, "region0: CXL region, ram, 16.0 GiB at 0x1080000000, 1-way over mem0");
+	note_has(ctx, "region0: CXL region, ram, 16.0 GiB at 0x1080000000, 1-way over mem0, committed");
 	note_has(ctx, "dax0.0: system RAM (kmem) on node 1");
 	coh_context_unref(ctx);
 }
