@@ -52,9 +52,14 @@ cd /sys/bus/cxl/devices 2>/dev/null && {
   try "echo $region > $root_dec/create_pmem_region"
   try "echo 256 > $region/interleave_granularity"
   try "echo 1 > $region/interleave_ways"
+  # a PMEM region takes its size only once it has a uuid (alloc_hpa(): ENXIO before)
+  try "echo 0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f1 > $region/uuid"
   try "echo 0x10000000 > $region/size"
   try "echo $ep_dec > $region/target0"
   try "echo 1 > $region/commit"
+  # cxl enable-region: the region driver makes the pmem region (an nd region on the nvdimm bus)
+  try "echo $region > /sys/bus/cxl/drivers/cxl_region/bind"
+  echo "nd bus: $(ls /sys/bus/nd/devices 2>&1 | tr '\n' ' ')"
   cd /
 }
 echo "cxl bus after: $(ls /sys/bus/cxl/devices 2>&1 | tr '\n' ' ')"
@@ -95,6 +100,11 @@ check "cohctl names the CXL memory device" 'backend cxl      mem0: CXL memory de
 check "the PMEM partition's size is read" 'backend cxl      mem0: CXL memory device .*pmem 0.2 GiB'
 if grep -q '^cxl bus after: .*region0' "$work/out.txt"; then
   check "cohctl names the region made through sysfs" 'backend cxl      region0: CXL region'
+  if grep -q '^step ok: echo 1 > region0/commit' "$work/out.txt"; then
+    check "cohctl sees the region committed" 'backend cxl      region0: CXL region, .*, committed$'
+  else
+    echo "vm-cxl: the region was made but not committed (see the step lines above)" >&2
+  fi
 else
   echo "vm-cxl: no region could be made through sysfs (see the step lines above)" >&2
 fi
