@@ -5,6 +5,8 @@
 # COH_VM_PATCHES=1 applies kernel/patches/$COH_VM_KERNEL/series first (a
 # hard-linked copy of the source tree: GNU patch replaces the files it changes,
 # so the unpatched tree is never touched); a version without a series fails.
+# A fragment NAME.config may have a supplement NAME-$COH_VM_KERNEL.config next
+# to it, for options only that version has; its lines are added to the fragment's.
 # Cache: $COH_VM_CACHE (default ~/.cache/libcoherent-vm), keyed by the source
 # package version and a hash of the fragment (and of the patches applied).
 set -euo pipefail
@@ -26,8 +28,10 @@ if [[ ${COH_VM_PATCHES:-0} == 1 ]]; then
     [[ -z $p || $p == \#* ]] || patches+=("$pdir/$p")
   done <"$pdir/series"
 fi
-# (no patches: the key is that of version and fragment alone, as before patches existed)
-key=$( (echo "$ver"; cat "$frag"; if ((${#patches[@]})); then cat "${patches[@]}"; fi) | sha256sum | cut -c1-16)
+frags=("$frag")
+[[ -f ${frag%.config}-$kv.config ]] && frags+=("${frag%.config}-$kv.config")
+# (no supplement, no patches: the key is that of version and fragment alone, as before)
+key=$( (echo "$ver"; cat "${frags[@]}"; if ((${#patches[@]})); then cat "${patches[@]}"; fi) | sha256sum | cut -c1-16)
 out=$cache/kernel-$key
 src=$cache/linux-source-$ver
 base=$src
@@ -64,8 +68,8 @@ fi
 obj=$out.obj
 rm -rf "$obj" && mkdir -p "$obj"
 make -s -C "$src" ARCH=x86_64 O="$obj" tinyconfig >/dev/null
-on=$(sed -n 's/^\(CONFIG_[A-Z0-9_]*\)=y$/\1/p' "$frag")
-off=$(sed -n 's/^# \(CONFIG_[A-Z0-9_]*\) is not set$/\1/p' "$frag")
+on=$(sed -n 's/^\(CONFIG_[A-Z0-9_]*\)=y$/\1/p' "${frags[@]}")
+off=$(sed -n 's/^# \(CONFIG_[A-Z0-9_]*\) is not set$/\1/p' "${frags[@]}")
 # twice: some options appear only once their dependencies are on
 for pass in 1 2; do
   args=()
