@@ -146,6 +146,7 @@ fi
 # ---- boot ----
 log=${COH_VM_LOG:-$work/console.log}
 cmdline='console=ttyS0 panic=-1 loglevel=4 memmap=256M$0x40000000 memmap=256M$0x50000000'
+cmdline+=${COH_VM_CMDLINE:+ $COH_VM_CMDLINE}   # extra kernel parameters (e.g. test_hmm.cow_on_device=0)
 cmdline+=' test_hmm.spm_addr_dev0=0x40000000 test_hmm.spm_addr_dev1=0x50000000 memmap=256M!0x90000000 hugepages=16'
 # pin-query against real CMA and ZONE_MOVABLE frames (test_pin cma_frames, movable_frames): a
 # 64 MiB CMA area at a fixed place in node 0 (used for user pages only when the node runs
