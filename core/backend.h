@@ -88,6 +88,12 @@ struct coh_target_desc {
 	/* How ops->device_access reaches memory, or why this target has no
 	 * device access (a static string; NULL: the core says none). */
 	const char *access_note;
+	/* 1: a write that breaks the copy-on-write sharing of this target's
+	 * device-coherent pages after fork gets its copy on the same device (a
+	 * kernel whose dev_pagemap has cow_page, kernel/patches): the fork
+	 * query then says the parent keeps them whoever writes first.  Read
+	 * when the context is created. */
+	int cow_keeps;
 };
 
 /* A mapping this backend's driver owns: /proc/PID/maps shows a path that

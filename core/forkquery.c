@@ -62,6 +62,12 @@ static bool fork_piece(void *arg, uintptr_t a, size_t len, const struct coh_exte
 	} else if (m->shared) {
 		x.child_view = COH_CHILD_SHARED;
 		x.reason = "shared mapping: parent and child see the same memory";
+	} else if (kind == COH_MEM_DEVICE_COHERENT && ext->target && ext->target->d.cow_keeps) {
+		/* the device supplies the copy of the write that breaks copy-on-write */
+		x.child_view = COH_CHILD_COPY;
+		x.parent_keeps = COH_KEEPS_YES;
+		x.reason = "kernel copy-on-write of device-coherent pages, copied on the device (the kernel's "
+			   "dev_pagemap cow_page): the parent keeps them whoever writes first";
 	} else if (kind == COH_MEM_DEVICE_COHERENT) {
 		/* the write that breaks copy-on-write gets the system-memory copy */
 		x.child_view = COH_CHILD_COPY;

@@ -147,6 +147,12 @@ static int hmm_discover(coh_context *ctx, void **priv)
 			 COH_CAP_PIN_QUERY | COH_CAP_FORK_COPY | COH_CAP_FORK_EXCLUDE | COH_CAP_FORK_ZERO |
 			 COH_CAP_FORK_KERNEL | COH_CAP_DEVICE_ACCESS;
 		d.access_note = "the driver's mirror of the page table (HMM_DMIRROR_READ, _WRITE)";
+		if (!is_private(i)) {
+			/* kernel/patches/6.1: the driver's CoW copies stay on the device */
+			char v[8];
+			d.cow_keeps = coh_fs_read(ctx, "/sys/module/test_hmm/parameters/cow_on_device", v, sizeof(v)) > 0 &&
+				      v[0] == 'Y';
+		}
 		d.priv = ht;
 		int e = coh_target_add(ctx, &d);
 		if (e) {

@@ -542,7 +542,8 @@ static void check_fork_residency(coh_target *t)
 		       copy);
 	else if (copy == 100 && kern >= 0 && coherent)
 		report(t, name, PASS, "parent's pages still on the device after fork and writes by both: kernel %d %% "
-		       "(parent first), %d %% (child first), COPY %d %%; fork-query agrees", kern, kern2, copy);
+		       "(parent first), %d %% (child first), COPY %d %%; fork-query agrees (kernel: keeps '%s')", kern,
+		       kern2, copy, keeps_name(kk));
 	else if (copy == 100 && kern >= 0)
 		report(t, name, PASS, "parent's pages still on the device after fork and the child's writes: kernel "
 		       "%d %%, COPY %d %%; fork-query agrees", kern, copy);
