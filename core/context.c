@@ -15,6 +15,7 @@
 /* The core's own tunables; the backends declare theirs (ops->tunables). */
 static const struct coh_tunable core_tunables[] = {
 	{ "query.pfn", "COH_QUERY_PFN" },
+	{ "query.scan", "COH_QUERY_SCAN" },   /* 0: read pagemap with pread only (core/query.c) */
 	{ "async.workers", "COH_ASYNC_WORKERS" },   /* the worker pool's size (core/cqueue.c) */
 	{ NULL, NULL },
 };

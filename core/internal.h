@@ -193,6 +193,10 @@ struct coh_context {
 	 * process sees no PFNs in pagemap (no CAP_SYS_ADMIN) or has no table. */
 	_Atomic(struct coh_pfn_map *) pfn_map;
 	atomic_int pfn_unusable;
+	/* query.scan: 0 not read yet, 1 PAGEMAP_SCAN where it helps, 2 never;
+	 * thp_pages: pages of a PMD-mapped huge page, 0 not read yet. */
+	atomic_int query_scan;
+	atomic_size_t thp_pages;
 
 	/* coh_context_options.tunables: a copy cut into key and value strings,
 	 * in the order given (the last setting of a key wins). */

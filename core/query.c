@@ -539,25 +539,87 @@ static int pfn_node(struct coh_q *q, uint64_t e)
 	return n >= 0 ? n : NODE_RESOLVE;
 }
 
+/* ---------- page states: pread ---------- */
+
+#define KPF_THP (1ULL << 22)
+#define KPF_ZERO_PAGE (1ULL << 24)
+
+/* Pages in a PMD-mapped transparent huge page: hpage_pmd_size (4.13+), else
+ * one page table of 8-byte entries (512 pages on x86-64 and 4 KiB arm64). */
+static size_t thp_pages(coh_context *ctx)
+{
+	size_t n = atomic_load(&ctx->thp_pages);
+	if (n)
+		return n;
+	size_t ps = ctx->page_size;
+	n = ps / 8;
+	char buf[32];
+	if (coh_fs_read(ctx, "/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", buf, sizeof(buf)) > 0) {
+		char *end;
+		unsigned long long b = strtoull(buf, &end, 10);
+		size_t np = b / ps;
+		if (end != buf && (*end == '\0' || *end == '\n') && b >= 2 * ps && b % ps == 0 && !(np & (np - 1)))
+			n = np;
+	}
+	atomic_store(&ctx->thp_pages, n);
+	return n;
+}
+
+/* pagemap carries no huge-page flag, but as root it carries frame numbers:
+ * the hp entries at e are one PMD-mapped transparent huge page when they are
+ * present anonymous pages on consecutive frames from an aligned head, and
+ * /proc/kpageflags calls the head a THP that is not the huge zero page.
+ * Without frame numbers or kpageflags the pages stay plain system pages. */
+static bool thp_at(struct coh_q *q, const uint64_t *e, size_t hp)
+{
+	uint64_t head = e[0] & PM_PFN_MASK;
+	if ((e[0] & (PM_PRESENT | PM_FILE)) != PM_PRESENT || head == 0 || (head & (hp - 1)))
+		return false;
+	for (size_t k = 1; k < hp; k++)
+		if ((e[k] & (PM_PRESENT | PM_FILE | PM_PFN_MASK)) != (PM_PRESENT | (head + k)))
+			return false;
+	if (!q->kpf_tried) {
+		q->kpf_tried = true;
+		q->kpf_fd = coh_fs_open(q->ctx, "/proc/kpageflags", O_RDONLY);
+	}
+	uint64_t f;
+	if (q->kpf_fd < 0 || coh_sys_pread(q->kpf_fd, &f, sizeof(f), (off_t)(head * 8)) != (ssize_t)sizeof(f))
+		return false;
+	return (f & KPF_THP) && !(f & KPF_ZERO_PAGE);
+}
+
 static int scan_pread(struct coh_q *q, uintptr_t a, uintptr_t b)
 {
 	uint64_t buf[PM_CHUNK];
 	size_t ps = q->ctx->page_size;
 	uintptr_t run_start = a;
 	int run_kind = -1, run_node = -1;
+	/* huge pages of anonymous memory; a chunk ends on a huge-page boundary */
+	size_t hp = q->vma_backing == COH_VMA_ANON ? thp_pages(q->ctx) : 0;
+	if (hp > PM_CHUNK || hp < 2 || b - a < hp * ps)
+		hp = 0;
 	for (uintptr_t cur = a; cur < b;) {
 		size_t n = (b - cur) / ps;
-		if (n > PM_CHUNK)
+		if (n > PM_CHUNK) {
 			n = PM_CHUNK;
+			size_t over = hp ? (cur / ps + n) & (hp - 1) : 0;
+			if (over < n)
+				n -= over;
+		}
 		ssize_t got = coh_sys_pread(q->pmfd, buf, n * 8, (off_t)(cur / ps) * 8);
 		if (got < 0)
 			return (int)got;
 		if ((size_t)got < n * 8)
 			return -EIO;
+		size_t thp_end = 0;   /* entries [.., thp_end) of this chunk are a huge page */
 		for (size_t i = 0; i < n; i++) {
 			uint64_t e = buf[i];
 			int kind, node = -1;
-			if ((e & PM_PRESENT) && ((e & PM_FILE) || q->vma_backing == COH_VMA_SHMEM))
+			if (hp && i >= thp_end && !((cur / ps + i) & (hp - 1)) && i + hp <= n && thp_at(q, buf + i, hp))
+				thp_end = i + hp;
+			if (i < thp_end)
+				kind = COH_MEM_SYSTEM_THP;
+			else if ((e & PM_PRESENT) && ((e & PM_FILE) || q->vma_backing == COH_VMA_SHMEM))
 				kind = COH_MEM_FILE;
 			else if (e & PM_PRESENT)
 				kind = e & PM_EXCLUSIVE ? COH_MEM_SYSTEM : KIND_MAYBE_ZERO;
@@ -565,7 +627,7 @@ static int scan_pread(struct coh_q *q, uintptr_t a, uintptr_t b)
 				kind = swapped_kind(q);
 			else
 				kind = COH_MEM_NOT_POPULATED;
-			if (kind == COH_MEM_FILE || kind == COH_MEM_SYSTEM)
+			if (kind == COH_MEM_FILE || kind == COH_MEM_SYSTEM || kind == COH_MEM_SYSTEM_THP)
 				node = q->vma_node >= 0 ? q->vma_node : q->pfn ? pfn_node(q, e) : NODE_RESOLVE;
 			uintptr_t pa = cur + i * ps;
 			if (kind != run_kind || node != run_node) {
@@ -586,6 +648,19 @@ static int scan_pread(struct coh_q *q, uintptr_t a, uintptr_t b)
 /* ---------- driver ---------- */
 
 static atomic_int scan_works = 1;   /* sticky: cleared when this kernel lacks PAGEMAP_SCAN */
+
+/* query.scan=0 (COH_QUERY_SCAN=0): pagemap by pread only, as on kernels
+ * before 6.7 (comparisons, tests of that path on any kernel). */
+static bool scan_wanted(coh_context *ctx)
+{
+	int s = atomic_load(&ctx->query_scan);
+	if (!s) {
+		const char *v = coh_ctx_tunable(ctx, "query.scan");
+		s = v && !strcmp(v, "0") ? 2 : 1;
+		atomic_store(&ctx->query_scan, s);
+	}
+	return s == 1 && atomic_load(&scan_works);
+}
 
 static bool swap_active(const coh_context *ctx)
 {
@@ -681,7 +756,8 @@ int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end
 	const struct coh_pfn_map *pfn = NULL;
 	if (only_node < 0 && !atomic_load(&ctx->pfn_unusable))
 		pfn = coh_pfn_map_get(ctx, false);
-	if (nv && !zone_device && only_node < 0 && (!pfn || atomic_load(&scan_works)))
+	bool scan = scan_wanted(ctx);
+	if (nv && !zone_device && only_node < 0 && (!pfn || scan))
 		numa_maps_nodes(ctx, pid, v, nv, node_of);
 
 	struct coh_q q = { .ctx = ctx, .ext = ext, .max = max, .pid = pid, .pmfd = -1, .pfn = pfn };
@@ -728,7 +804,7 @@ int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end
 		int r = 1;
 		/* PAGEMAP_SCAN reports no PFN: a mapping on several nodes is read by pread */
 		bool by_pfn = q.pfn && q.vma_node < 0;
-		if (atomic_load(&scan_works) && !by_pfn) {
+		if (scan && atomic_load(&scan_works) && !by_pfn) {
 			r = scan_ioctl(&q, vs, ve);
 			if (r == -ENOTTY || r == -EINVAL) {
 				atomic_store(&scan_works, 0);
@@ -763,6 +839,8 @@ int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end
 out:
 	if (q.pmfd >= 0 && own_pmfd)
 		close(q.pmfd);
+	if (q.kpf_tried && q.kpf_fd >= 0)
+		close(q.kpf_fd);
 	free(node_of);
 	free(v);
 	return e;

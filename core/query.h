@@ -54,6 +54,8 @@ struct coh_q {
 	int vma_node;      /* >= 0: every present page of the mapping is there */
 	const struct coh_pfn_map *pfn;   /* node of each page from its PFN, or NULL */
 	bool pfn_refreshed;              /* the table was re-read in this query */
+	bool kpf_tried;                  /* /proc/kpageflags opened (kpf_fd), or failed (-1) */
+	int kpf_fd;
 };
 
 /* The parsers of /proc/PID/maps (and smaps: VmFlags lines fill in the facts)

@@ -508,7 +508,7 @@ static void check_huge_pages(coh_target *t)
 	CHECK(same(p, len, 15), "data after the moves");
 	bad = dev_agrees(t, p, len, &dev);
 	CHECK(!bad, "%s", bad);
-	/* system-thp needs PAGEMAP_SCAN (6.7+) and a granted huge page: counted, not required */
+	/* system-thp needs PAGEMAP_SCAN (6.7+) or readable frame numbers, and a granted huge page: counted, not required */
 	report(t, name, PASS, "%zu of %zu pages system-thp; %s%s", thp, v.np, u ? "moved and back: " : "no other target takes it",
 	       u ? coh_target_name(u) : "");
 out:

@@ -193,6 +193,78 @@ static int multinode(void)
 	return bad ? 1 : 0;
 }
 
+/* The VMA holding p in /proc/self/smaps: its range and AnonHugePages in bytes. */
+static bool smaps_vma(const void *p, uintptr_t *vs, uintptr_t *ve, size_t *huge)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	ck_assert_ptr_nonnull(f);
+	char line[512];
+	bool in = false, found = false;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long a, b, kb;
+		if (sscanf(line, "%lx-%lx ", &a, &b) == 2) {   /* a mapping's first line */
+			in = (uintptr_t)p >= a && (uintptr_t)p < b;
+			if (in) {
+				*vs = a;
+				*ve = b;
+			}
+		} else if (in && sscanf(line, "AnonHugePages: %lu kB", &kb) == 1) {
+			*huge = (size_t)kb * 1024;
+			found = true;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* Huge pages on the pagemap pread path (query.scan=0, the only path before
+ * 6.7 and the one taken when nodes come from frame numbers): with frame
+ * numbers and /proc/kpageflags readable (root) every page of a PMD-mapped
+ * THP reads system-thp, as many as smaps' AnonHugePages counts; without
+ * them none does, and the pages read system. */
+START_TEST(thp_pread)
+{
+	struct coh_context_options o = { .size = sizeof(o), .backends = "host", .tunables = "query.scan=0", .log_level = 0 };
+	coh_context *ctx;
+	ck_assert_int_eq(coh_context_create(&o, &ctx), 0);
+	ck_assert_int_ge(coh_target_count(ctx), 1);
+	size_t ps = ctx->page_size, len = 8u << 20;
+	char *p;
+	int e = coh_alloc(coh_target_get(ctx, 0), len, &COH_ALLOC_PROPS(.flags = COH_ALLOC_HUGE | COH_ALLOC_POPULATE), (void **)&p);
+	if (e == -EOPNOTSUPP) {
+		fprintf(stderr, "test_query_nodes: no transparent huge pages here, thp_pread checks nothing\n");
+		coh_context_unref(ctx);
+		return;
+	}
+	ck_assert_int_eq(e, 0);
+	memset(p, 7, len);
+	uintptr_t vs = 0, ve = 0;
+	size_t huge = 0;
+	ck_assert(smaps_vma(p, &vs, &ve, &huge));
+	struct coh_extent x[256];
+	int n = coh_query(ctx, (void *)vs, ve - vs, x, 256, sizeof(x[0]));
+	ck_assert_int_gt(n, 0);
+	size_t thp = 0, sys = 0;
+	for (int i = 0; i < n; i++) {
+		ck_assert_msg(x[i].kind == COH_MEM_SYSTEM_THP || x[i].kind == COH_MEM_SYSTEM, "extent %d: %s", i,
+			      coh_mem_kind_name(x[i].kind));
+		*(x[i].kind == COH_MEM_SYSTEM_THP ? &thp : &sys) += x[i].length;
+	}
+	ck_assert_uint_eq(thp + sys, ve - vs);
+	uint64_t ent = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, &ent, 8, (off_t)((uintptr_t)p / ps) * 8), 8);
+	close(fd);
+	bool frames = (ent & ((1ULL << 55) - 1)) != 0 && access("/proc/kpageflags", R_OK) == 0;
+	printf("thp_pread: %zu of %zu bytes system-thp, smaps AnonHugePages %zu (frame numbers %s)\n", thp,
+	       (size_t)(ve - vs), huge, frames ? "readable" : "hidden");
+	ck_assert_uint_eq(thp, frames ? huge : 0);
+	ck_assert_int_eq(coh_free(ctx, p), 0);
+	coh_context_unref(ctx);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "multinode"))
@@ -201,6 +273,7 @@ int main(int argc, char **argv)
 	TCase *tc = tcase_create("pfn");
 	tcase_add_test(tc, pfn_table);
 	tcase_add_test(tc, pfn_table_bad_input);
+	tcase_add_test(tc, thp_pread);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }
