@@ -548,7 +548,7 @@ static int cmd_check(int argc, char **argv)
 	req_path(&reqs[0][nreq[0]++], "pagemap", "/proc/self/pagemap", true);
 	req_path(&reqs[1][nreq[1]++], "test_hmm device", "/dev/hmm_dmirror0", true);
 	req_path(&reqs[1][nreq[1]++], "test_hmm coherent device", "/dev/hmm_dmirror2", false);
-	/* the marker of kernel/patches/6.1: a CoW fault keeps a coherent page on the device */
+	/* the marker of kernel/patches (6.1, 6.12): a CoW fault keeps a coherent page on the device */
 	req_path(&reqs[1][nreq[1]++], "patch: CoW stays on device", "/sys/module/test_hmm/parameters/cow_on_device",
 		 false);
 	req_path(&reqs[2][nreq[2]++], "UVM device", "/dev/nvidia-uvm", true);

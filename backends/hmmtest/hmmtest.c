@@ -148,7 +148,7 @@ static int hmm_discover(coh_context *ctx, void **priv)
 			 COH_CAP_FORK_KERNEL | COH_CAP_DEVICE_ACCESS;
 		d.access_note = "the driver's mirror of the page table (HMM_DMIRROR_READ, _WRITE)";
 		if (!is_private(i)) {
-			/* kernel/patches/6.1: the driver's CoW copies stay on the device */
+			/* kernel/patches (6.1, 6.12): the driver's CoW copies stay on the device */
 			char v[8];
 			d.cow_keeps = coh_fs_read(ctx, "/sys/module/test_hmm/parameters/cow_on_device", v, sizeof(v)) > 0 &&
 				      v[0] == 'Y';
