@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packages the VM suite needs (Debian 12), installed when missing (root only).
 set -euo pipefail
-pkgs=(linux-source-6.1 qemu-system-x86 busybox-static bc flex bison libelf-dev libssl-dev cpio xz-utils libibverbs-dev ibverbs-providers iproute2)
+pkgs=(linux-source-6.1 linux-source-6.12 qemu-system-x86 busybox-static bc flex bison libelf-dev libssl-dev cpio xz-utils libibverbs-dev ibverbs-providers iproute2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
