@@ -751,13 +751,15 @@ int coh_query_engine(coh_context *ctx, pid_t pid, uintptr_t start, uintptr_t end
 	if (!zone_device && ctx->ntargets == 1 && ctx->targets[0]->d.numa_node >= 0)
 		only_node = ctx->targets[0]->d.numa_node;
 	/* Several nodes: as root each page's node follows from its PFN (pagemap)
-	 * and the memory blocks of the nodes, at pagemap speed.  numa_maps then
-	 * only helps where PAGEMAP_SCAN can report a one-node mapping in runs. */
+	 * and the memory blocks of the nodes, at pagemap speed.  numa_maps is
+	 * then not read: it walks every page as pagemap does, so it would only
+	 * add a walk in front of PAGEMAP_SCAN (1.6x -> 2.6x batched move_pages
+	 * over 3 nodes on 6.12, docs/performance.md). */
 	const struct coh_pfn_map *pfn = NULL;
 	if (only_node < 0 && !atomic_load(&ctx->pfn_unusable))
 		pfn = coh_pfn_map_get(ctx, false);
 	bool scan = scan_wanted(ctx);
-	if (nv && !zone_device && only_node < 0 && (!pfn || scan))
+	if (nv && !zone_device && only_node < 0 && !pfn)
 		numa_maps_nodes(ctx, pid, v, nv, node_of);
 
 	struct coh_q q = { .ctx = ctx, .ext = ext, .max = max, .pid = pid, .pmfd = -1, .pfn = pfn };
