@@ -3545,10 +3545,10 @@ struct span {
 	uint64_t s, e;
 };
 
-/* The child's VMAs marked MADV_WIPEONFORK ("wf" in smaps VmFlags).  Raw
- * mmaps only: the child's copy of the arena may have been mid-update. */
+/* The VMAs whose smaps VmFlags hold any of the flags (" wf", " dc", ...).
+ * Raw mmaps only: the child's copy of the arena may have been mid-update. */
 #define WIPE_MAX 65536
-static struct span *wipe_spans(size_t *n)
+static struct span *flag_spans(size_t *n, const char *const *flags)
 {
 	*n = 0;
 	int fd = r_openat(AT_FDCWD, "/proc/self/smaps", O_RDONLY | O_CLOEXEC, 0);
@@ -3592,10 +3592,15 @@ static struct span *wipe_spans(size_t *n)
 		if (p != l && *p == '-') {
 			cs = x;
 			ce = strtoull(p + 1, NULL, 16);
-		} else if (!strncmp(l, "VmFlags:", 8) && strstr(l, " wf") && *n < WIPE_MAX) {
-			v[*n].s = cs;
-			v[*n].e = ce;
-			(*n)++;
+		} else if (!strncmp(l, "VmFlags:", 8) && *n < WIPE_MAX) {
+			bool hit = false;
+			for (int f = 0; flags[f]; f++)
+				hit |= strstr(l, flags[f]) != NULL;
+			if (hit) {
+				v[*n].s = cs;
+				v[*n].e = ce;
+				(*n)++;
+			}
 		}
 		l = nl ? nl + 1 : NULL;
 	}
@@ -3612,10 +3617,55 @@ static void at_prepare(void)
 	atomic_store(&forking, 1);
 }
 
+static bool in_spans(const struct span *w, size_t n, uint64_t addr)
+{
+	for (size_t j = 0; j < n; j++)
+		if (addr >= w[j].s && addr < w[j].e)
+			return true;
+	return false;
+}
+
+/* The parent after fork, XNACK off: fork write-protected the parent's
+ * copy-on-write pages, an invalidation KFD answers by evicting the range;
+ * its restore worker maps the range for the GPU again with write access
+ * (readonly comes from the VMA), which breaks the sharing of every page
+ * in the parent at once: a coherent VRAM page becomes a system-memory copy
+ * (kfd_svm.c, Linux 6.1-6.12).  Pages of VMAs the child did not get as
+ * copy-on-write (MADV_DONTFORK: "dc", MADV_WIPEONFORK: "wf", shared) and of
+ * ranges no GPU maps keep their place.  XNACK on: nothing happens until the
+ * GPU faults, which this emulator has no GPU to do. */
+static void fork_restore_locked(void)
+{
+	if (P.xnack || !P.pid || !ht_n)
+		return;
+	static const char *const not_cow[] = { " dc", " wf", " sh", NULL };
+	size_t nw;
+	struct span *w = flag_spans(&nw, not_cow);
+	if (!w)
+		return;
+	size_t n;
+	uint64_t *list = ht_collect(0, UINT64_MAX / PG, &n);
+	for (size_t i = 0; list && i < n; i++) {
+		struct vpage *e = ht_get(list[i]);
+		uint64_t addr = list[i] * PG;
+		if (!e || !E.gpu[e->gpu - 1].coherent || in_spans(w, nw, addr))
+			continue;
+		struct rng *r = range_find(addr);
+		bool mapped = false;
+		for (int j = 0; r && j < E.ngpu; j++)
+			mapped |= r->a.acc[j] != ACC_NONE;
+		if (mapped)
+			vram_forget(e);
+	}
+	ifree(list);
+	r_munmap(w, WIPE_MAX * sizeof(struct span));
+}
+
 static void at_parent(void)
 {
 	if (!E.active)
 		return;
+	fork_restore_locked();
 	atomic_store(&forking, 0);
 	while (atomic_load(&handler_unlocked))
 		sched_yield();
@@ -3640,7 +3690,8 @@ static void at_child(void)
 	pmfd_self = -1;
 	if (ht_n) {
 		size_t nw;
-		struct span *w = wipe_spans(&nw);
+		static const char *const wipe[] = { " wf", NULL };
+		struct span *w = flag_spans(&nw, wipe);
 		for (size_t i = 0; i < ht_cap; i++) {
 			struct vpage *e = &ht[i];
 			if (!e->gpu || !e->shadow || E.gpu[e->gpu - 1].coherent)
