@@ -20,6 +20,43 @@ int amd_fork_policy(const struct coh_alloc_rec *rec, int policy)
 	return policy == COH_FORK_SHARE ? -EOPNOTSUPP : coh_fork_madvise(rec, policy);
 }
 
+/*
+ * KERNEL on device-coherent VRAM (MI200-class, xGMI to the CPU), read in
+ * kfd_svm.c of Linux 6.1 and 6.12: amdkfd maps a range for the GPU with
+ * write access whenever the VMA is writable (svm_range_validate_and_map
+ * takes readonly from the VMA, not from the fault).  With XNACK off, fork's
+ * write-protection of the parent's page tables reaches KFD as an
+ * invalidation, it evicts the range, and the restore worker maps it again
+ * with write access: every page still shared with the child takes a
+ * copy-on-write fault in the parent at once, copied to system memory.  With
+ * XNACK on the same happens on the GPU's first fault, a read included.  The
+ * query answers for a range KFD last prefetched to a coherent GPU; nothing
+ * here was measured on AMD hardware.
+ */
+static int kernel_coherent_plan(const struct coh_alloc_rec *rec, struct coh_fork_plan *plan)
+{
+	struct amd_backend *ab = ab_of(rec->target);
+	if (ab->xnack < 0 || amd_enter(ab))
+		return 0;   /* mode unknown, or a forked child: the core's answer by page kind */
+	coh_target *g = amd_prefetch_gpu(ab, rec->start, rec->length);
+	amd_leave(ab);
+	if (!g || gpu_of(g)->mem != AMD_COHERENT)
+		return 0;
+	plan->child_view = COH_CHILD_COPY;
+	if (ab->xnack == 0) {
+		plan->parent_keeps = COH_KEEPS_NO;
+		plan->reason = "XNACK off: after fork KFD maps the range for the GPU again with write access, which "
+			       "copies every page shared with the child to system memory in the parent (read in "
+			       "kfd_svm.c, Linux 6.1-6.12; not measured on AMD hardware)";
+	} else {
+		plan->parent_keeps = COH_KEEPS_FIRST_WRITER;
+		plan->reason = "XNACK on: a GPU fault asks for write access even to read, so the parent keeps its "
+			       "device-coherent pages only if the child writes them before the parent or its GPU "
+			       "touches them (read in kfd_svm.c, Linux 6.1-6.12; not measured on AMD hardware)";
+	}
+	return 0;
+}
+
 int amd_fork_plan(const struct coh_alloc_rec *rec, int at_fork, struct coh_fork_plan *plan)
 {
 	if (rec->fork_policy == COH_FORK_KERNEL && gpu_of(rec->target)->mem == AMD_PRIVATE) {
@@ -32,6 +69,8 @@ int amd_fork_plan(const struct coh_alloc_rec *rec, int at_fork, struct coh_fork_
 			       "the parent's pages move (not measured on AMD hardware)";
 		return 0;
 	}
+	if (rec->fork_policy == COH_FORK_KERNEL && !at_fork)
+		return kernel_coherent_plan(rec, plan);
 	if (rec->fork_policy != COH_FORK_COPY)
 		return 0;
 	if (at_fork) {

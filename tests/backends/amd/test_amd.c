@@ -208,20 +208,31 @@ START_TEST(failures_change_nothing)
 }
 END_TEST
 
+/* len bytes on t with a fork policy, filled with v and moved to t; *fe the
+ * fork query's one extent for them, whose child view is a copy. */
+static unsigned char *on_gpu_forked(coh_context *ctx, coh_target *t, size_t len, int policy, int v,
+				    struct coh_fork_extent *fe)
+{
+	unsigned char *p;
+	ck_assert_int_eq(coh_alloc(t, len, &COH_ALLOC_PROPS(.fork_policy = policy), (void **)&p), 0);
+	fill(p, len, v);
+	ck_assert_int_eq(coh_migrate(ctx, p, len, t, 0), 0);
+	struct coh_fork_extent x[2];
+	ck_assert_int_eq(coh_fork_query(ctx, p, len, x, 2, sizeof(x[0])), 1);
+	ck_assert_int_eq(x[0].child_view, COH_CHILD_COPY);
+	*fe = x[0];
+	return p;
+}
+
 START_TEST(fork_copy_keeps_placement)
 {
 	coh_context *ctx = ctx_amd();
 	coh_target *t = gpu1(ctx);
 	uint32_t id = gpu_id(t);
 	size_t len = 32 * ps;
-	unsigned char *p;
-	ck_assert_int_eq(coh_alloc(t, len, &COH_ALLOC_PROPS(.fork_policy = COH_FORK_COPY), (void **)&p), 0);
-	fill(p, len, 4);
-	ck_assert_int_eq(coh_migrate(ctx, p, len, t, 0), 0);
-	struct coh_fork_extent fe[2];
-	ck_assert_int_eq(coh_fork_query(ctx, p, len, fe, 2, sizeof(struct coh_fork_extent)), 1);
-	ck_assert_int_eq(fe[0].child_view, COH_CHILD_COPY);
-	ck_assert_int_eq(fe[0].parent_keeps, 1);
+	struct coh_fork_extent fe;
+	unsigned char *p = on_gpu_forked(ctx, t, len, COH_FORK_COPY, 4, &fe);
+	ck_assert_int_eq(fe.parent_keeps, 1);
 	pid_t pid = fork();
 	if (pid == 0) {
 		if (!same(p, len, 4))
@@ -258,6 +269,36 @@ END_TEST
  * GPU and to system memory split KFD's SVM range, and the query names every
  * device page after the GPU that holds it (the emulator's own placement is
  * the authority), one extent per run, with cursors of any size. */
+/* KERNEL on coherent VRAM: the fork query's answer follows the XNACK mode
+ * (backends/amd/fork.c, read in kfd_svm.c): off, KFD remaps the range with
+ * write access right after fork and the parent loses every shared page;
+ * on, the parent keeps them only if the child writes first.  A range whose
+ * prefetch location is system memory gets the core's answer. */
+START_TEST(fork_query_kernel_coherent)
+{
+	coh_context_unref(ctx_amd());   /* checks that the emulator is preloaded */
+	for (int xnack = 0; xnack <= 1; xnack++) {
+		coh_context *ctx;
+		struct coh_context_options o = { .size = sizeof(o), .backends = "amd,host", .log_level = -1,
+						 .tunables = xnack ? "amd.xnack=1" : "amd.xnack=0" };
+		ck_assert_int_eq(coh_context_create(&o, &ctx), 0);
+		coh_target *g = gpu1(ctx), *h = coh_target_by_node(ctx, 0);
+		ck_assert_ptr_nonnull(h);
+		ck_assert_int_eq(coh_target_kind(g), COH_KIND_DEVICE_COHERENT);
+		size_t len = 8 * ps;
+		struct coh_fork_extent fe[2];
+		unsigned char *p = on_gpu_forked(ctx, g, len, COH_FORK_KERNEL, 6, &fe[0]);
+		ck_assert_int_eq(fe[0].parent_keeps, xnack ? COH_KEEPS_FIRST_WRITER : COH_KEEPS_NO);
+		ck_assert_ptr_nonnull(strstr(fe[0].reason, xnack ? "XNACK on" : "XNACK off"));
+		ck_assert_int_eq(coh_migrate(ctx, p, len, h, 0), 0);
+		ck_assert_int_eq(coh_fork_query(ctx, p, len, fe, 2, sizeof(struct coh_fork_extent)), 1);
+		ck_assert_ptr_null(strstr(fe[0].reason, "XNACK"));
+		ck_assert_int_eq(coh_free(ctx, p), 0);
+		coh_context_unref(ctx);
+	}
+}
+END_TEST
+
 START_TEST(partial_labels)
 {
 	coh_context *ctx = ctx_amd();
@@ -341,6 +382,7 @@ int main(void)
 	}
 	if (strstr(getenv("KFDEMU_ROOT"), "xgmi")) {
 		tcase_add_test(tc, partial_labels);   /* two device-coherent GPUs in one hive */
+		tcase_add_test(tc, fork_query_kernel_coherent);
 		suite_add_tcase(s, tc);
 		return t_run(s);
 	}
