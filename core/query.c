@@ -659,7 +659,7 @@ static bool scan_wanted(coh_context *ctx)
 		s = v && !strcmp(v, "0") ? 2 : 1;
 		atomic_store(&ctx->query_scan, s);
 	}
-	return s == 1 && atomic_load(&scan_works);
+	return s == 1;
 }
 
 static bool swap_active(const coh_context *ctx)

@@ -497,10 +497,8 @@ static int host_share_import(coh_target *t, const struct coh_handle *h, void **o
 	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != h->object_size)
 		return -EINVAL;   /* not the memfd it claims to be, or another size */
 	int seals = coh_sys_fcntl(h->fd, F_GET_SEALS, 0);
-	if (seals == -EINVAL)
-		return -EINVAL;   /* not a memfd: it has no seals */
 	if (seals < 0)
-		return seals;
+		return seals;   /* -EINVAL: not a memfd, it has no seals */
 	if (!(seals & F_SEAL_SHRINK))
 		return -EINVAL;
 	struct host_share *hs = malloc(sizeof(*hs));

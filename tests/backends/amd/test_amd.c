@@ -265,10 +265,6 @@ START_TEST(fork_copy_keeps_placement)
 }
 END_TEST
 
-/* The two GPUs of the xGMI tree: parts of an allocation moved to the other
- * GPU and to system memory split KFD's SVM range, and the query names every
- * device page after the GPU that holds it (the emulator's own placement is
- * the authority), one extent per run, with cursors of any size. */
 /* KERNEL on coherent VRAM: the fork query's answer follows the XNACK mode
  * (backends/amd/fork.c, read in kfd_svm.c): off, KFD remaps the range with
  * write access right after fork and the parent loses every shared page;
@@ -299,6 +295,10 @@ START_TEST(fork_query_kernel_coherent)
 }
 END_TEST
 
+/* The two GPUs of the xGMI tree: parts of an allocation moved to the other
+ * GPU and to system memory split KFD's SVM range, and the query names every
+ * device page after the GPU that holds it (the emulator's own placement is
+ * the authority), one extent per run, with cursors of any size. */
 START_TEST(partial_labels)
 {
 	coh_context *ctx = ctx_amd();

@@ -180,8 +180,8 @@ static void device_after_fork(coh_target *t, bool device_writes, int cow)
 		return;
 	}
 	memset(p, 3, len);
-	int go[2], done[2];
-	if (coh_migrate(ctx, p, len, t, 0) || pipe(go) || pipe(done)) {
+	int go[2];
+	if (coh_migrate(ctx, p, len, t, 0) || pipe(go)) {
 		printf("FAIL %s %s: migrate or pipe\n", coh_target_name(t), what);
 		failed++;
 		coh_free(ctx, p);
@@ -228,8 +228,6 @@ static void device_after_fork(coh_target *t, bool device_writes, int cow)
 	}
 	close(go[0]);
 	close(go[1]);
-	close(done[0]);
-	close(done[1]);
 	coh_free(ctx, p);
 }
 
