@@ -332,10 +332,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				q[k] = (struct coh_query_range){ .size = take(&in) % 8 ? sizeof(q[0]) : take(&in) % 64,
 								 .addr = a, .len = len, .ext = ext[k], .max = take(&in) % 9 };
 			}
-			e = coh_query_batch(ctx, q, 1 + take(&in) % 2, take(&in) % 8 ? sizeof(ext[0][0]) : take(&in) % 48);
+			/* the elements at the stride q[0].size declares (the library reads
+			 * that much of each), zero between them */
+			_Alignas(struct coh_query_range) unsigned char at[2 * 64];
+			size_t stride = q[0].size > sizeof(q[0]) ? q[0].size : sizeof(q[0]);
+			memset(at, 0, sizeof(at));
+			for (int k = 0; k < 2; k++)
+				memcpy(at + k * stride, &q[k], sizeof(q[k]));
+			e = coh_query_batch(ctx, (struct coh_query_range *)at, 1 + take(&in) % 2,
+					    take(&in) % 8 ? sizeof(ext[0][0]) : take(&in) % 48);
 			FUZZ_ASSERT(e <= 2);
-			for (int k = 0; e >= 0 && k < 2; k++)
+			for (int k = 0; e >= 0 && k < 2; k++) {
+				memcpy(&q[k], at + k * stride, sizeof(q[k]));
 				FUZZ_ASSERT(q[k].result <= (int)q[k].max);
+			}
 			break;
 		}
 		case 16: {   /* sharing: a shareable allocation, exported, imported here, forged handles refused */
